@@ -1,0 +1,19 @@
+# role_guard: PGXS build.  See README.md.
+MODULE_big = role_guard
+OBJS = src/role_guard.o src/policy.o src/guc.o src/shmem.o src/auth.o src/views.o
+EXTENSION = role_guard
+DATA = $(wildcard sql/role_guard--*.sql)
+PGFILEDESC = "role_guard - per-role connection budgets, idle reaping, superuser host denial"
+
+# pg_regress suite: sql/<name>.sql against expected/<name>.out, run on a
+# throwaway server with role_guard preloaded (pg_cron's trick).
+REGRESS = $(filter-out role_guard--%,$(basename $(notdir $(wildcard sql/*.sql))))
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=./tmp_check
+
+# TAP suite: test/t/*.pl, each creating its own servers.
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,488 @@
+/*-------------------------------------------------------------------------
+ *
+ * auth.c
+ *	  The login hook: exact connection budgets.
+ *
+ * ClientAuthentication_hook runs after the client authenticated, inside a
+ * transaction, before the session's database is set up.  For a login with
+ * STATUS_OK it
+ *	1. looks the role up (one syscache look-up) and the roles it is a member
+ *	   of (syscache look-ups on pg_auth_members),
+ *	2. finds the budget entries that apply in this backend's parsed policy
+ *	   (O(1) hash look-ups; no parsing),
+ *	3. registers the release callback, and only then
+ *	4. takes the lock once: checks every applicable budget against the
+ *	   shared counts and either charges every counter or refuses.
+ * Check and charge happen under one exclusive lock, so no number of
+ * simultaneous logins can pass a budget.  The release callback runs in
+ * before_shmem_exit, i.e. on every way out of a backend that does not
+ * crash-restart the server (which re-creates the counts anyway).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/socket.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_auth_members.h"
+#include "catalog/pg_authid.h"
+#include "libpq/auth.h"
+#include "libpq/libpq-be.h"
+#include "miscadmin.h"
+#include "replication/walsender.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/catcache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "role_guard.h"
+
+static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
+
+/* Which count of a counter a session holds. */
+typedef enum RGChargeField
+{
+	RG_CHARGE_CONNECTIONS,
+	RG_CHARGE_MEMBER
+} RGChargeField;
+
+typedef struct RGCharge
+{
+	RGCounter  *counter;
+	RGChargeField field;
+} RGCharge;
+
+/* What this backend holds; given back by rg_release_at_exit. */
+static RGCharge *my_charges = NULL;
+static int	my_ncharges = 0;
+static int	my_procno = -1;		/* slot filled, or -1 */
+static bool exit_registered = false;
+
+/* A budget entry that applies to this login, and the count it limits. */
+typedef struct RGCheck
+{
+	const RGEntry *entry;
+	int			charge;			/* index into the charges */
+} RGCheck;
+
+/* The entry a login was (or would have been) refused by. */
+typedef struct RGViolation
+{
+	RGEntryKind kind;
+	char		entry[RG_ENTRY_TEXT_LEN];
+	int			limit;
+	int			used;
+} RGViolation;
+
+/*
+ * The roles "roleid" is a member of, directly or through other roles
+ * (pg_auth_members, as is_member_of_role_nosuper sees it: SUPERUSER gives
+ * no implicit membership), without roleid itself.  palloc'd.
+ */
+static Oid *
+rg_member_of(Oid roleid, int *count)
+{
+	List	   *roles = list_make1_oid(roleid);
+	ListCell   *lc;
+	Oid		   *result;
+	int			n = 0;
+
+	foreach(lc, roles)
+	{
+		CatCList   *memlist;
+		int			i;
+
+		memlist = SearchSysCacheList1(AUTHMEMMEMROLE,
+									  ObjectIdGetDatum(lfirst_oid(lc)));
+		for (i = 0; i < memlist->n_members; i++)
+		{
+			HeapTuple	tup = &memlist->members[i]->tuple;
+			Oid			other = ((Form_pg_auth_members) GETSTRUCT(tup))->roleid;
+
+			/* appending while iterating is fine: core does the same */
+			roles = list_append_unique_oid(roles, other);
+		}
+		ReleaseSysCacheList(memlist);
+	}
+
+	result = palloc(sizeof(Oid) * list_length(roles));
+	foreach(lc, roles)
+	{
+		if (lfirst_oid(lc) != roleid)
+			result[n++] = lfirst_oid(lc);
+	}
+	list_free(roles);
+	*count = n;
+	return result;
+}
+
+/* Give back everything this backend holds.  Runs at backend exit. */
+static void
+rg_release_at_exit(int code, Datum arg)
+{
+	LWLock	   *lock;
+	int			i;
+
+	if (my_ncharges == 0 && my_procno < 0)
+		return;
+	lock = rg_lock();
+	/* nothing ERRORs under the lock, but never wait on ourselves */
+	if (LWLockHeldByMe(lock))
+		LWLockRelease(lock);
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	for (i = 0; i < my_ncharges; i++)
+	{
+		RGCounter  *c = my_charges[i].counter;
+
+		if (my_charges[i].field == RG_CHARGE_CONNECTIONS)
+			c->connections--;
+		else
+			c->member_connections--;
+		Assert(c->connections >= 0 && c->member_connections >= 0);
+	}
+	/* a counter may be charged twice: forget only after all decrements */
+	for (i = 0; i < my_ncharges; i++)
+		rg_counter_forget_if_unused(my_charges[i].counter);
+	if (my_procno >= 0)
+	{
+		RGBackend  *slot = rg_backend(my_procno);
+
+		slot->pid = 0;
+		slot->roleid = InvalidOid;
+		slot->walsender = false;
+		slot->active_statements = 0;
+	}
+	LWLockRelease(lock);
+	my_ncharges = 0;
+	my_procno = -1;
+}
+
+/* Report a full budget at the given level. */
+static void
+rg_report_budget(int elevel, const RGViolation *v, const char *rolname,
+				 const char *dbname, bool monitor)
+{
+	if (elevel >= ERROR)
+	{
+		if (v->kind == RG_ENTRY_DATABASE)
+			ereport(elevel,
+					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+					 errmsg("too many connections for database \"%s\"", dbname),
+					 errdetail("role_guard budget \"%s=%d\" is full (%d of %d sessions).",
+							   v->entry, v->limit, v->used, v->limit)));
+		else if (v->kind == RG_ENTRY_ROLE_DATABASE)
+			ereport(elevel,
+					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+					 errmsg("too many connections for role \"%s\" in database \"%s\"",
+							rolname, dbname),
+					 errdetail("role_guard budget \"%s=%d\" is full (%d of %d sessions).",
+							   v->entry, v->limit, v->used, v->limit)));
+		else
+			ereport(elevel,
+					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+					 errmsg("too many connections for role \"%s\"", rolname),
+					 errdetail("role_guard budget \"%s=%d\" is full (%d of %d sessions).",
+							   v->entry, v->limit, v->used, v->limit)));
+	}
+	else if (monitor)
+		ereport(elevel,
+				(errmsg("role_guard: connection of role \"%s\" would be refused", rolname),
+				 errdetail("role_guard budget \"%s=%d\" is full (%d of %d sessions).",
+						   v->entry, v->limit, v->used, v->limit)));
+	else
+		ereport(elevel,
+				(errmsg("role_guard: superuser \"%s\" admitted over budget through the Unix socket",
+						rolname),
+				 errdetail("role_guard budget \"%s=%d\" is full (%d of %d sessions).",
+						   v->entry, v->limit, v->used, v->limit)));
+}
+
+/*
+ * Charge a refusal (or, in monitor mode, a would-be refusal) to the role's
+ * counter and to the counter of the entry that refused it.  Lock held.
+ */
+static void
+rg_count_refusal(RGCounter *role, const RGCheck *check, RGCharge *charges,
+				 bool monitor, TimestampTz now)
+{
+	RGCounter  *c = charges[check->charge].counter;
+	RGGlobalStats *g = rg_global_stats();
+
+	if (monitor)
+		role->would_reject++;
+	else
+	{
+		role->rejected++;
+		role->last_rejected = now;
+	}
+	switch ((RGEntryKind) check->entry->kind)
+	{
+		case RG_ENTRY_DEFAULT:
+			if (monitor)
+				g->default_would_reject++;
+			else
+				g->default_rejected++;
+			break;
+		case RG_ENTRY_GROUP:
+			if (monitor)
+				c->group_would_reject++;
+			else
+				c->group_rejected++;
+			break;
+		default:
+			if (monitor)
+				c->entry_would_reject++;
+			else
+				c->entry_rejected++;
+			break;
+	}
+}
+
+static void
+rg_admit(Port *port)
+{
+	HeapTuple	tup;
+	Oid			roleid;
+	bool		rolsuper;
+	NameData	rolname;
+	bool		via_socket = port->raddr.addr.ss_family == AF_UNIX;
+	const char *dbname;
+	const RGPolicy *policy = rg_budgets;
+	int			mode = rg_mode;
+	Oid		   *groups;
+	int			ngroups;
+	int			maxcharges;
+	RGCharge   *charges;
+	int			ncharges = 0;
+	RGCheck    *checks;
+	int			nchecks = 0;
+	int			role_charge;
+	int			role_member_charge;
+	int			db_charge = -1;
+	int			roledb_charge = -1;
+	const RGEntry *e;
+	const RGCheck *worst = NULL;
+	int			worst_room = 0;
+	RGViolation violation;
+	bool		full = false;
+	bool		exempt;
+	bool		refuse;
+	TimestampTz now;
+	LWLock	   *lock = rg_lock();
+	int			i;
+
+	tup = SearchSysCache1(AUTHNAME, CStringGetDatum(port->user_name));
+	if (!HeapTupleIsValid(tup))
+		return;					/* core reports the unknown role */
+	roleid = ((Form_pg_authid) GETSTRUCT(tup))->oid;
+	rolsuper = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
+	namestrcpy(&rolname, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
+	ReleaseSysCache(tup);
+
+	/* a physical replication connection has no database */
+	dbname = port->database_name[0] != '\0' ? port->database_name : NULL;
+	/* superusers over the Unix socket are never refused by a budget */
+	exempt = rolsuper && via_socket;
+
+	groups = rg_member_of(roleid, &ngroups);
+
+	/*
+	 * The charges: the role's own count, its member count (a role is a
+	 * member of itself for +role), each group's member count, the database
+	 * and the role-in-database counts.
+	 */
+	maxcharges = 4 + ngroups;
+	charges = palloc0(sizeof(RGCharge) * maxcharges);
+	checks = palloc0(sizeof(RGCheck) * maxcharges);
+	role_charge = ncharges++;
+	charges[role_charge].field = RG_CHARGE_CONNECTIONS;
+	role_member_charge = ncharges++;
+	charges[role_member_charge].field = RG_CHARGE_MEMBER;
+	for (i = 0; i < ngroups; i++)
+		charges[ncharges++].field = RG_CHARGE_MEMBER;
+	if (dbname)
+	{
+		db_charge = ncharges++;
+		roledb_charge = ncharges++;
+	}
+
+	/* The entries that apply, in tie-break order. */
+	e = rg_policy_lookup(policy, RG_ENTRY_ROLE, NameStr(rolname), NULL);
+	if (e == NULL)
+		e = rg_policy_default(policy);
+	if (e)
+		checks[nchecks++] = (RGCheck) {e, role_charge};
+	if (policy && policy->ngroups > 0)
+	{
+		e = rg_policy_lookup(policy, RG_ENTRY_GROUP, NameStr(rolname), NULL);
+		if (e)
+			checks[nchecks++] = (RGCheck) {e, role_member_charge};
+		for (i = 0; i < ngroups; i++)
+		{
+			tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(groups[i]));
+			if (!HeapTupleIsValid(tup))
+				continue;
+			e = rg_policy_lookup(policy, RG_ENTRY_GROUP,
+								 NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname),
+								 NULL);
+			ReleaseSysCache(tup);
+			if (e)
+				checks[nchecks++] = (RGCheck) {e, 2 + i};
+		}
+	}
+	if (dbname)
+	{
+		e = rg_policy_lookup(policy, RG_ENTRY_DATABASE, NULL, dbname);
+		if (e)
+			checks[nchecks++] = (RGCheck) {e, db_charge};
+		e = rg_policy_lookup(policy, RG_ENTRY_ROLE_DATABASE, NameStr(rolname), dbname);
+		if (e)
+			checks[nchecks++] = (RGCheck) {e, roledb_charge};
+	}
+
+	/* The place is given back on every exit path: register before taking. */
+	if (!exit_registered)
+	{
+		before_shmem_exit(rg_release_at_exit, (Datum) 0);
+		exit_registered = true;
+	}
+	if (my_charges == NULL)
+		my_charges = MemoryContextAlloc(TopMemoryContext,
+										sizeof(RGCharge) * maxcharges);
+	now = GetCurrentTimestamp();
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+
+	/* find or create every counter; none of this can ERROR */
+	charges[role_charge].counter = rg_counter_enter(RG_COUNTER_ROLE, roleid, NULL);
+	charges[role_member_charge].counter = charges[role_charge].counter;
+	for (i = 0; i < ngroups; i++)
+		charges[2 + i].counter = rg_counter_enter(RG_COUNTER_ROLE, groups[i], NULL);
+	if (dbname)
+	{
+		charges[db_charge].counter = rg_counter_enter(RG_COUNTER_DB, InvalidOid, dbname);
+		charges[roledb_charge].counter = rg_counter_enter(RG_COUNTER_ROLEDB, roleid, dbname);
+	}
+	for (i = 0; i < ncharges; i++)
+		if (charges[i].counter == NULL)
+			full = true;
+	if (charges[role_charge].counter)
+	{
+		charges[role_charge].counter->rolname = rolname;
+		charges[role_charge].counter->rolsuper = rolsuper;
+	}
+
+	/* the budget with least room, if any is full */
+	if (!full && mode != RG_MODE_OFF)
+	{
+		for (i = 0; i < nchecks; i++)
+		{
+			RGCharge   *ch = &charges[checks[i].charge];
+			int			used = ch->field == RG_CHARGE_CONNECTIONS ?
+				ch->counter->connections : ch->counter->member_connections;
+			int			room = checks[i].entry->value - used;
+
+			if (room <= 0 && (worst == NULL || room < worst_room))
+			{
+				worst = &checks[i];
+				worst_room = room;
+			}
+		}
+	}
+	if (worst)
+	{
+		RGCharge   *ch = &charges[worst->charge];
+
+		violation.kind = worst->entry->kind;
+		rg_entry_format(worst->entry, violation.entry, sizeof(violation.entry));
+		violation.limit = worst->entry->value;
+		violation.used = ch->field == RG_CHARGE_CONNECTIONS ?
+			ch->counter->connections : ch->counter->member_connections;
+	}
+
+	refuse = !exempt && (full || (worst && mode == RG_MODE_ENFORCE));
+	if (refuse || full)
+	{
+		if (worst && charges[role_charge].counter)
+			rg_count_refusal(charges[role_charge].counter, worst, charges,
+							 false, now);
+		for (i = 0; i < ncharges; i++)
+			rg_counter_forget_if_unused(charges[i].counter);
+		LWLockRelease(lock);
+
+		if (!refuse)
+		{
+			ereport(LOG,
+					(errmsg("role_guard: superuser \"%s\" admitted through the Unix socket without being counted",
+							NameStr(rolname)),
+					 errdetail("All %d entries of role_guard's shared counter table are in use; raise role_guard.max_roles.",
+							   rg_max_roles)));
+			return;
+		}
+		if (worst)
+			rg_report_budget(FATAL, &violation, NameStr(rolname), dbname, false);
+		ereport(FATAL,
+				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+				 errmsg("too many connections for role \"%s\"", NameStr(rolname)),
+				 errdetail("All entries of role_guard's shared counter table are in use (role_guard.max_roles = %d).",
+						   rg_max_roles)));
+	}
+
+	/* admitted: charge every counter and take the slot */
+	for (i = 0; i < ncharges; i++)
+	{
+		RGCounter  *c = charges[i].counter;
+
+		if (charges[i].field == RG_CHARGE_CONNECTIONS)
+		{
+			c->connections++;
+			if (c->connections > c->peak)
+				c->peak = c->connections;
+		}
+		else
+			c->member_connections++;
+		my_charges[i] = charges[i];
+	}
+	my_ncharges = ncharges;
+	my_procno = rg_my_procno();
+	{
+		RGBackend  *slot = rg_backend(my_procno);
+
+		slot->pid = MyProcPid;
+		slot->roleid = roleid;
+		slot->walsender = am_walsender;
+		slot->active_statements = 0;
+	}
+	/* monitor: count what enforce would refuse (it admits exempt logins) */
+	if (worst && mode == RG_MODE_MONITOR && !exempt)
+		rg_count_refusal(charges[role_charge].counter, worst, charges, true, now);
+	LWLockRelease(lock);
+
+	if (worst)
+		rg_report_budget(LOG, &violation, NameStr(rolname), dbname, !exempt);
+	pfree(charges);
+	pfree(checks);
+	pfree(groups);
+}
+
+static void
+rg_ClientAuthentication(Port *port, int status)
+{
+	if (prev_ClientAuthentication)
+		prev_ClientAuthentication(port, status);
+	if (status != STATUS_OK || rg_shared == NULL)
+		return;
+	rg_admit(port);
+}
+
+void
+rg_auth_init(void)
+{
+	prev_ClientAuthentication = ClientAuthentication_hook;
+	ClientAuthentication_hook = rg_ClientAuthentication;
+}

@@ -1,0 +1,87 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *	  Every PG_VERSION_NUM difference role_guard meets, as small wrappers.
+ *
+ * No other file tests PG_VERSION_NUM.  Supported: PostgreSQL 15 to 18.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RG_COMPAT_H
+#define RG_COMPAT_H
+
+#include "access/twophase.h"
+#include "miscadmin.h"
+#include "postmaster/postmaster.h"
+#include "storage/proc.h"
+#include "utils/guc.h"
+
+#if PG_VERSION_NUM < 150000
+#error "role_guard needs PostgreSQL 15 or later"
+#endif
+
+/*
+ * This backend's index into ProcGlobal->allProcs, which role_guard also uses
+ * to index its own per-backend slots.  PG17 made it MyProcNumber; PG18
+ * removed PGPROC.pgprocno.
+ */
+static inline int
+rg_my_procno(void)
+{
+#if PG_VERSION_NUM >= 170000
+	return MyProcNumber;
+#else
+	return MyProc->pgprocno;
+#endif
+}
+
+/* Number of PGPROCs (regular backends, auxiliary processes, prepared xacts). */
+static inline int
+rg_total_procs(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+/* A PGPROC's current local transaction id (invalid when not in a transaction). */
+#if PG_VERSION_NUM >= 170000
+#define RG_PROC_LXID(proc)	((proc)->vxid.lxid)
+#else
+#define RG_PROC_LXID(proc)	((proc)->lxid)
+#endif
+
+/* superuser_reserved_connections (renamed in PG16). */
+static inline int
+rg_superuser_reserved(void)
+{
+#if PG_VERSION_NUM >= 160000
+	return SuperuserReservedConnections;
+#else
+	return ReservedBackends;
+#endif
+}
+
+/*
+ * Allocate and free a check hook's "extra": plain malloc/free until PG15,
+ * guc_malloc/guc_free (a memory context) from PG16.
+ */
+static inline void *
+rg_guc_malloc_extra(size_t size)
+{
+#if PG_VERSION_NUM >= 160000
+	return guc_malloc(LOG, size);
+#else
+	return malloc(size);
+#endif
+}
+
+static inline void
+rg_guc_free_extra(void *ptr)
+{
+#if PG_VERSION_NUM >= 160000
+	guc_free(ptr);
+#else
+	free(ptr);
+#endif
+}
+
+#endif							/* RG_COMPAT_H */

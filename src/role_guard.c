@@ -1,0 +1,46 @@
+/*-------------------------------------------------------------------------
+ *
+ * role_guard.c
+ *	  Entry point: refuse to load unless preloaded, then start each part.
+ *
+ * The parts, each in its own file: guc.c (settings and parsed policy),
+ * shmem.c (shared state), auth.c (the login hook), views.c (the functions
+ * behind the views).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "role_guard.h"
+
+PG_MODULE_MAGIC;
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("role_guard must be loaded via shared_preload_libraries"),
+				 errhint("Add role_guard to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	rg_guc_init();
+	MarkGUCPrefixReserved("role_guard");
+	rg_shmem_init();
+	rg_auth_init();
+}
+
+/* For SQL-callable functions: error out cleanly if shared memory is missing. */
+void
+rg_require_loaded(void)
+{
+	if (rg_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("role_guard must be loaded via shared_preload_libraries"),
+				 errhint("Add role_guard to shared_preload_libraries in postgresql.conf and restart the server.")));
+}

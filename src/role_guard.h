@@ -1,0 +1,133 @@
+/*-------------------------------------------------------------------------
+ *
+ * role_guard.h
+ *	  Types shared between role_guard's files, and their externs, grouped
+ *	  by the file that defines them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ROLE_GUARD_H
+#define ROLE_GUARD_H
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+
+#include "policy.h"
+
+/* role_guard.mode */
+typedef enum RGMode
+{
+	RG_MODE_ENFORCE,
+	RG_MODE_MONITOR,
+	RG_MODE_OFF
+} RGMode;
+
+/*
+ * Shared counters.  One hash table holds three kinds, keyed by RGCounterKey
+ * (zero-filled, so it can be hashed as bytes):
+ *	- RG_COUNTER_ROLE: one role, by OID.  "connections" counts sessions
+ *	  logged in as the role, "member_connections" those of the role and of
+ *	  every role that is a member of it (directly or not) at login time.
+ *	- RG_COUNTER_DB: one database, by name (the login path has no OID yet).
+ *	- RG_COUNTER_ROLEDB: one role in one database.
+ * Every login is charged to all counters that describe it, whatever the
+ * policy, so that a reload that adds an entry finds an exact count.
+ */
+typedef enum RGCounterKind
+{
+	RG_COUNTER_ROLE = 1,
+	RG_COUNTER_DB,
+	RG_COUNTER_ROLEDB
+} RGCounterKind;
+
+typedef struct RGCounterKey
+{
+	uint32		kind;			/* RGCounterKind */
+	Oid			roleid;			/* InvalidOid for RG_COUNTER_DB */
+	NameData	dbname;			/* zeroes for RG_COUNTER_ROLE */
+} RGCounterKey;
+
+typedef struct RGCounter
+{
+	RGCounterKey key;			/* hash key: must be first */
+	NameData	rolname;		/* role's name when last seen (kept after DROP) */
+	bool		rolsuper;		/* likewise, its SUPERUSER attribute */
+	int32		connections;
+	int32		member_connections; /* RG_COUNTER_ROLE only */
+	int32		peak;			/* highest "connections" since reset */
+	int64		rejected;		/* ROLE: logins of this role refused */
+	int64		would_reject;	/* ROLE: ... that monitor mode let in */
+	int64		entry_rejected; /* refusals charged to this counter's own
+								 * entry: name=, @db or name@db */
+	int64		entry_would_reject;
+	int64		group_rejected; /* ROLE: refusals charged to +name */
+	int64		group_would_reject;
+	int64		superuser_denied;
+	int64		would_deny;
+	int64		reaped;
+	int64		would_reap;
+	TimestampTz last_rejected;	/* 0 = never */
+	pg_atomic_uint64 statements;	/* executed by sessions of this role */
+} RGCounter;
+
+/*
+ * One slot per PGPROC, indexed by procno.  pid and roleid are written only
+ * by the owning backend, under the exclusive lock, when it is admitted and
+ * when it exits; others read them under the lock (or, for a racy but
+ * harmless glance, without it).
+ */
+typedef struct RGBackend
+{
+	int			pid;			/* 0: slot not in use */
+	Oid			roleid;			/* login role */
+	bool		walsender;		/* a replication connection */
+	int32		active_statements;	/* written by the owner only */
+} RGBackend;
+
+/* Counts kept outside the hash. Protected by RGShared.lock. */
+typedef struct RGGlobalStats
+{
+	int64		default_rejected;	/* refusals charged to "*" */
+	int64		default_would_reject;
+} RGGlobalStats;
+
+/* Session state as the views and the reaper see it. */
+typedef enum RGBackendState
+{
+	RG_STATE_ACTIVE,
+	RG_STATE_IDLE,
+	RG_STATE_IDLE_IN_TRANSACTION
+} RGBackendState;
+
+/* role_guard.c */
+extern void _PG_init(void);
+extern void rg_require_loaded(void);
+
+/* guc.c */
+extern int	rg_mode;
+extern int	rg_max_roles;
+extern const RGPolicy *rg_budgets;
+extern void rg_guc_init(void);
+
+/* shmem.c */
+typedef struct RGShared RGShared;
+extern RGShared *rg_shared;
+extern void rg_shmem_init(void);
+extern LWLock *rg_lock(void);
+extern RGGlobalStats *rg_global_stats(void);
+extern int	rg_backend_count(void);
+extern RGBackend *rg_backend(int procno);
+extern RGBackendState rg_backend_state(int procno);
+extern RGCounter *rg_counter_find(RGCounterKind kind, Oid roleid,
+								  const char *dbname);
+extern RGCounter *rg_counter_enter(RGCounterKind kind, Oid roleid,
+								   const char *dbname);
+extern void rg_counter_forget_if_unused(RGCounter *counter);
+extern void rg_counters_reset(void);
+extern struct HTAB *rg_counter_table(void);
+
+/* auth.c */
+extern void rg_auth_init(void);
+
+#endif							/* ROLE_GUARD_H */

@@ -1,0 +1,305 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  role_guard's shared state: its size, its creation and its lock.
+ *
+ * Shared memory holds
+ *	- RGShared: the lock, global counts, and one RGBackend slot per PGPROC
+ *	  (indexed by procno);
+ *	- the counter hash: RGCounter entries keyed by RGCounterKey (a role, a
+ *	  database, or a role in a database; see role_guard.h).
+ *
+ * Locking rules (one LWLock, tranche "role_guard"):
+ *	- Creating or removing a counter, and reading or changing any
+ *	  connection count, peak or statistic in it, needs the lock: exclusive
+ *	  to change, shared to read.  The login path takes it once, exclusive,
+ *	  for a handful of hash look-ups; nothing inside it may ERROR (hence
+ *	  HASH_ENTER_NULL), allocate, or do I/O.
+ *	- RGCounter.statements is a pg_atomic_uint64, bumped without the lock by
+ *	  the backends of that role; a counter with sessions is never removed, so
+ *	  a backend may keep a pointer to its own role's counter.
+ *	- An RGBackend slot's pid and roleid are written only by the owning
+ *	  backend, under the exclusive lock, at admission and at exit.  Its other
+ *	  fields are written by the owner alone, without the lock, and read by
+ *	  others as a snapshot that may be a moment old.
+ *	- A counter with no session and no statistic is removed at once; when
+ *	  the table is full, one with no session (statistics only) is evicted.
+ *
+ * After a crash-restart the postmaster re-creates shared memory, so every
+ * count starts again at zero along with the sessions it counted.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+#include "utils/wait_event.h"
+
+#include "compat.h"
+#include "role_guard.h"
+
+struct RGShared
+{
+	LWLock	   *lock;
+	int			nbackends;		/* slots in backends[] */
+	int			capacity;		/* most counters the hash may hold */
+	RGGlobalStats stats;
+	RGBackend	backends[FLEXIBLE_ARRAY_MEMBER];
+};
+
+RGShared   *rg_shared = NULL;
+static HTAB *rg_counters = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/*
+ * Counters: max_roles for roles (a role's counter lives while it has
+ * sessions, or statistics or a peak since the last reset), plus room for one database and one
+ * role-in-database counter per possible session.
+ */
+static int
+rg_counter_capacity(void)
+{
+	return rg_max_roles + 2 * MaxBackends;
+}
+
+static Size
+rg_shared_size(void)
+{
+	return add_size(offsetof(RGShared, backends),
+					mul_size(rg_total_procs(), sizeof(RGBackend)));
+}
+
+static Size
+rg_shmem_size(void)
+{
+	return add_size(rg_shared_size(),
+					hash_estimate_size(rg_counter_capacity(), sizeof(RGCounter)));
+}
+
+static void
+rg_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(rg_shmem_size());
+	RequestNamedLWLockTranche("role_guard", 1);
+}
+
+static void
+rg_shmem_startup(void)
+{
+	bool		found;
+	HASHCTL		info;
+	int			capacity = rg_counter_capacity();
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	rg_shared = ShmemInitStruct("role_guard", rg_shared_size(), &found);
+	if (!found)
+	{
+		memset(rg_shared, 0, rg_shared_size());
+		rg_shared->lock = &(GetNamedLWLockTranche("role_guard"))->lock;
+		rg_shared->nbackends = rg_total_procs();
+		rg_shared->capacity = capacity;
+	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(RGCounterKey);
+	info.entrysize = sizeof(RGCounter);
+	/* all entries allocated now: the hash never asks for more */
+	rg_counters = ShmemInitHash("role_guard counters", capacity, capacity,
+								&info, HASH_ELEM | HASH_BLOBS);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+rg_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = rg_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = rg_shmem_startup;
+}
+
+LWLock *
+rg_lock(void)
+{
+	return rg_shared->lock;
+}
+
+RGGlobalStats *
+rg_global_stats(void)
+{
+	return &rg_shared->stats;
+}
+
+HTAB *
+rg_counter_table(void)
+{
+	return rg_counters;
+}
+
+int
+rg_backend_count(void)
+{
+	return rg_shared->nbackends;
+}
+
+RGBackend *
+rg_backend(int procno)
+{
+	Assert(procno >= 0 && procno < rg_shared->nbackends);
+	return &rg_shared->backends[procno];
+}
+
+/*
+ * A session's state, read from its PGPROC without a lock: waiting to read
+ * from its client means idle, and idle in transaction if it has a
+ * transaction open.  The PGPROC fields are maintained by core whatever
+ * track_activities says, so a session cannot hide from this.
+ */
+RGBackendState
+rg_backend_state(int procno)
+{
+	PGPROC	   *proc = GetPGProcByNumber(procno);
+	uint32		wait_event = *((volatile uint32 *) &proc->wait_event_info);
+
+	if (wait_event != WAIT_EVENT_CLIENT_READ)
+		return RG_STATE_ACTIVE;
+	if (RG_PROC_LXID(proc) != InvalidLocalTransactionId)
+		return RG_STATE_IDLE_IN_TRANSACTION;
+	return RG_STATE_IDLE;
+}
+
+static void
+rg_counter_key(RGCounterKey *key, RGCounterKind kind, Oid roleid,
+			   const char *dbname)
+{
+	memset(key, 0, sizeof(*key));
+	key->kind = kind;
+	key->roleid = roleid;
+	if (dbname)
+		strlcpy(NameStr(key->dbname), dbname, NAMEDATALEN);
+}
+
+/* Look a counter up.  Caller holds the lock (shared is enough). */
+RGCounter *
+rg_counter_find(RGCounterKind kind, Oid roleid, const char *dbname)
+{
+	RGCounterKey key;
+
+	rg_counter_key(&key, kind, roleid, dbname);
+	return (RGCounter *) hash_search(rg_counters, &key, HASH_FIND, NULL);
+}
+
+static bool
+rg_counter_unused(const RGCounter *c)
+{
+	return c->connections == 0 && c->member_connections == 0 &&
+		c->rejected == 0 && c->would_reject == 0 &&
+		c->entry_rejected == 0 && c->entry_would_reject == 0 &&
+		c->group_rejected == 0 && c->group_would_reject == 0 &&
+		c->superuser_denied == 0 && c->would_deny == 0 &&
+		c->reaped == 0 && c->would_reap == 0 &&
+		(c->key.kind != RG_COUNTER_ROLE || c->peak == 0) &&
+		pg_atomic_read_u64((pg_atomic_uint64 *) &c->statements) == 0;
+}
+
+/*
+ * Make room by dropping one counter that has statistics but no session.
+ * A counter that holds nothing at all is one a login is creating right now
+ * (others are removed as soon as they empty): it is never the victim.
+ */
+static bool
+rg_counter_evict(void)
+{
+	HASH_SEQ_STATUS status;
+	RGCounter  *c;
+
+	hash_seq_init(&status, rg_counters);
+	while ((c = hash_seq_search(&status)) != NULL)
+	{
+		if (c->connections == 0 && c->member_connections == 0 &&
+			!rg_counter_unused(c))
+		{
+			hash_seq_term(&status);
+			hash_search(rg_counters, &c->key, HASH_REMOVE, NULL);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Find or create a counter.  Caller holds the lock exclusively.  Returns
+ * NULL, without erroring, when the table is full of counters with sessions.
+ */
+RGCounter *
+rg_counter_enter(RGCounterKind kind, Oid roleid, const char *dbname)
+{
+	RGCounterKey key;
+	RGCounter  *c;
+	bool		found;
+
+	rg_counter_key(&key, kind, roleid, dbname);
+	c = (RGCounter *) hash_search(rg_counters, &key, HASH_FIND, NULL);
+	if (c != NULL)
+		return c;
+	if (hash_get_num_entries(rg_counters) >= rg_shared->capacity &&
+		!rg_counter_evict())
+		return NULL;
+	c = (RGCounter *) hash_search(rg_counters, &key, HASH_ENTER_NULL, &found);
+	if (c == NULL)
+		return NULL;
+	if (!found)
+	{
+		memset((char *) c + sizeof(RGCounterKey), 0,
+			   sizeof(RGCounter) - sizeof(RGCounterKey));
+		pg_atomic_init_u64(&c->statements, 0);
+	}
+	return c;
+}
+
+/* Drop a counter that holds nothing.  Caller holds the lock exclusively. */
+void
+rg_counter_forget_if_unused(RGCounter *counter)
+{
+	if (counter != NULL && rg_counter_unused(counter))
+		hash_search(rg_counters, &counter->key, HASH_REMOVE, NULL);
+}
+
+/*
+ * role_guard_reset(): clear statistics, set peaks to the present, drop
+ * counters left with nothing.  Takes the lock itself.
+ */
+void
+rg_counters_reset(void)
+{
+	HASH_SEQ_STATUS status;
+	RGCounter  *c;
+
+	LWLockAcquire(rg_shared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&status, rg_counters);
+	while ((c = hash_seq_search(&status)) != NULL)
+	{
+		c->peak = c->connections;
+		c->rejected = c->would_reject = 0;
+		c->entry_rejected = c->entry_would_reject = 0;
+		c->group_rejected = c->group_would_reject = 0;
+		c->superuser_denied = c->would_deny = 0;
+		c->reaped = c->would_reap = 0;
+		c->last_rejected = 0;
+		pg_atomic_write_u64(&c->statements, 0);
+		rg_counter_forget_if_unused(c);
+	}
+	memset(&rg_shared->stats, 0, sizeof(rg_shared->stats));
+	LWLockRelease(rg_shared->lock);
+}
