@@ -278,6 +278,7 @@ parse_entry(RGParser *ps, RGEntry *e)
 {
 	const char *v;
 	const char *vend;
+	const char *name_end;
 
 	memset(e, 0, sizeof(*e));
 	ps->entry_start = ps->p;
@@ -323,11 +324,15 @@ parse_entry(RGParser *ps, RGEntry *e)
 		(e->kind == RG_ENTRY_DATABASE || e->kind == RG_ENTRY_ROLE_DATABASE))
 		return entry_error(ps, "names a database: timeouts take only name, +group or *.");
 
+	name_end = ps->p;
 	skip_space(ps);
 	if (*ps->p != '=')
 	{
 		if (*ps->p == '\0' || *ps->p == ',')
 			return entry_error(ps, "has no \"=\".");
+		if (ps->p == name_end && e->kind != RG_ENTRY_DEFAULT)
+			return entry_error(ps, "has \"%c\" where \"=\" was expected (quote names that are not plain identifiers).",
+							   *ps->p);
 		return entry_error(ps, "has \"%c\" where \"=\" was expected.", *ps->p);
 	}
 	ps->p++;
