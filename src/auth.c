@@ -1,17 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * auth.c
- *	  The login hook: exact connection budgets.
+ *	  The login hook: superuser host denial and exact connection budgets.
  *
  * ClientAuthentication_hook runs after the client authenticated, inside a
  * transaction, before the session's database is set up.  For a login with
  * STATUS_OK it
  *	1. looks the role up (one syscache look-up) and the roles it is a member
  *	   of (syscache look-ups on pg_auth_members),
- *	2. finds the budget entries that apply in this backend's parsed policy
+ *	2. refuses a superuser (or a member of a superuser role) whose TCP
+ *	   address matches role_guard.superuser_deny_hosts,
+ *	3. finds the budget entries that apply in this backend's parsed policy
  *	   (O(1) hash look-ups; no parsing),
- *	3. registers the release callback, and only then
- *	4. takes the lock once: checks every applicable budget against the
+ *	4. registers the release callback, and only then
+ *	5. takes the lock once: checks every applicable budget against the
  *	   shared counts and either charges every counter or refuses.
  * Check and charge happen under one exclusive lock, so no number of
  * simultaneous logins can pass a budget.  The release callback runs in
@@ -22,11 +24,13 @@
  */
 #include "postgres.h"
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "access/htup_details.h"
 #include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
+#include "common/ip.h"
 #include "libpq/auth.h"
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
@@ -118,6 +122,115 @@ rg_member_of(Oid roleid, int *count)
 	list_free(roles);
 	*count = n;
 	return result;
+}
+
+/*
+ * The client's TCP address as 4 or 16 bytes, an IPv4-mapped IPv6 address
+ * as IPv4.  False for a Unix socket, which never matches a host list.
+ */
+static bool
+rg_client_address(const Port *port, int *family, uint8 *addr)
+{
+	const struct sockaddr_storage *ss = &port->raddr.addr;
+
+	if (ss->ss_family == AF_INET)
+	{
+		memcpy(addr, &((const struct sockaddr_in *) ss)->sin_addr, 4);
+		*family = 4;
+		return true;
+	}
+	if (ss->ss_family == AF_INET6)
+	{
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *) ss)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a6))
+		{
+			memcpy(addr, &a6->s6_addr[12], 4);
+			*family = 4;
+		}
+		else
+		{
+			memcpy(addr, a6->s6_addr, 16);
+			*family = 6;
+		}
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The first superuser role among "groups" (the roles a login role is a
+ * member of), or InvalidOid.  Its name goes to *name.
+ */
+static Oid
+rg_superuser_group(const Oid *groups, int ngroups, NameData *name)
+{
+	int			i;
+
+	for (i = 0; i < ngroups; i++)
+	{
+		HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(groups[i]));
+		bool		super;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		super = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
+		if (super)
+			namestrcpy(name, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
+		ReleaseSysCache(tup);
+		if (super)
+			return groups[i];
+	}
+	return InvalidOid;
+}
+
+/*
+ * A superuser (or a member of one) logs in from a listed host: count it,
+ * log it, and in enforce mode refuse it.
+ */
+static void
+rg_deny_superuser(Port *port, Oid roleid, const NameData *rolname,
+				  bool rolsuper, const NameData *supername, bool monitor)
+{
+	char		host[NI_MAXHOST];
+	const char *appname = port->application_name ? port->application_name : "";
+	RGCounter  *c;
+
+	host[0] = '\0';
+	if (pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
+						   host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
+		strlcpy(host, "?", sizeof(host));
+
+	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+	c = rg_counter_enter(RG_COUNTER_ROLE, roleid, NULL);
+	if (c)
+	{
+		c->rolname = *rolname;
+		c->rolsuper = rolsuper;
+		if (monitor)
+			c->would_deny++;
+		else
+			c->superuser_denied++;
+	}
+	LWLockRelease(rg_lock());
+
+	ereport(LOG,
+			(errmsg("role_guard: superuser login %s: role \"%s\", host \"%s\", application_name \"%s\"",
+					monitor ? "would be refused" : "refused",
+					NameStr(*rolname), host, appname)));
+	if (monitor)
+		return;
+	if (rolsuper)
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("a superuser may not log in from host \"%s\"", host),
+				 errdetail("Role \"%s\" is a superuser, and role_guard.superuser_deny_hosts lists this host.",
+						   NameStr(*rolname))));
+	ereport(FATAL,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("a superuser may not log in from host \"%s\"", host),
+			 errdetail("Role \"%s\" is a member of superuser role \"%s\", and role_guard.superuser_deny_hosts lists this host.",
+					   NameStr(*rolname), NameStr(*supername))));
 }
 
 /* Give back everything this backend holds.  Runs at backend exit. */
@@ -290,6 +403,23 @@ rg_admit(Port *port)
 	exempt = rolsuper && via_socket;
 
 	groups = rg_member_of(roleid, &ngroups);
+
+	/* superuser denial, before anything is charged */
+	if (mode != RG_MODE_OFF && rg_deny_hosts != NULL)
+	{
+		int			family;
+		uint8		addr[16];
+
+		if (rg_client_address(port, &family, addr) &&
+			rg_hosts_match(rg_deny_hosts, family, addr) != NULL)
+		{
+			NameData	supername;
+
+			if (rolsuper || OidIsValid(rg_superuser_group(groups, ngroups, &supername)))
+				rg_deny_superuser(port, roleid, &rolname, rolsuper, &supername,
+								  mode == RG_MODE_MONITOR);
+		}
+	}
 
 	/*
 	 * The charges: the role's own count, its member count (a role is a

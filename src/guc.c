@@ -29,8 +29,10 @@
 int			rg_mode = RG_MODE_ENFORCE;
 int			rg_max_roles = 1024;
 const RGPolicy *rg_budgets = NULL;
+const RGHostList *rg_deny_hosts = NULL;
 
 static char *rg_budgets_text = NULL;
+static char *rg_deny_hosts_text = NULL;
 
 static const struct config_enum_entry rg_mode_options[] = {
 	{"enforce", RG_MODE_ENFORCE, false},
@@ -82,6 +84,29 @@ rg_assign_budgets(const char *newval, void *extra)
 	rg_budgets = (const RGPolicy *) extra;
 }
 
+static bool
+rg_check_hosts(char **newval, void **extra, GucSource source)
+{
+	char		err[512];
+	RGHostList *list;
+
+	list = rg_hosts_parse(*newval, rg_guc_alloc, err, sizeof(err));
+	if (list == NULL)
+	{
+		if (err[0] != '\0')
+			GUC_check_errdetail("%s", err);
+		return false;
+	}
+	*extra = list;
+	return true;
+}
+
+static void
+rg_assign_hosts(const char *newval, void *extra)
+{
+	rg_deny_hosts = (const RGHostList *) extra;
+}
+
 void
 rg_guc_init(void)
 {
@@ -103,6 +128,15 @@ rg_guc_init(void)
 							   PGC_SIGHUP,
 							   0,
 							   rg_check_budgets, rg_assign_budgets, NULL);
+
+	DefineCustomStringVariable("role_guard.superuser_deny_hosts",
+							   "Addresses and CIDR blocks (or \"all\") from which superusers may not log in over TCP.",
+							   NULL,
+							   &rg_deny_hosts_text,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   rg_check_hosts, rg_assign_hosts, NULL);
 
 	DefineCustomIntVariable("role_guard.max_roles",
 							"Roles whose counters role_guard keeps in shared memory.",

@@ -23,12 +23,15 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "policy.h"
 
@@ -561,4 +564,191 @@ rg_entry_format(const RGEntry *entry, char *buf, size_t len)
 			format_name(entry->db, buf, len, &pos);
 			break;
 	}
+}
+
+/*
+ * Parse one host entry (text[0..len)) into *e.  Returns false with a
+ * message in errbuf.
+ */
+static bool
+parse_host(const char *text, size_t len, RGHostEntry *e, char *errbuf, size_t errlen)
+{
+	char		buf[64];
+	char	   *slash;
+	int			maxbits;
+	long		bits;
+	int			i;
+
+	memset(e, 0, sizeof(*e));
+	if (len >= sizeof(buf))
+	{
+		snprintf(errbuf, errlen, "Entry \"%.*s...\" is too long to be an address or CIDR block.",
+				 RG_ERR_ENTRY_MAX, text);
+		return false;
+	}
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	memcpy(e->text, buf, len + 1);
+
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+	if (inet_pton(AF_INET, buf, e->addr) == 1)
+	{
+		e->family = 4;
+		maxbits = 32;
+	}
+	else if (inet_pton(AF_INET6, buf, e->addr) == 1)
+	{
+		e->family = 6;
+		maxbits = 128;
+	}
+	else
+	{
+		snprintf(errbuf, errlen, "Entry \"%s\" is not an IPv4 or IPv6 address or CIDR block (host names are not allowed).",
+				 e->text);
+		return false;
+	}
+
+	bits = maxbits;
+	if (slash)
+	{
+		const char *b = slash + 1;
+		char	   *end;
+
+		if (*b < '0' || *b > '9')
+		{
+			snprintf(errbuf, errlen, "Entry \"%s\" has no prefix length after \"/\".", e->text);
+			return false;
+		}
+		errno = 0;
+		bits = strtol(b, &end, 10);
+		if (*end != '\0')
+		{
+			snprintf(errbuf, errlen, "Entry \"%s\" has a prefix length \"%s\" that is not an integer.",
+					 e->text, b);
+			return false;
+		}
+		if (errno != 0 || bits < 0 || bits > maxbits)
+		{
+			snprintf(errbuf, errlen, "Entry \"%s\" has a prefix length out of range (0 to %d for %s).",
+					 e->text, maxbits, e->family == 4 ? "IPv4" : "IPv6");
+			return false;
+		}
+	}
+	e->bits = (uint8) bits;
+
+	/* clear host bits, as pg_hba.conf's masks do */
+	for (i = 0; i < maxbits / 8; i++)
+	{
+		int			keep = (int) bits - i * 8;
+
+		if (keep <= 0)
+			e->addr[i] = 0;
+		else if (keep < 8)
+			e->addr[i] &= (uint8) (0xff << (8 - keep));
+	}
+	return true;
+}
+
+RGHostList *
+rg_hosts_parse(const char *text, RGAllocFunc alloc, char *errbuf, size_t errlen)
+{
+	const char *p;
+	int			count = 0;
+	int			pass;
+	RGHostList *list = NULL;
+	RGHostEntry scratch;
+
+	errbuf[0] = '\0';
+	if (text == NULL)
+		text = "";
+
+	/* pass 0 validates and counts, pass 1 fills */
+	for (pass = 0; pass < 2; pass++)
+	{
+		int			n = 0;
+		bool		all = false;
+
+		p = text;
+		while (is_space(*p))
+			p++;
+		if (*p != '\0')
+		{
+			for (;;)
+			{
+				const char *start;
+				const char *end;
+
+				while (is_space(*p))
+					p++;
+				start = p;
+				while (*p && *p != ',')
+					p++;
+				end = p;
+				while (end > start && is_space(end[-1]))
+					end--;
+				if (end == start)
+				{
+					snprintf(errbuf, errlen, "%s",
+							 *p == ',' ? "An entry is empty (two commas in a row, or a leading comma)."
+							 : "An entry is empty (the list ends with a comma).");
+					return NULL;
+				}
+				if ((size_t) (end - start) == 3 && strncasecmp(start, "all", 3) == 0)
+					all = true;
+				else
+				{
+					if (!parse_host(start, (size_t) (end - start),
+									list ? &list->entries[n] : &scratch,
+									errbuf, errlen))
+						return NULL;
+					n++;
+				}
+				if (*p == '\0')
+					break;
+				p++;
+			}
+		}
+		if (pass == 0)
+		{
+			size_t		size = offsetof(RGHostList, entries) + sizeof(RGHostEntry) * (size_t) n;
+
+			count = n;
+			list = alloc(size);
+			if (list == NULL)
+				return NULL;
+			memset(list, 0, size);
+		}
+		list->all = all;
+		list->nentries = count;
+	}
+	return list;
+}
+
+const RGHostEntry *
+rg_hosts_match(const RGHostList *list, int family, const uint8 *addr)
+{
+	static const RGHostEntry all_entry = {0, 0, {0}, "all"};
+	int			i;
+
+	if (list == NULL)
+		return NULL;
+	if (list->all)
+		return &all_entry;
+	for (i = 0; i < list->nentries; i++)
+	{
+		const RGHostEntry *e = &list->entries[i];
+		int			full = e->bits / 8;
+		int			rest = e->bits % 8;
+
+		if (e->family != family)
+			continue;
+		if (memcmp(e->addr, addr, full) != 0)
+			continue;
+		if (rest && ((addr[full] ^ e->addr[full]) & (uint8) (0xff << (8 - rest))) != 0)
+			continue;
+		return e;
+	}
+	return NULL;
 }

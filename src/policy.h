@@ -87,4 +87,35 @@ extern void rg_entry_format(const RGEntry *entry, char *buf, size_t len);
 /* Size of buffer that always holds rg_entry_format()'s output. */
 #define RG_ENTRY_TEXT_LEN	(2 * (2 * NAMEDATALEN + 2) + 4)
 
+/*
+ * role_guard.superuser_deny_hosts: addresses and CIDR blocks, or "all".
+ * IPv4 entries are kept as 4 bytes, IPv6 as 16; host bits past the prefix
+ * are cleared at parse time, so matching is a masked byte compare.
+ */
+typedef struct RGHostEntry
+{
+	uint8		family;			/* 4 or 6 */
+	uint8		bits;			/* prefix length */
+	uint8		addr[16];
+	char		text[64];		/* as written, trimmed (for messages) */
+} RGHostEntry;
+
+typedef struct RGHostList
+{
+	bool		all;			/* "all": every TCP client */
+	int32		nentries;
+	RGHostEntry entries[FLEXIBLE_ARRAY_MEMBER];
+} RGHostList;
+
+extern RGHostList *rg_hosts_parse(const char *text, RGAllocFunc alloc,
+								  char *errbuf, size_t errlen);
+
+/*
+ * Does an address match the list?  family 4 with 4 bytes or 6 with 16;
+ * callers turn IPv4-mapped IPv6 addresses into IPv4 first.  Returns the
+ * matching entry or NULL.  No allocation.
+ */
+extern const RGHostEntry *rg_hosts_match(const RGHostList *list, int family,
+										 const uint8 *addr);
+
 #endif							/* RG_POLICY_H */

@@ -108,6 +108,7 @@ extern void rg_require_loaded(void);
 extern int	rg_mode;
 extern int	rg_max_roles;
 extern const RGPolicy *rg_budgets;
+extern const RGHostList *rg_deny_hosts;
 extern void rg_guc_init(void);
 
 /* shmem.c */
