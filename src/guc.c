@@ -21,6 +21,7 @@
 
 #include <limits.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "compat.h"
@@ -34,11 +35,22 @@ const RGHostList *rg_deny_hosts = NULL;
 static char *rg_budgets_text = NULL;
 static char *rg_deny_hosts_text = NULL;
 
-static const struct config_enum_entry rg_mode_options[] = {
-	{"enforce", RG_MODE_ENFORCE, false},
-	{"monitor", RG_MODE_MONITOR, false},
-	{"off", RG_MODE_OFF, false},
-	{NULL, 0, false}
+static char *rg_mode_text = NULL;
+
+/*
+ * role_guard.mode is a string with a check hook rather than an enum, and
+ * max_roles is range-checked in a check hook rather than by the GUC
+ * machinery: only a check hook can stop the start on a bad value (see
+ * rg_reject).
+ */
+static const struct
+{
+	const char *name;
+	int			mode;
+}			rg_mode_names[] = {
+	{"enforce", RG_MODE_ENFORCE},
+	{"monitor", RG_MODE_MONITOR},
+	{"off", RG_MODE_OFF},
 };
 
 static void *
@@ -53,9 +65,29 @@ rg_guc_free(void *ptr)
 	rg_guc_free_extra(ptr);
 }
 
+/*
+ * Report a value the parser refused.  While shared_preload_libraries is
+ * being processed the GUC machinery would only WARN and start with the
+ * default (define_custom_variable re-applies the file's value at WARNING),
+ * so there the bad value stops the start instead, with the message a
+ * reload logs.
+ */
+static bool
+rg_reject(const char *name, const char *value, const char *err)
+{
+	if (process_shared_preload_libraries_in_progress)
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for parameter \"%s\": \"%s\"", name, value),
+				 err[0] != '\0' ? errdetail("%s", err) : 0));
+	if (err[0] != '\0')
+		GUC_check_errdetail("%s", err);
+	return false;
+}
+
 /* Parse a list setting into *extra; on failure report the bad entry. */
 static bool
-rg_check_policy(RGPolicyType type, char **newval, void **extra)
+rg_check_policy(const char *name, RGPolicyType type, char **newval, void **extra)
 {
 	char		err[512];
 	RGPolicy   *policy;
@@ -63,11 +95,7 @@ rg_check_policy(RGPolicyType type, char **newval, void **extra)
 	policy = rg_policy_parse(type, *newval, rg_guc_alloc, rg_guc_free,
 							 err, sizeof(err));
 	if (policy == NULL)
-	{
-		if (err[0] != '\0')
-			GUC_check_errdetail("%s", err);
-		return false;
-	}
+		return rg_reject(name, *newval, err);
 	*extra = policy;
 	return true;
 }
@@ -75,13 +103,62 @@ rg_check_policy(RGPolicyType type, char **newval, void **extra)
 static bool
 rg_check_budgets(char **newval, void **extra, GucSource source)
 {
-	return rg_check_policy(RG_POLICY_BUDGETS, newval, extra);
+	return rg_check_policy("role_guard.budgets", RG_POLICY_BUDGETS, newval, extra);
 }
 
 static void
 rg_assign_budgets(const char *newval, void *extra)
 {
 	rg_budgets = (const RGPolicy *) extra;
+}
+
+static bool
+rg_check_mode(char **newval, void **extra, GucSource source)
+{
+	int			i;
+	int		   *mode;
+
+	for (i = 0; i < (int) lengthof(rg_mode_names); i++)
+	{
+		if (pg_strcasecmp(*newval, rg_mode_names[i].name) == 0)
+		{
+			mode = rg_guc_alloc(sizeof(int));
+			if (mode == NULL)
+				return false;
+			*mode = rg_mode_names[i].mode;
+			*extra = mode;
+			return true;
+		}
+	}
+	return rg_reject("role_guard.mode", *newval,
+					 "Valid values are \"enforce\", \"monitor\" and \"off\".");
+}
+
+static void
+rg_assign_mode(const char *newval, void *extra)
+{
+	rg_mode = *(int *) extra;
+}
+
+/* Check an integer setting's range; "unit" is appended to the message. */
+static bool
+rg_check_range(const char *name, int value, int min, int max, const char *unit)
+{
+	char		err[256];
+	char		val[32];
+
+	if (value >= min && value <= max)
+		return true;
+	snprintf(err, sizeof(err), "%s must be between %d%s and %d%s.",
+			 name, min, unit, max, unit);
+	snprintf(val, sizeof(val), "%d%s", value, unit);
+	return rg_reject(name, val, err);
+}
+
+static bool
+rg_check_max_roles(int *newval, void **extra, GucSource source)
+{
+	return rg_check_range("role_guard.max_roles", *newval, 16, 1000000, "");
 }
 
 static bool
@@ -92,11 +169,7 @@ rg_check_hosts(char **newval, void **extra, GucSource source)
 
 	list = rg_hosts_parse(*newval, rg_guc_alloc, err, sizeof(err));
 	if (list == NULL)
-	{
-		if (err[0] != '\0')
-			GUC_check_errdetail("%s", err);
-		return false;
-	}
+		return rg_reject("role_guard.superuser_deny_hosts", *newval, err);
 	*extra = list;
 	return true;
 }
@@ -110,15 +183,14 @@ rg_assign_hosts(const char *newval, void *extra)
 void
 rg_guc_init(void)
 {
-	DefineCustomEnumVariable("role_guard.mode",
-							 "What role_guard does: enforce, monitor (log and count only) or off.",
-							 NULL,
-							 &rg_mode,
-							 RG_MODE_ENFORCE,
-							 rg_mode_options,
-							 PGC_SIGHUP,
-							 0,
-							 NULL, NULL, NULL);
+	DefineCustomStringVariable("role_guard.mode",
+							   "What role_guard does: enforce, monitor (log and count only) or off.",
+							   NULL,
+							   &rg_mode_text,
+							   "enforce",
+							   PGC_SIGHUP,
+							   0,
+							   rg_check_mode, rg_assign_mode, NULL);
 
 	DefineCustomStringVariable("role_guard.budgets",
 							   "Connection budgets: comma-separated name=N, *=N, +group=N, @db=N, name@db=N.",
@@ -143,8 +215,8 @@ rg_guc_init(void)
 							NULL,
 							&rg_max_roles,
 							1024,
-							16, 1000000,
+							0, INT_MAX,
 							PGC_POSTMASTER,
 							0,
-							NULL, NULL, NULL);
+							rg_check_max_roles, NULL, NULL);
 }
