@@ -41,6 +41,12 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'role_guard_global_stats'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
+CREATE FUNCTION role_guard_role_timeouts(roleid oid,
+    OUT idle_timeout interval, OUT idle_in_transaction_timeout interval)
+RETURNS record
+AS 'MODULE_PATHNAME', 'role_guard_role_timeouts'
+LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
+
 CREATE FUNCTION role_guard_reset()
 RETURNS void
 AS 'MODULE_PATHNAME', 'role_guard_reset'
@@ -95,7 +101,8 @@ SELECT p.entry,
        END, 0) AS would_reject
 FROM p;
 
--- One row per role that has a budget, a session now, or a non-zero counter
+-- One row per role that has a budget or a timeout (its own entry, or as a
+-- LOGIN role through "*" or a group), a session now, or a non-zero counter
 -- (peak included) since the last reset.
 CREATE VIEW role_guard_usage AS
 WITH p AS MATERIALIZED (
@@ -104,6 +111,10 @@ WITH p AS MATERIALIZED (
     SELECT * FROM role_guard_role_stats()
 ), dflt AS (
     SELECT value FROM p WHERE setting = 'budgets' AND kind = 'default'
+), t AS MATERIALIZED (
+    SELECT a.oid AS roleid, lim.*
+    FROM pg_catalog.pg_authid a, role_guard_role_timeouts(a.oid) lim
+    WHERE EXISTS (SELECT 1 FROM p WHERE p.setting <> 'budgets')
 ), shown AS (
     SELECT s.roleid FROM s
     WHERE s.connections > 0 OR s.peak > 0 OR s.rejected > 0 OR s.would_reject > 0
@@ -111,9 +122,11 @@ WITH p AS MATERIALIZED (
        OR s.would_reap > 0 OR s.statements > 0
     UNION
     SELECT a.oid FROM pg_catalog.pg_authid a
-    WHERE EXISTS (SELECT 1 FROM p WHERE p.setting = 'budgets' AND p.kind = 'role'
-                  AND p.rolname = a.rolname)
+    WHERE EXISTS (SELECT 1 FROM p WHERE p.kind = 'role' AND p.rolname = a.rolname)
        OR (a.rolcanlogin AND EXISTS (SELECT 1 FROM dflt))
+       OR (a.rolcanlogin AND EXISTS (SELECT 1 FROM t WHERE t.roleid = a.oid
+                                     AND (t.idle_timeout IS NOT NULL
+                                          OR t.idle_in_transaction_timeout IS NOT NULL)))
 )
 SELECT coalesce(a.rolname, s.rolname) AS rolname,
        coalesce(a.rolsuper, s.rolsuper) AS superuser,
@@ -133,10 +146,11 @@ SELECT coalesce(a.rolname, s.rolname) AS rolname,
        coalesce(s.statements, 0) AS statements,
        coalesce(s.active_statements, 0) AS active_statements,
        s.last_rejected,
-       NULL::interval AS idle_timeout,
-       NULL::interval AS idle_in_transaction_timeout
+       t.idle_timeout,
+       t.idle_in_transaction_timeout
 FROM shown
 LEFT JOIN s ON s.roleid = shown.roleid
+LEFT JOIN t ON t.roleid = shown.roleid
 LEFT JOIN pg_catalog.pg_authid a ON a.oid = shown.roleid;
 
 -- The connection arithmetic, done live.
@@ -169,6 +183,7 @@ REVOKE ALL ON FUNCTION role_guard_role_stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION role_guard_db_stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION role_guard_policy() FROM PUBLIC;
 REVOKE ALL ON FUNCTION role_guard_global_stats() FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_role_timeouts(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION role_guard_reset() FROM PUBLIC;
 REVOKE ALL ON role_guard_usage, role_guard_budgets, role_guard_summary FROM PUBLIC;
 
@@ -176,4 +191,5 @@ GRANT EXECUTE ON FUNCTION role_guard_role_stats() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION role_guard_db_stats() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION role_guard_policy() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION role_guard_global_stats() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION role_guard_role_timeouts(oid) TO pg_monitor;
 GRANT SELECT ON role_guard_usage, role_guard_budgets, role_guard_summary TO pg_monitor;

@@ -64,6 +64,9 @@ typedef struct RGCharge
 static RGCharge *my_charges = NULL;
 static int	my_ncharges = 0;
 static int	my_procno = -1;		/* slot filled, or -1 */
+
+RGBackend  *rg_my_slot = NULL;
+RGCounter  *rg_my_counter = NULL;
 static bool exit_registered = false;
 
 /* A budget entry that applies to this login, and the count it limits. */
@@ -81,48 +84,6 @@ typedef struct RGViolation
 	int			limit;
 	int			used;
 } RGViolation;
-
-/*
- * The roles "roleid" is a member of, directly or through other roles
- * (pg_auth_members, as is_member_of_role_nosuper sees it: SUPERUSER gives
- * no implicit membership), without roleid itself.  palloc'd.
- */
-static Oid *
-rg_member_of(Oid roleid, int *count)
-{
-	List	   *roles = list_make1_oid(roleid);
-	ListCell   *lc;
-	Oid		   *result;
-	int			n = 0;
-
-	foreach(lc, roles)
-	{
-		CatCList   *memlist;
-		int			i;
-
-		memlist = SearchSysCacheList1(AUTHMEMMEMROLE,
-									  ObjectIdGetDatum(lfirst_oid(lc)));
-		for (i = 0; i < memlist->n_members; i++)
-		{
-			HeapTuple	tup = &memlist->members[i]->tuple;
-			Oid			other = ((Form_pg_auth_members) GETSTRUCT(tup))->roleid;
-
-			/* appending while iterating is fine: core does the same */
-			roles = list_append_unique_oid(roles, other);
-		}
-		ReleaseSysCacheList(memlist);
-	}
-
-	result = palloc(sizeof(Oid) * list_length(roles));
-	foreach(lc, roles)
-	{
-		if (lfirst_oid(lc) != roleid)
-			result[n++] = lfirst_oid(lc);
-	}
-	list_free(roles);
-	*count = n;
-	return result;
-}
 
 /*
  * The client's TCP address as 4 or 16 bytes, an IPv4-mapped IPv6 address
@@ -156,32 +117,6 @@ rg_client_address(const Port *port, int *family, uint8 *addr)
 		return true;
 	}
 	return false;
-}
-
-/*
- * The first superuser role among "groups" (the roles a login role is a
- * member of), or InvalidOid.  Its name goes to *name.
- */
-static Oid
-rg_superuser_group(const Oid *groups, int ngroups, NameData *name)
-{
-	int			i;
-
-	for (i = 0; i < ngroups; i++)
-	{
-		HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(groups[i]));
-		bool		super;
-
-		if (!HeapTupleIsValid(tup))
-			continue;
-		super = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
-		if (super)
-			namestrcpy(name, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
-		ReleaseSysCache(tup);
-		if (super)
-			return groups[i];
-	}
-	return InvalidOid;
 }
 
 /*
@@ -242,6 +177,9 @@ rg_release_at_exit(int code, Datum arg)
 
 	if (my_ncharges == 0 && my_procno < 0)
 		return;
+	/* the executor hooks stop touching the slot and the counter now */
+	rg_my_slot = NULL;
+	rg_my_counter = NULL;
 	lock = rg_lock();
 	/* nothing ERRORs under the lock, but never wait on ourselves */
 	if (LWLockHeldByMe(lock))
@@ -265,10 +203,7 @@ rg_release_at_exit(int code, Datum arg)
 	{
 		RGBackend  *slot = rg_backend(my_procno);
 
-		slot->pid = 0;
-		slot->roleid = InvalidOid;
-		slot->walsender = false;
-		slot->active_statements = 0;
+		memset(slot, 0, sizeof(*slot));
 	}
 	LWLockRelease(lock);
 	my_ncharges = 0;
@@ -583,10 +518,13 @@ rg_admit(Port *port)
 	{
 		RGBackend  *slot = rg_backend(my_procno);
 
+		memset(slot, 0, sizeof(*slot));
 		slot->pid = MyProcPid;
 		slot->roleid = roleid;
 		slot->walsender = am_walsender;
-		slot->active_statements = 0;
+		slot->idle_since = now;
+		rg_my_slot = slot;
+		rg_my_counter = charges[role_charge].counter;
 	}
 	/* monitor: count what enforce would refuse (it admits exempt logins) */
 	if (worst && mode == RG_MODE_MONITOR && !exempt)

@@ -11,6 +11,7 @@
 #define RG_COMPAT_H
 
 #include "access/twophase.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "postmaster/postmaster.h"
 #include "storage/proc.h"
@@ -59,6 +60,18 @@ rg_superuser_reserved(void)
 	return ReservedBackends;
 #endif
 }
+
+/*
+ * ExecutorRun's arguments: PG18 dropped execute_once.  A hook is declared
+ * as rg_ExecutorRun(RG_EXECUTOR_RUN_PARAMS) and passes RG_EXECUTOR_RUN_ARGS.
+ */
+#if PG_VERSION_NUM >= 180000
+#define RG_EXECUTOR_RUN_PARAMS	QueryDesc *queryDesc, ScanDirection direction, uint64 count
+#define RG_EXECUTOR_RUN_ARGS	queryDesc, direction, count
+#else
+#define RG_EXECUTOR_RUN_PARAMS	QueryDesc *queryDesc, ScanDirection direction, uint64 count, bool execute_once
+#define RG_EXECUTOR_RUN_ARGS	queryDesc, direction, count, execute_once
+#endif
 
 /*
  * Allocate and free a check hook's "extra": plain malloc/free until PG15,

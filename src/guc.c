@@ -31,9 +31,14 @@ int			rg_mode = RG_MODE_ENFORCE;
 int			rg_max_roles = 1024;
 const RGPolicy *rg_budgets = NULL;
 const RGHostList *rg_deny_hosts = NULL;
+const RGPolicy *rg_idle_timeouts = NULL;
+const RGPolicy *rg_idle_in_transaction_timeouts = NULL;
+int			rg_reap_interval = 10000;
 
 static char *rg_budgets_text = NULL;
 static char *rg_deny_hosts_text = NULL;
+static char *rg_idle_timeouts_text = NULL;
+static char *rg_iit_timeouts_text = NULL;
 
 static char *rg_mode_text = NULL;
 
@@ -113,6 +118,32 @@ rg_assign_budgets(const char *newval, void *extra)
 }
 
 static bool
+rg_check_idle_timeouts(char **newval, void **extra, GucSource source)
+{
+	return rg_check_policy("role_guard.idle_timeouts", RG_POLICY_TIMEOUTS,
+						   newval, extra);
+}
+
+static void
+rg_assign_idle_timeouts(const char *newval, void *extra)
+{
+	rg_idle_timeouts = (const RGPolicy *) extra;
+}
+
+static bool
+rg_check_iit_timeouts(char **newval, void **extra, GucSource source)
+{
+	return rg_check_policy("role_guard.idle_in_transaction_timeouts",
+						   RG_POLICY_TIMEOUTS, newval, extra);
+}
+
+static void
+rg_assign_iit_timeouts(const char *newval, void *extra)
+{
+	rg_idle_in_transaction_timeouts = (const RGPolicy *) extra;
+}
+
+static bool
 rg_check_mode(char **newval, void **extra, GucSource source)
 {
 	int			i;
@@ -153,6 +184,12 @@ rg_check_range(const char *name, int value, int min, int max, const char *unit)
 			 name, min, unit, max, unit);
 	snprintf(val, sizeof(val), "%d%s", value, unit);
 	return rg_reject(name, val, err);
+}
+
+static bool
+rg_check_reap_interval(int *newval, void **extra, GucSource source)
+{
+	return rg_check_range("role_guard.reap_interval", *newval, 100, INT_MAX, "ms");
 }
 
 static bool
@@ -209,6 +246,34 @@ rg_guc_init(void)
 							   PGC_SIGHUP,
 							   0,
 							   rg_check_hosts, rg_assign_hosts, NULL);
+
+	DefineCustomStringVariable("role_guard.idle_timeouts",
+							   "Idle-session limits per role: comma-separated name=DURATION, +group=DURATION, *=DURATION.",
+							   NULL,
+							   &rg_idle_timeouts_text,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   rg_check_idle_timeouts, rg_assign_idle_timeouts, NULL);
+
+	DefineCustomStringVariable("role_guard.idle_in_transaction_timeouts",
+							   "Idle-in-transaction limits per role: comma-separated name=DURATION, +group=DURATION, *=DURATION.",
+							   NULL,
+							   &rg_iit_timeouts_text,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   rg_check_iit_timeouts, rg_assign_iit_timeouts, NULL);
+
+	DefineCustomIntVariable("role_guard.reap_interval",
+							"How often the reaper looks for idle sessions.",
+							NULL,
+							&rg_reap_interval,
+							10000,
+							1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							rg_check_reap_interval, NULL, NULL);
 
 	DefineCustomIntVariable("role_guard.max_roles",
 							"Roles whose counters role_guard keeps in shared memory.",

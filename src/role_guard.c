@@ -4,8 +4,9 @@
  *	  Entry point: refuse to load unless preloaded, then start each part.
  *
  * The parts, each in its own file: guc.c (settings and parsed policy),
- * shmem.c (shared state), auth.c (the login hook), views.c (the functions
- * behind the views).
+ * shmem.c (shared state), auth.c (the login hook), executor.c (statement
+ * counts and session state), reaper.c (the idle-session worker), views.c
+ * (the functions behind the views); policy.c parses, roles.c reads roles.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +33,8 @@ _PG_init(void)
 	MarkGUCPrefixReserved("role_guard");
 	rg_shmem_init();
 	rg_auth_init();
+	rg_executor_init();
+	rg_reaper_register();
 }
 
 /* For SQL-callable functions: error out cleanly if shared memory is missing. */

@@ -82,7 +82,14 @@ typedef struct RGBackend
 	int			pid;			/* 0: slot not in use */
 	Oid			roleid;			/* login role */
 	bool		walsender;		/* a replication connection */
-	int32		active_statements;	/* written by the owner only */
+	/* written by the owner only, without the lock (executor.c): */
+	bool		in_utility;		/* a top-level utility statement runs: COPY
+								 * FROM STDIN waits on its client, yet works */
+	bool		aborted_block;	/* in a failed transaction block */
+	int32		active_statements;	/* 1 while a top-level statement runs */
+	uint32		seq;			/* bumped as each top-level statement starts */
+	TimestampTz idle_since;		/* end of the last top-level statement (or
+								 * of login): what idle time counts from */
 } RGBackend;
 
 /* Counts kept outside the hash. Protected by RGShared.lock. */
@@ -92,7 +99,11 @@ typedef struct RGGlobalStats
 	int64		default_would_reject;
 } RGGlobalStats;
 
-/* Session state as the views and the reaper see it. */
+/*
+ * Session state as the views and the reaper see it: idle while waiting for
+ * its client outside a utility statement, in a transaction if its PGPROC
+ * has one open or its transaction block has failed.
+ */
 typedef enum RGBackendState
 {
 	RG_STATE_ACTIVE,
@@ -107,7 +118,10 @@ extern void rg_require_loaded(void);
 /* guc.c */
 extern int	rg_mode;
 extern int	rg_max_roles;
+extern int	rg_reap_interval;
 extern const RGPolicy *rg_budgets;
+extern const RGPolicy *rg_idle_timeouts;
+extern const RGPolicy *rg_idle_in_transaction_timeouts;
 extern const RGHostList *rg_deny_hosts;
 extern void rg_guc_init(void);
 
@@ -119,7 +133,7 @@ extern LWLock *rg_lock(void);
 extern RGGlobalStats *rg_global_stats(void);
 extern int	rg_backend_count(void);
 extern RGBackend *rg_backend(int procno);
-extern RGBackendState rg_backend_state(int procno);
+extern RGBackendState rg_backend_state(int procno, const RGBackend *slot);
 extern RGCounter *rg_counter_find(RGCounterKind kind, Oid roleid,
 								  const char *dbname);
 extern RGCounter *rg_counter_enter(RGCounterKind kind, Oid roleid,
@@ -128,7 +142,22 @@ extern void rg_counter_forget_if_unused(RGCounter *counter);
 extern void rg_counters_reset(void);
 extern struct HTAB *rg_counter_table(void);
 
-/* auth.c */
+/* auth.c: this backend's slot and role counter, NULL unless admitted */
+extern RGBackend *rg_my_slot;
+extern RGCounter *rg_my_counter;
 extern void rg_auth_init(void);
+
+/* roles.c */
+extern Oid *rg_member_of(Oid roleid, int *count);
+extern Oid	rg_superuser_group(const Oid *groups, int ngroups, NameData *name);
+extern bool rg_role_timeouts(Oid roleid, int32 *idle_ms, int32 *iit_ms,
+							 NameData *rolname);
+
+/* executor.c */
+extern void rg_executor_init(void);
+
+/* reaper.c */
+extern void rg_reaper_register(void);
+extern PGDLLEXPORT void rg_reaper_main(Datum arg);
 
 #endif							/* ROLE_GUARD_H */

@@ -161,20 +161,21 @@ rg_backend(int procno)
 }
 
 /*
- * A session's state, read from its PGPROC without a lock: waiting to read
- * from its client means idle, and idle in transaction if it has a
- * transaction open.  The PGPROC fields are maintained by core whatever
- * track_activities says, so a session cannot hide from this.
+ * A session's state, read without a lock from its PGPROC (kept by core
+ * whatever track_activities says, so a session cannot hide from it) and
+ * from its slot (kept by executor.c): waiting to read from its client
+ * outside a utility statement means idle; with a transaction open, or a
+ * failed transaction block, idle in transaction.
  */
 RGBackendState
-rg_backend_state(int procno)
+rg_backend_state(int procno, const RGBackend *slot)
 {
 	PGPROC	   *proc = GetPGProcByNumber(procno);
 	uint32		wait_event = *((volatile uint32 *) &proc->wait_event_info);
 
-	if (wait_event != WAIT_EVENT_CLIENT_READ)
+	if (wait_event != WAIT_EVENT_CLIENT_READ || slot->in_utility)
 		return RG_STATE_ACTIVE;
-	if (RG_PROC_LXID(proc) != InvalidLocalTransactionId)
+	if (RG_PROC_LXID(proc) != InvalidLocalTransactionId || slot->aborted_block)
 		return RG_STATE_IDLE_IN_TRANSACTION;
 	return RG_STATE_IDLE;
 }

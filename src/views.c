@@ -27,6 +27,7 @@ PG_FUNCTION_INFO_V1(role_guard_db_stats);
 PG_FUNCTION_INFO_V1(role_guard_policy);
 PG_FUNCTION_INFO_V1(role_guard_global_stats);
 PG_FUNCTION_INFO_V1(role_guard_reset);
+PG_FUNCTION_INFO_V1(role_guard_role_timeouts);
 
 /* One role's row: a copy of its counter plus its sessions' states. */
 typedef struct RGRoleRow
@@ -83,7 +84,7 @@ role_guard_role_stats(PG_FUNCTION_ARGS)
 		row = hash_search(rows, &slot->roleid, HASH_FIND, NULL);
 		if (row == NULL)
 			continue;
-		switch (rg_backend_state(procno))
+		switch (rg_backend_state(procno, slot))
 		{
 			case RG_STATE_ACTIVE:
 				row->active++;
@@ -223,6 +224,9 @@ role_guard_policy(PG_FUNCTION_ARGS)
 	rg_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
 	rg_policy_rows(rsinfo, "budgets", rg_budgets);
+	rg_policy_rows(rsinfo, "idle_timeouts", rg_idle_timeouts);
+	rg_policy_rows(rsinfo, "idle_in_transaction_timeouts",
+				   rg_idle_in_transaction_timeouts);
 	return (Datum) 0;
 }
 
@@ -270,4 +274,39 @@ role_guard_reset(PG_FUNCTION_ARGS)
 	rg_require_loaded();
 	rg_counters_reset();
 	PG_RETURN_VOID();
+}
+
+/* An interval of "ms" milliseconds, or NULL for 0 (no limit). */
+static void
+rg_ms_interval(int32 ms, Datum *value, bool *isnull)
+{
+	Interval   *iv;
+
+	*isnull = ms <= 0;
+	if (*isnull)
+		return;
+	iv = palloc0(sizeof(Interval));
+	iv->time = (int64) ms * 1000;
+	*value = IntervalPGetDatum(iv);
+}
+
+/* A role's effective idle limits under this session's settings. */
+Datum
+role_guard_role_timeouts(PG_FUNCTION_ARGS)
+{
+	Oid			roleid = PG_GETARG_OID(0);
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2];
+	int32		idle_ms;
+	int32		iit_ms;
+	NameData	rolname;
+
+	rg_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	rg_role_timeouts(roleid, &idle_ms, &iit_ms, &rolname);
+	rg_ms_interval(idle_ms, &values[0], &nulls[0]);
+	rg_ms_interval(iit_ms, &values[1], &nulls[1]);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

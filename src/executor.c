@@ -1,0 +1,252 @@
+/*-------------------------------------------------------------------------
+ *
+ * executor.c
+ *	  Executor and utility hooks: per-role statement counts, and the
+ *	  per-backend state the reaper and the views read.
+ *
+ * A top-level statement is one that starts with no role_guard hook active
+ * below it in this backend (nesting level 0): an executor statement
+ * (ExecutorStart .. ExecutorEnd) or a utility statement (ProcessUtility).
+ * Statements run by functions, EXPLAIN ANALYZE, CREATE TABLE AS and the
+ * like are nested and not counted again.  Parallel workers, background
+ * workers and sessions role_guard did not admit have no slot and are not
+ * counted.
+ *
+ * Per statement the cost is: two stores and one atomic add on start, one
+ * clock read on leaving ExecutorRun and on ending, no lock, no allocation.
+ * The state lives in this backend's own RGBackend slot, written only here:
+ *	- active_statements: 1 from start to end (ExecutorEnd, the end of
+ *	  ProcessUtility, or an abort at level 0: ExecutorEnd does not run when a
+ *	  statement fails, so the transaction callbacks end it instead);
+ *	- idle_since: when the backend last finished work for its client (end of
+ *	  a statement, of an ExecutorRun that may leave a portal suspended, of an
+ *	  abort);
+ *	- in_utility: a top-level utility statement runs (COPY FROM STDIN reads
+ *	  from the client, yet the session is busy);
+ *	- aborted_block: from the abort of a transaction block until that
+ *	  transaction's memory is released (at ROLLBACK; at once for an implicit
+ *	  block or a failed COMMIT), detected with a reset callback on
+ *	  TopTransactionContext rather than by guessing the block state;
+ *	- seq: bumped at each start, so the reaper can tell that a session it saw
+ *	  idle has done something since.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "tcop/utility.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "role_guard.h"
+
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* role_guard hooks active in this backend right now */
+static int	rg_nesting = 0;
+
+/* clears aborted_block when the failed transaction is cleaned up */
+static MemoryContextCallback rg_abort_cleanup_cb;
+static bool rg_abort_cleanup_armed = false;
+
+static inline void
+rg_statement_begin(void)
+{
+	RGBackend  *slot = rg_my_slot;
+
+	if (slot == NULL)
+		return;
+	slot->seq++;
+	slot->active_statements = 1;
+	pg_atomic_fetch_add_u64(&rg_my_counter->statements, 1);
+}
+
+/* The backend is about to wait for its client. */
+static inline void
+rg_work_done(void)
+{
+	RGBackend  *slot = rg_my_slot;
+
+	if (slot == NULL)
+		return;
+	slot->idle_since = GetCurrentTimestamp();
+}
+
+static inline void
+rg_statement_end(void)
+{
+	RGBackend  *slot = rg_my_slot;
+
+	if (slot == NULL || slot->active_statements == 0)
+		return;
+	slot->idle_since = GetCurrentTimestamp();
+	pg_write_barrier();
+	slot->in_utility = false;
+	slot->active_statements = 0;
+}
+
+static void
+rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (rg_nesting == 0)
+		rg_statement_begin();
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+static void
+rg_ExecutorRun(RG_EXECUTOR_RUN_PARAMS)
+{
+	bool		top = rg_nesting == 0;
+
+	if (top && rg_my_slot)
+		rg_my_slot->seq++;		/* each fetch from a portal is activity */
+	rg_nesting++;
+	PG_TRY();
+	{
+		if (prev_ExecutorRun)
+			prev_ExecutorRun(RG_EXECUTOR_RUN_ARGS);
+		else
+			standard_ExecutorRun(RG_EXECUTOR_RUN_ARGS);
+	}
+	PG_FINALLY();
+	{
+		rg_nesting--;
+	}
+	PG_END_TRY();
+	/* a portal may stay open while its client thinks: idle from here */
+	if (top)
+		rg_work_done();
+}
+
+static void
+rg_ExecutorFinish(QueryDesc *queryDesc)
+{
+	rg_nesting++;
+	PG_TRY();
+	{
+		if (prev_ExecutorFinish)
+			prev_ExecutorFinish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		rg_nesting--;
+	}
+	PG_END_TRY();
+}
+
+static void
+rg_ExecutorEnd(QueryDesc *queryDesc)
+{
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+	if (rg_nesting == 0)
+		rg_statement_end();
+}
+
+static void
+rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+				  bool readOnlyTree, ProcessUtilityContext context,
+				  ParamListInfo params, QueryEnvironment *queryEnv,
+				  DestReceiver *dest, QueryCompletion *qc)
+{
+	bool		top = rg_nesting == 0 && rg_my_slot != NULL;
+
+	if (top)
+	{
+		rg_statement_begin();
+		rg_my_slot->in_utility = true;
+	}
+	rg_nesting++;
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		rg_nesting--;
+	}
+	PG_END_TRY();
+	if (top)
+		rg_statement_end();
+}
+
+static void
+rg_abort_cleanup(void *arg)
+{
+	rg_abort_cleanup_armed = false;
+	if (rg_my_slot)
+		rg_my_slot->aborted_block = false;
+}
+
+/*
+ * A transaction aborted.  At level 0 that ends the statement that failed;
+ * inside a transaction block it leaves the session "idle in transaction
+ * (aborted)" until the transaction is cleaned up.
+ */
+static void
+rg_xact_callback(XactEvent event, void *arg)
+{
+	if (event != XACT_EVENT_ABORT || rg_my_slot == NULL || rg_nesting != 0)
+		return;
+	if (rg_my_slot->active_statements)
+		rg_statement_end();
+	else
+		rg_work_done();
+	if (IsTransactionBlock() && TopTransactionContext != NULL &&
+		!rg_abort_cleanup_armed)
+	{
+		/* static callback, registered once: nothing to allocate in abort */
+		rg_abort_cleanup_cb.func = rg_abort_cleanup;
+		rg_abort_cleanup_cb.arg = NULL;
+		MemoryContextRegisterResetCallback(TopTransactionContext,
+										   &rg_abort_cleanup_cb);
+		rg_abort_cleanup_armed = true;
+		rg_my_slot->aborted_block = true;
+	}
+}
+
+/* A subtransaction failed at level 0: the statement that ran is over. */
+static void
+rg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && rg_nesting == 0 && rg_my_slot &&
+		rg_my_slot->active_statements)
+		rg_statement_end();
+}
+
+void
+rg_executor_init(void)
+{
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = rg_ExecutorStart;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = rg_ExecutorRun;
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = rg_ExecutorFinish;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = rg_ExecutorEnd;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = rg_ProcessUtility;
+	RegisterXactCallback(rg_xact_callback, NULL);
+	RegisterSubXactCallback(rg_subxact_callback, NULL);
+}
