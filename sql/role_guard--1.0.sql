@@ -47,6 +47,14 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'role_guard_role_timeouts'
 LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
 
+CREATE FUNCTION role_guard_events(
+    OUT at timestamptz, OUT event text, OUT rolname name, OUT datname name,
+    OUT client_addr inet, OUT application_name text, OUT pid integer,
+    OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'role_guard_events'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
 CREATE FUNCTION role_guard_reset()
 RETURNS void
 AS 'MODULE_PATHNAME', 'role_guard_reset'
@@ -178,18 +186,27 @@ SELECT lim.max_connections,
        coalesce(b.budgeted > lim.max_connections - lim.reserved, true) AS overcommitted
 FROM lim, b, role_guard_global_stats() g;
 
+-- The most recent events, newest first.
+CREATE VIEW role_guard_events AS
+SELECT at, event, rolname, datname, client_addr, application_name, pid, detail
+FROM role_guard_events();
+
 -- Readable by superusers and pg_monitor, not by PUBLIC.
 REVOKE ALL ON FUNCTION role_guard_role_stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION role_guard_db_stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION role_guard_policy() FROM PUBLIC;
 REVOKE ALL ON FUNCTION role_guard_global_stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION role_guard_role_timeouts(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_events() FROM PUBLIC;
 REVOKE ALL ON FUNCTION role_guard_reset() FROM PUBLIC;
-REVOKE ALL ON role_guard_usage, role_guard_budgets, role_guard_summary FROM PUBLIC;
+REVOKE ALL ON role_guard_usage, role_guard_budgets, role_guard_summary,
+    role_guard_events FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION role_guard_role_stats() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION role_guard_db_stats() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION role_guard_policy() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION role_guard_global_stats() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION role_guard_role_timeouts(oid) TO pg_monitor;
-GRANT SELECT ON role_guard_usage, role_guard_budgets, role_guard_summary TO pg_monitor;
+GRANT EXECUTE ON FUNCTION role_guard_events() TO pg_monitor;
+GRANT SELECT ON role_guard_usage, role_guard_budgets, role_guard_summary,
+    role_guard_events TO pg_monitor;

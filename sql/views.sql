@@ -5,7 +5,7 @@
 SELECT attrelid::regclass AS view, attname, format_type(atttypid, atttypmod)
 FROM pg_attribute
 WHERE attrelid IN ('role_guard_usage'::regclass, 'role_guard_budgets'::regclass,
-                   'role_guard_summary'::regclass)
+                   'role_guard_summary'::regclass, 'role_guard_events'::regclass)
   AND attnum > 0
 ORDER BY attrelid::regclass::text, attnum;
 
@@ -52,6 +52,7 @@ SET ROLE rg_plain;
 SELECT * FROM role_guard_usage;
 SELECT * FROM role_guard_budgets;
 SELECT * FROM role_guard_summary;
+SELECT * FROM role_guard_events;
 SELECT * FROM role_guard_role_stats();
 SELECT role_guard_reset();
 RESET ROLE;
@@ -59,6 +60,7 @@ SET ROLE rg_monitor;
 SELECT count(*) > 0 AS readable FROM role_guard_usage;
 SELECT count(*) AS entries FROM role_guard_budgets;
 SELECT count(*) AS rows FROM role_guard_summary;
+SELECT count(*) >= 0 AS readable FROM role_guard_events;
 SELECT role_guard_reset();
 RESET ROLE;
 

@@ -119,6 +119,28 @@ rg_client_address(const Port *port, int *family, uint8 *addr)
 	return false;
 }
 
+/* Record a login event: kind, role, and the login's database, address, name. */
+static void pg_attribute_printf(4, 5)
+rg_login_event(Port *port, RGEventKind kind, const char *rolname,
+			   const char *fmt,...)
+{
+	RGEvent		ev;
+	va_list		ap;
+
+	rg_event_init(&ev, kind);
+	ev.pid = MyProcPid;
+	strlcpy(NameStr(ev.rolname), rolname, NAMEDATALEN);
+	if (port->database_name)
+		strlcpy(NameStr(ev.datname), port->database_name, NAMEDATALEN);
+	rg_event_client(&ev, &port->raddr);
+	if (port->application_name)
+		strlcpy(ev.application_name, port->application_name, sizeof(ev.application_name));
+	va_start(ap, fmt);
+	vsnprintf(ev.detail, sizeof(ev.detail), fmt, ap);
+	va_end(ap);
+	rg_event_add(&ev);
+}
+
 /*
  * A superuser (or a member of one) logs in from a listed host: count it,
  * log it, and in enforce mode refuse it.
@@ -149,6 +171,16 @@ rg_deny_superuser(Port *port, Oid roleid, const NameData *rolname,
 	}
 	LWLockRelease(rg_lock());
 
+	if (rolsuper)
+		rg_login_event(port, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED,
+					   NameStr(*rolname),
+					   "Role is a superuser; host \"%s\" matches role_guard.superuser_deny_hosts.",
+					   host);
+	else
+		rg_login_event(port, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED,
+					   NameStr(*rolname),
+					   "Role is a member of superuser role \"%s\"; host \"%s\" matches role_guard.superuser_deny_hosts.",
+					   NameStr(*supername), host);
 	ereport(LOG,
 			(errmsg("role_guard: superuser login %s: role \"%s\", host \"%s\", application_name \"%s\"",
 					monitor ? "would be refused" : "refused",
@@ -490,7 +522,16 @@ rg_admit(Port *port)
 			return;
 		}
 		if (worst)
+		{
+			rg_login_event(port, RG_EVENT_REJECTED, NameStr(rolname),
+						   "role_guard budget \"%s=%d\" is full (%d of %d sessions).",
+						   violation.entry, violation.limit, violation.used,
+						   violation.limit);
 			rg_report_budget(FATAL, &violation, NameStr(rolname), dbname, false);
+		}
+		rg_login_event(port, RG_EVENT_REJECTED, NameStr(rolname),
+					   "All entries of role_guard's shared counter table are in use (role_guard.max_roles = %d).",
+					   rg_max_roles);
 		ereport(FATAL,
 				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
 				 errmsg("too many connections for role \"%s\"", NameStr(rolname)),
@@ -523,6 +564,12 @@ rg_admit(Port *port)
 		slot->roleid = roleid;
 		slot->walsender = am_walsender;
 		slot->idle_since = now;
+		if (dbname)
+			strlcpy(NameStr(slot->datname), dbname, NAMEDATALEN);
+		if (port->application_name)
+			strlcpy(slot->application_name, port->application_name,
+					sizeof(slot->application_name));
+		slot->client = port->raddr;
 		rg_my_slot = slot;
 		rg_my_counter = charges[role_charge].counter;
 	}
@@ -531,6 +578,11 @@ rg_admit(Port *port)
 		rg_count_refusal(charges[role_charge].counter, worst, charges, true, now);
 	LWLockRelease(lock);
 
+	if (worst && !exempt)
+		rg_login_event(port, RG_EVENT_WOULD_REJECT, NameStr(rolname),
+					   "role_guard budget \"%s=%d\" is full (%d of %d sessions).",
+					   violation.entry, violation.limit, violation.used,
+					   violation.limit);
 	if (worst)
 		rg_report_budget(LOG, &violation, NameStr(rolname), dbname, !exempt);
 	pfree(charges);

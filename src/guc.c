@@ -34,6 +34,7 @@ const RGHostList *rg_deny_hosts = NULL;
 const RGPolicy *rg_idle_timeouts = NULL;
 const RGPolicy *rg_idle_in_transaction_timeouts = NULL;
 int			rg_reap_interval = 10000;
+int			rg_event_log_size = 1000;
 
 static char *rg_budgets_text = NULL;
 static char *rg_deny_hosts_text = NULL;
@@ -193,6 +194,12 @@ rg_check_reap_interval(int *newval, void **extra, GucSource source)
 }
 
 static bool
+rg_check_event_log_size(int *newval, void **extra, GucSource source)
+{
+	return rg_check_range("role_guard.event_log_size", *newval, 0, 1000000, "");
+}
+
+static bool
 rg_check_max_roles(int *newval, void **extra, GucSource source)
 {
 	return rg_check_range("role_guard.max_roles", *newval, 16, 1000000, "");
@@ -270,7 +277,7 @@ rg_guc_init(void)
 							NULL,
 							&rg_reap_interval,
 							10000,
-							1, INT_MAX,
+							INT_MIN, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							rg_check_reap_interval, NULL, NULL);
@@ -280,8 +287,18 @@ rg_guc_init(void)
 							NULL,
 							&rg_max_roles,
 							1024,
-							0, INT_MAX,
+							INT_MIN, INT_MAX,
 							PGC_POSTMASTER,
 							0,
 							rg_check_max_roles, NULL, NULL);
+
+	DefineCustomIntVariable("role_guard.event_log_size",
+							"Events kept in shared memory for role_guard_events.",
+							NULL,
+							&rg_event_log_size,
+							1000,
+							INT_MIN, INT_MAX,
+							PGC_POSTMASTER,
+							0,
+							rg_check_event_log_size, NULL, NULL);
 }

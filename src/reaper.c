@@ -142,9 +142,32 @@ rg_limits_fill(void)
 		CommitTransactionCommand();
 }
 
-/* Count a reap (or would-be reap) on the role's counter. */
+/*
+ * Describe a reap (or would-be reap) from the slot, before the backend is
+ * signalled: once it exits, its slot is cleared.
+ */
 static void
-rg_count_reap(Oid roleid, bool monitor)
+rg_reap_event(RGEvent *ev, const RGBackend *slot, int pid,
+			  const RGRoleLimits *limits, RGBackendState state, long idle_ms,
+			  int32 limit, bool monitor)
+{
+	rg_event_init(ev, monitor ? RG_EVENT_WOULD_REAP :
+				  state == RG_STATE_IDLE ? RG_EVENT_REAPED_IDLE :
+				  RG_EVENT_REAPED_IDLE_IN_TRANSACTION);
+	ev->pid = pid;
+	ev->rolname = limits->rolname;
+	ev->datname = slot->datname;
+	memcpy(ev->application_name, slot->application_name, sizeof(ev->application_name));
+	ev->application_name[sizeof(ev->application_name) - 1] = '\0';
+	rg_event_client(ev, &slot->client);
+	snprintf(ev->detail, sizeof(ev->detail), "%s for %.1f s, limit %.1f s.",
+			 state == RG_STATE_IDLE ? "Idle" : "Idle in transaction",
+			 idle_ms / 1000.0, limit / 1000.0);
+}
+
+/* Count a reap (or would-be reap) on the role's counter, and record it. */
+static void
+rg_count_reap(Oid roleid, const RGEvent *ev, bool monitor)
 {
 	RGCounter  *c;
 
@@ -158,6 +181,7 @@ rg_count_reap(Oid roleid, bool monitor)
 			c->reaped++;
 	}
 	LWLockRelease(rg_lock());
+	rg_event_add(ev);
 }
 
 static void
@@ -175,6 +199,7 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 	TimestampTz since;
 	long		idle_ms;
 	const char *what;
+	RGEvent		ev;
 
 	if (pid == 0 || slot->walsender)
 		return;
@@ -204,7 +229,8 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 		r->pid = pid;
 		r->seq = seq;
 		r->since = since;
-		rg_count_reap(roleid, true);
+		rg_reap_event(&ev, slot, pid, limits, state, idle_ms, limit, true);
+		rg_count_reap(roleid, &ev, true);
 		ereport(LOG,
 				(errmsg("role_guard: would terminate session of role \"%s\" (pid %d): %s for %.1f s, limit %.1f s",
 						NameStr(limits->rolname), pid, what,
@@ -212,6 +238,7 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 		return;
 	}
 
+	rg_reap_event(&ev, slot, pid, limits, state, idle_ms, limit, false);
 	/* the same process, still idle since the same moment? */
 	pg_read_barrier();
 	if (slot->pid != pid || slot->seq != seq || slot->idle_since != since ||
@@ -225,7 +252,7 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 	r->seq = seq;
 	r->since = since;
 	if (kill(pid, SIGTERM) == 0)
-		rg_count_reap(roleid, false);
+		rg_count_reap(roleid, &ev, false);
 	else
 		ereport(LOG,
 				(errmsg("role_guard: could not signal pid %d: %m", pid)));

@@ -10,6 +10,7 @@
 #define ROLE_GUARD_H
 
 #include "datatype/timestamp.h"
+#include "libpq/pqcomm.h"
 #include "port/atomics.h"
 #include "storage/lwlock.h"
 
@@ -90,7 +91,35 @@ typedef struct RGBackend
 	uint32		seq;			/* bumped as each top-level statement starts */
 	TimestampTz idle_since;		/* end of the last top-level statement (or
 								 * of login): what idle time counts from */
+	/* set at admission, for the reaper's events: */
+	NameData	datname;
+	char		application_name[NAMEDATALEN];
+	SockAddr	client;			/* AF_UNIX for the Unix socket */
 } RGBackend;
+
+/* role_guard_events: what happened, as one fixed-size ring entry. */
+typedef enum RGEventKind
+{
+	RG_EVENT_REJECTED,
+	RG_EVENT_WOULD_REJECT,
+	RG_EVENT_SUPERUSER_DENIED,
+	RG_EVENT_WOULD_DENY,
+	RG_EVENT_REAPED_IDLE,
+	RG_EVENT_REAPED_IDLE_IN_TRANSACTION,
+	RG_EVENT_WOULD_REAP
+} RGEventKind;
+
+typedef struct RGEvent
+{
+	TimestampTz at;
+	int32		kind;			/* RGEventKind */
+	int32		pid;			/* 0: none */
+	NameData	rolname;
+	NameData	datname;		/* "" for none */
+	char		client_addr[64];	/* numeric host, "" for the Unix socket */
+	char		application_name[NAMEDATALEN];
+	char		detail[256];
+} RGEvent;
 
 /* Counts kept outside the hash. Protected by RGShared.lock. */
 typedef struct RGGlobalStats
@@ -119,6 +148,7 @@ extern void rg_require_loaded(void);
 extern int	rg_mode;
 extern int	rg_max_roles;
 extern int	rg_reap_interval;
+extern int	rg_event_log_size;
 extern const RGPolicy *rg_budgets;
 extern const RGPolicy *rg_idle_timeouts;
 extern const RGPolicy *rg_idle_in_transaction_timeouts;
@@ -141,6 +171,14 @@ extern RGCounter *rg_counter_enter(RGCounterKind kind, Oid roleid,
 extern void rg_counter_forget_if_unused(RGCounter *counter);
 extern void rg_counters_reset(void);
 extern struct HTAB *rg_counter_table(void);
+
+/* events.c */
+extern Size rg_events_shmem_size(void);
+extern void rg_events_shmem_init(LWLock *lock);
+extern void rg_event_init(RGEvent *ev, RGEventKind kind);
+extern void rg_event_client(RGEvent *ev, const SockAddr *client);
+extern void rg_event_add(const RGEvent *ev);
+extern void rg_events_reset(void);
 
 /* auth.c: this backend's slot and role counter, NULL unless admitted */
 extern RGBackend *rg_my_slot;

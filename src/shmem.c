@@ -9,7 +9,9 @@
  *	- the counter hash: RGCounter entries keyed by RGCounterKey (a role, a
  *	  database, or a role in a database; see role_guard.h).
  *
- * Locking rules (one LWLock, tranche "role_guard"):
+ * (The event ring has its own file, events.c, and lock.)
+ *
+ * Locking rules (the first LWLock of tranche "role_guard"):
  *	- Creating or removing a counter, and reading or changing any
  *	  connection count, peak or statistic in it, needs the lock: exclusive
  *	  to change, shared to read.  The login path takes it once, exclusive,
@@ -79,8 +81,9 @@ rg_shared_size(void)
 static Size
 rg_shmem_size(void)
 {
-	return add_size(rg_shared_size(),
-					hash_estimate_size(rg_counter_capacity(), sizeof(RGCounter)));
+	return add_size(add_size(rg_shared_size(),
+							 hash_estimate_size(rg_counter_capacity(), sizeof(RGCounter))),
+					rg_events_shmem_size());
 }
 
 static void
@@ -89,7 +92,8 @@ rg_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(rg_shmem_size());
-	RequestNamedLWLockTranche("role_guard", 1);
+	/* [0]: counters and slots; [1]: the event ring (events.c) */
+	RequestNamedLWLockTranche("role_guard", 2);
 }
 
 static void
@@ -117,6 +121,7 @@ rg_shmem_startup(void)
 	/* all entries allocated now: the hash never asks for more */
 	rg_counters = ShmemInitHash("role_guard counters", capacity, capacity,
 								&info, HASH_ELEM | HASH_BLOBS);
+	rg_events_shmem_init(&(GetNamedLWLockTranche("role_guard"))[1].lock);
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -273,6 +273,7 @@ role_guard_reset(PG_FUNCTION_ARGS)
 {
 	rg_require_loaded();
 	rg_counters_reset();
+	rg_events_reset();
 	PG_RETURN_VOID();
 }
 
