@@ -67,7 +67,7 @@ rg_ensure_packages() {
 }
 
 # Packages every version needs to build and run the suites.
-RG_BASE_PACKAGES=(make gcc perl libipc-run-perl libkrb5-dev)
+RG_BASE_PACKAGES=(make gcc perl libipc-run-perl libkrb5-dev iproute2)
 
 # ---- per-version setup: install what is missing, set RG_PG_CONFIG ----------
 

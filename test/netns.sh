@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# test/netns.sh: a second host for test/t/011_superuser_deny_netns.pl.
+#
+# Run as root (or with CAP_SYS_ADMIN + CAP_NET_ADMIN):
+#
+#   test/netns.sh up NAME HOSTADDR PEERADDR [PORT [SOCKDIR [OWNER]]]
+#   test/netns.sh down NAME [SOCKDIR]
+#
+# `up` makes network namespace NAME joined to this host by a veth pair:
+# HOSTADDR/30 on the host side, PEERADDR/30 inside the namespace (both
+# addresses private to this pair, e.g. 10.213.7.1 and 10.213.7.2; nothing is
+# routed anywhere else, no NAT, no forwarding is turned on).  Inside the
+# namespace it starts a small forwarder, running as OWNER (default postgres):
+# it listens on the Unix socket SOCKDIR/.s.PGSQL.PORT (SOCKDIR default
+# /tmp/rg_netns.NAME, owned by OWNER, mode 0700; PORT default 45432) and
+# relays each connection over TCP to HOSTADDR:PORT.  A client that cannot
+# enter the namespace (the TAP test runs as postgres) connects with libpq's
+# host=SOCKDIR port=PORT, and the server on HOSTADDR:PORT sees a TCP client
+# from PEERADDR: a real second host.
+#
+# `up` prints the settings the test reads, ready for eval:
+#   eval "$(test/netns.sh up rg_sudeny 10.213.7.1 10.213.7.2)"
+#   ... prove ... (011 reads RG_NETNS_NAME/CLIENT/SERVER/PORT/SOCKDIR) ...
+#   test/netns.sh down rg_sudeny
+#
+# `down` stops the processes inside the namespace (only those), deletes the
+# namespace (which deletes the veth pair) and removes SOCKDIR.  Both are
+# idempotent: `up` first clears what an earlier `up NAME` left.  Progress and
+# errors go to stderr; the exit status is non-zero on failure.
+set -euo pipefail
+
+say() { printf 'netns.sh: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+usage() {
+	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
+check_name() {
+	[[ $1 =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}$ ]] || die "bad namespace name '$1'"
+}
+
+check_v4() {
+	local a=$1 o
+	[[ $a =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] ||
+		die "'$a' is not an IPv4 address"
+	for o in "${BASH_REMATCH[@]:1}"; do
+		[ "$o" -le 255 ] || die "'$a' is not an IPv4 address"
+	done
+}
+
+# veth names (at most 15 bytes): rgh<hash>/rgn<hash> from the namespace name.
+veth_names() {
+	local h
+	h=$(printf '%s' "$1" | cksum | cut -d' ' -f1)
+	h=$(printf '%08x' "$h")
+	VETH_HOST=rgh$h
+	VETH_NS=rgn$h
+}
+
+netns_exists() {
+	local list
+	list=$(ip netns list 2>/dev/null || true)
+	awk -v n="$1" '$1 == n { found = 1 } END { exit !found }' <<<"$list"
+}
+
+# The relay, run inside the namespace.  Arguments: socket path, TCP host,
+# TCP port, owner, pid file, lifetime in seconds.
+FORWARDER=$(
+	cat <<'PERL'
+use strict;
+use warnings;
+use IO::Socket::UNIX;
+use IO::Socket::INET;
+use IO::Select;
+use POSIX ();
+use Socket qw(SOCK_STREAM);
+
+my ($path, $host, $port, $owner, $pidfile, $lifetime) = @ARGV;
+$0 = "rg_netns forwarder $path -> $host:$port";
+if ($> == 0)
+{
+	my (undef, undef, $uid, $gid) = getpwnam($owner)
+	  or die "forwarder: no user $owner\n";
+	POSIX::setgid($gid) or die "forwarder: setgid: $!\n";
+	$) = "$gid $gid";
+	POSIX::setuid($uid) or die "forwarder: setuid: $!\n";
+	die "forwarder: still root\n" if $> == 0 || $< == 0;
+}
+unlink $path;
+umask 077;
+my $l = IO::Socket::UNIX->new(Type => SOCK_STREAM, Local => $path, Listen => 64)
+  or die "forwarder: listen on $path: $!\n";
+open(my $pf, '>', "$pidfile.tmp") or die "forwarder: $pidfile: $!\n";
+print $pf "$$\n";
+close($pf);
+rename("$pidfile.tmp", $pidfile) or die "forwarder: $pidfile: $!\n";
+$SIG{CHLD} = 'IGNORE';
+$SIG{ALRM} = sub { unlink $path; exit 0; };
+alarm($lifetime);
+$SIG{TERM} = sub { unlink $path; exit 0; };
+
+sub relay
+{
+	my ($a, $b) = @_;
+	my %peer = ($a => $b, $b => $a);
+	my $sel = IO::Select->new($a, $b);
+	my $deadline = time + 600;    # no relayed connection lives longer
+	while (time < $deadline)
+	{
+		foreach my $r ($sel->can_read(5))
+		{
+			my $n = sysread($r, my $buf, 65536);
+			return if !$n;
+			my $off = 0;
+			while ($off < $n)
+			{
+				my $w = syswrite($peer{$r}, $buf, $n - $off, $off);
+				return if !defined $w;
+				$off += $w;
+			}
+		}
+	}
+}
+
+while (1)
+{
+	my $c = $l->accept or next;
+	my $pid = fork;
+	if (!defined $pid)
+	{
+		close($c);
+		next;
+	}
+	if ($pid == 0)
+	{
+		$SIG{ALRM} = 'DEFAULT';
+		$SIG{TERM} = 'DEFAULT';
+		alarm(0);
+		close($l);
+		my $s = IO::Socket::INET->new(
+			PeerAddr => $host,
+			PeerPort => $port,
+			Proto    => 'tcp',
+			Timeout  => 10);
+		if (!$s)
+		{
+			warn "forwarder: connect to $host:$port: $!\n";
+			POSIX::_exit(1);
+		}
+		relay($c, $s);
+		POSIX::_exit(0);
+	}
+	close($c);
+}
+PERL
+)
+
+cmd_down() {
+	local name=$1 sockdir=${2:-/tmp/rg_netns.$1} pids pid
+	check_name "$name"
+	veth_names "$name"
+	if netns_exists "$name"; then
+		# Only the processes inside this namespace (the forwarder and its
+		# children), by pid.
+		pids=$(ip netns pids "$name" 2>/dev/null || true)
+		for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+		for _ in $(seq 1 50); do
+			pids=$(ip netns pids "$name" 2>/dev/null || true)
+			[ -z "$pids" ] && break
+			sleep 0.1
+		done
+		for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+		ip netns del "$name"
+		say "namespace $name deleted"
+	fi
+	if ip link show "$VETH_HOST" >/dev/null 2>&1; then
+		ip link del "$VETH_HOST"
+	fi
+	case $sockdir in
+	/tmp/rg_netns.*) rm -rf -- "$sockdir" ;;
+	*) rm -f -- "$sockdir"/.s.PGSQL.* "$sockdir"/forwarder.pid "$sockdir"/forwarder.log ;;
+	esac
+}
+
+cmd_up() {
+	local name=$1 hostaddr=$2 peeraddr=$3 port=${4:-45432} sockdir=${5:-/tmp/rg_netns.$1}
+	local owner=${6:-postgres} lifetime=${RG_NETNS_LIFETIME:-14400} pid
+	check_name "$name"
+	check_v4 "$hostaddr"
+	check_v4 "$peeraddr"
+	[ "$hostaddr" != "$peeraddr" ] || die "HOSTADDR and PEERADDR must differ"
+	if ! [[ $port =~ ^[0-9]+$ ]] || [ "$port" -lt 1024 ] || [ "$port" -gt 65535 ]; then
+		die "bad port '$port'"
+	fi
+	id -u "$owner" >/dev/null 2>&1 || die "no user '$owner'"
+	[[ $sockdir == /* ]] || die "SOCKDIR must be an absolute path"
+	command -v ip >/dev/null || die "ip (iproute2) not found"
+
+	veth_names "$name"
+	cmd_down "$name" "$sockdir" 2>/dev/null || true
+	if ip -o addr show | awk -v a="$hostaddr" '$3 == "inet" && index($4, a "/") == 1 { f = 1 } END { exit !f }'; then
+		die "$hostaddr is already on an interface of this host"
+	fi
+
+	ip netns add "$name"
+	ip link add "$VETH_HOST" type veth peer name "$VETH_NS" netns "$name"
+	ip addr add "$hostaddr/30" dev "$VETH_HOST"
+	ip link set "$VETH_HOST" up
+	ip -n "$name" link set lo up
+	ip -n "$name" addr add "$peeraddr/30" dev "$VETH_NS"
+	ip -n "$name" link set "$VETH_NS" up
+	say "namespace $name: $VETH_NS $peeraddr/30 <-> $VETH_HOST $hostaddr/30"
+
+	# Wait (bounded) for both ends to be usable (no DAD for IPv4, but the
+	# link takes a moment to come up).
+	for _ in $(seq 1 50); do
+		if ip -n "$name" -o link show "$VETH_NS" | grep -q 'state UP' &&
+			ip -o link show "$VETH_HOST" | grep -q 'state UP'; then
+			break
+		fi
+		sleep 0.1
+	done
+
+	rm -rf -- "$sockdir"
+	mkdir -m 0700 -- "$sockdir"
+	chown "$owner" -- "$sockdir"
+	setsid ip netns exec "$name" perl -e "$FORWARDER" \
+		"$sockdir/.s.PGSQL.$port" "$hostaddr" "$port" "$owner" \
+		"$sockdir/forwarder.pid" "$lifetime" \
+		</dev/null >>"$sockdir/forwarder.log" 2>&1 &
+	for _ in $(seq 1 100); do
+		[ -S "$sockdir/.s.PGSQL.$port" ] && [ -s "$sockdir/forwarder.pid" ] && break
+		sleep 0.1
+	done
+	if ! [ -S "$sockdir/.s.PGSQL.$port" ]; then
+		cat "$sockdir/forwarder.log" >&2 || true
+		die "the forwarder did not start"
+	fi
+	pid=$(cat "$sockdir/forwarder.pid")
+	say "forwarder pid $pid (as $owner): $sockdir/.s.PGSQL.$port -> $hostaddr:$port from $peeraddr"
+
+	printf 'export RG_NETNS_NAME=%q\n' "$name"
+	printf 'export RG_NETNS_SERVER=%q\n' "$hostaddr"
+	printf 'export RG_NETNS_CLIENT=%q\n' "$peeraddr"
+	printf 'export RG_NETNS_PORT=%q\n' "$port"
+	printf 'export RG_NETNS_SOCKDIR=%q\n' "$sockdir"
+}
+
+[ $# -ge 1 ] || usage
+case $1 in
+up)
+	if [ $# -lt 4 ] || [ $# -gt 7 ]; then usage; fi
+	shift
+	cmd_up "$@"
+	;;
+down)
+	if [ $# -lt 2 ] || [ $# -gt 3 ]; then usage; fi
+	shift
+	cmd_down "$@"
+	;;
+*) usage ;;
+esac
