@@ -2,6 +2,10 @@
 -- role_guard.idle_timeouts / idle_in_transaction_timeouts grammar, and
 -- role_guard.reap_interval bounds.
 --
+-- each file stands alone: the extension may exist already
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS role_guard;
+RESET client_min_messages;
 ALTER SYSTEM SET role_guard.idle_timeouts = 'app=500ms, +Readers = 10min, *=2h, "Batch Job"=0, x=1d, y=90, z=1.5s, w=250us, v = 3 min';
 ALTER SYSTEM SET role_guard.idle_in_transaction_timeouts = 'app=30s, *=5min';
 SELECT pg_reload_conf();

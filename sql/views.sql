@@ -2,6 +2,10 @@
 -- The views: columns and types as SPEC.md names them, contents for this
 -- session, the summary's arithmetic, privileges and reset.
 --
+-- each file stands alone: the extension may exist already
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS role_guard;
+RESET client_min_messages;
 SELECT attrelid::regclass AS view, attname, format_type(atttypid, atttypmod)
 FROM pg_attribute
 WHERE attrelid IN ('role_guard_usage'::regclass, 'role_guard_budgets'::regclass,

@@ -168,6 +168,7 @@ rg_deny_superuser(Port *port, Oid roleid, const NameData *rolname,
 			c->would_deny++;
 		else
 			c->superuser_denied++;
+		rg_counter_unpin(c);
 	}
 	LWLockRelease(rg_lock());
 
@@ -323,6 +324,20 @@ rg_count_refusal(RGCounter *role, const RGCheck *check, RGCharge *charges,
 	}
 }
 
+/*
+ * Unpin the counters a login entered: every charge's, the role's once
+ * (charges 0 and 1 share it).  Lock held.
+ */
+static void
+rg_unpin_charges(RGCharge *charges, int ncharges)
+{
+	int			i;
+
+	for (i = 0; i < ncharges; i++)
+		if (i != 1)
+			rg_counter_unpin(charges[i].counter);
+}
+
 static void
 rg_admit(Port *port)
 {
@@ -396,9 +411,9 @@ rg_admit(Port *port)
 	maxcharges = 4 + ngroups;
 	charges = palloc0(sizeof(RGCharge) * maxcharges);
 	checks = palloc0(sizeof(RGCheck) * maxcharges);
-	role_charge = ncharges++;
+	role_charge = ncharges++;	/* 0 */
 	charges[role_charge].field = RG_CHARGE_CONNECTIONS;
-	role_member_charge = ncharges++;
+	role_member_charge = ncharges++;	/* 1: the same counter */
 	charges[role_member_charge].field = RG_CHARGE_MEMBER;
 	for (i = 0; i < ngroups; i++)
 		charges[ncharges++].field = RG_CHARGE_MEMBER;
@@ -502,23 +517,27 @@ rg_admit(Port *port)
 			ch->counter->connections : ch->counter->member_connections;
 	}
 
-	refuse = !exempt && (full || (worst && mode == RG_MODE_ENFORCE));
+	/*
+	 * A full counter table refuses in enforce mode (an uncounted session
+	 * could pass a budget); monitor and off, and the superuser on the Unix
+	 * socket, are let in uncounted.
+	 */
+	refuse = !exempt && mode == RG_MODE_ENFORCE && (full || worst);
 	if (refuse || full)
 	{
 		if (worst && charges[role_charge].counter)
 			rg_count_refusal(charges[role_charge].counter, worst, charges,
 							 false, now);
-		for (i = 0; i < ncharges; i++)
-			rg_counter_forget_if_unused(charges[i].counter);
+		rg_unpin_charges(charges, ncharges);
 		LWLockRelease(lock);
 
 		if (!refuse)
 		{
 			ereport(LOG,
-					(errmsg("role_guard: superuser \"%s\" admitted through the Unix socket without being counted",
+					(errmsg("role_guard: connection of role \"%s\" admitted without being counted",
 							NameStr(rolname)),
 					 errdetail("All %d entries of role_guard's shared counter table are in use; raise role_guard.max_roles.",
-							   rg_max_roles)));
+							   rg_counter_capacity())));
 			return;
 		}
 		if (worst)
@@ -530,13 +549,13 @@ rg_admit(Port *port)
 			rg_report_budget(FATAL, &violation, NameStr(rolname), dbname, false);
 		}
 		rg_login_event(port, RG_EVENT_REJECTED, NameStr(rolname),
-					   "All entries of role_guard's shared counter table are in use (role_guard.max_roles = %d).",
-					   rg_max_roles);
+					   "All %d entries of role_guard's shared counter table are in use; raise role_guard.max_roles.",
+					   rg_counter_capacity());
 		ereport(FATAL,
 				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
 				 errmsg("too many connections for role \"%s\"", NameStr(rolname)),
-				 errdetail("All entries of role_guard's shared counter table are in use (role_guard.max_roles = %d).",
-						   rg_max_roles)));
+				 errdetail("All %d entries of role_guard's shared counter table are in use; raise role_guard.max_roles.",
+						   rg_counter_capacity())));
 	}
 
 	/* admitted: charge every counter and take the slot */
@@ -576,6 +595,7 @@ rg_admit(Port *port)
 	/* monitor: count what enforce would refuse (it admits exempt logins) */
 	if (worst && mode == RG_MODE_MONITOR && !exempt)
 		rg_count_refusal(charges[role_charge].counter, worst, charges, true, now);
+	rg_unpin_charges(charges, ncharges);
 	LWLockRelease(lock);
 
 	if (worst && !exempt)

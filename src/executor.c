@@ -4,13 +4,16 @@
  *	  Executor and utility hooks: per-role statement counts, and the
  *	  per-backend state the reaper and the views read.
  *
- * A top-level statement is one that starts with no role_guard hook active
- * below it in this backend (nesting level 0): an executor statement
- * (ExecutorStart .. ExecutorEnd) or a utility statement (ProcessUtility).
- * Statements run by functions, EXPLAIN ANALYZE, CREATE TABLE AS and the
- * like are nested and not counted again.  Parallel workers, background
- * workers and sessions role_guard did not admit have no slot and are not
- * counted.
+ * A top-level statement is one a client sent: an executor statement
+ * (ExecutorStart .. ExecutorEnd) or a utility statement (ProcessUtility)
+ * that starts with no role_guard hook active below it in this backend
+ * (nesting level 0; planning counts as a level, as it may run functions)
+ * and that does not return its rows to SPI (queries of deferred triggers
+ * firing at COMMIT run at level 0, through SPI).  Statements run by
+ * functions, EXPLAIN ANALYZE, CREATE TABLE AS and the like are nested and
+ * not counted again; a statement that fails before it starts executing (a
+ * syntax error, say) is not counted.  Parallel workers, background workers
+ * and sessions role_guard did not admit have no slot and are not counted.
  *
  * Per statement the cost is: two stores and one atomic add on start, one
  * clock read on leaving ExecutorRun and on ending, no lock, no allocation.
@@ -36,6 +39,7 @@
 
 #include "access/xact.h"
 #include "executor/executor.h"
+#include "optimizer/planner.h"
 #include "tcop/utility.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -48,9 +52,13 @@ static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static planner_hook_type prev_planner = NULL;
 
 /* role_guard hooks active in this backend right now */
 static int	rg_nesting = 0;
+
+/* the top-level executor statement running now, if any */
+static QueryDesc *rg_top_query = NULL;
 
 /* clears aborted_block when the failed transaction is cleaned up */
 static MemoryContextCallback rg_abort_cleanup_cb;
@@ -95,8 +103,12 @@ rg_statement_end(void)
 static void
 rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
-	if (rg_nesting == 0)
+	if (rg_nesting == 0 && rg_my_slot != NULL &&
+		queryDesc->dest->mydest != DestSPI)
+	{
+		rg_top_query = queryDesc;
 		rg_statement_begin();
+	}
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(queryDesc, eflags);
 	else
@@ -106,7 +118,7 @@ rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 static void
 rg_ExecutorRun(RG_EXECUTOR_RUN_PARAMS)
 {
-	bool		top = rg_nesting == 0;
+	bool		top = queryDesc == rg_top_query;
 
 	if (top && rg_my_slot)
 		rg_my_slot->seq++;		/* each fetch from a portal is activity */
@@ -149,12 +161,39 @@ rg_ExecutorFinish(QueryDesc *queryDesc)
 static void
 rg_ExecutorEnd(QueryDesc *queryDesc)
 {
+	bool		top = queryDesc == rg_top_query;
+
 	if (prev_ExecutorEnd)
 		prev_ExecutorEnd(queryDesc);
 	else
 		standard_ExecutorEnd(queryDesc);
-	if (rg_nesting == 0)
+	if (top)
+	{
+		rg_top_query = NULL;
 		rg_statement_end();
+	}
+}
+
+static PlannedStmt *
+rg_planner(Query *parse, const char *query_string, int cursorOptions,
+		   ParamListInfo boundParams)
+{
+	PlannedStmt *result;
+
+	rg_nesting++;
+	PG_TRY();
+	{
+		if (prev_planner)
+			result = prev_planner(parse, query_string, cursorOptions, boundParams);
+		else
+			result = standard_planner(parse, query_string, cursorOptions, boundParams);
+	}
+	PG_FINALLY();
+	{
+		rg_nesting--;
+	}
+	PG_END_TRY();
+	return result;
 }
 
 static void
@@ -207,6 +246,7 @@ rg_xact_callback(XactEvent event, void *arg)
 {
 	if (event != XACT_EVENT_ABORT || rg_my_slot == NULL || rg_nesting != 0)
 		return;
+	rg_top_query = NULL;
 	if (rg_my_slot->active_statements)
 		rg_statement_end();
 	else
@@ -231,7 +271,10 @@ rg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB && rg_nesting == 0 && rg_my_slot &&
 		rg_my_slot->active_statements)
+	{
+		rg_top_query = NULL;
 		rg_statement_end();
+	}
 }
 
 void
@@ -247,6 +290,8 @@ rg_executor_init(void)
 	ExecutorEnd_hook = rg_ExecutorEnd;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = rg_ProcessUtility;
+	prev_planner = planner_hook;
+	planner_hook = rg_planner;
 	RegisterXactCallback(rg_xact_callback, NULL);
 	RegisterSubXactCallback(rg_subxact_callback, NULL);
 }

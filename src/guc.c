@@ -187,6 +187,31 @@ rg_check_range(const char *name, int value, int min, int max, const char *unit)
 	return rg_reject(name, val, err);
 }
 
+/*
+ * An integer setting's text from postgresql.conf, checked before the
+ * setting is defined: define_custom_variable only WARNs about text it
+ * cannot parse as a number, before any check hook runs, and starts with
+ * the default.  Only while preloading (later, reloads log and keep the old
+ * value as usual).
+ */
+static void
+rg_check_int_text(const char *name, int flags)
+{
+	const char *raw;
+	const char *hint = NULL;
+	int			val;
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	raw = GetConfigOption(name, true, false);
+	if (raw == NULL || parse_int(raw, &val, flags, &hint))
+		return;
+	ereport(FATAL,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for parameter \"%s\": \"%s\"", name, raw),
+			 hint ? errhint("%s", _(hint)) : 0));
+}
+
 static bool
 rg_check_reap_interval(int *newval, void **extra, GucSource source)
 {
@@ -272,6 +297,7 @@ rg_guc_init(void)
 							   0,
 							   rg_check_iit_timeouts, rg_assign_iit_timeouts, NULL);
 
+	rg_check_int_text("role_guard.reap_interval", GUC_UNIT_MS);
 	DefineCustomIntVariable("role_guard.reap_interval",
 							"How often the reaper looks for idle sessions.",
 							NULL,
@@ -282,6 +308,7 @@ rg_guc_init(void)
 							GUC_UNIT_MS,
 							rg_check_reap_interval, NULL, NULL);
 
+	rg_check_int_text("role_guard.max_roles", 0);
 	DefineCustomIntVariable("role_guard.max_roles",
 							"Roles whose counters role_guard keeps in shared memory.",
 							NULL,
@@ -292,6 +319,7 @@ rg_guc_init(void)
 							0,
 							rg_check_max_roles, NULL, NULL);
 
+	rg_check_int_text("role_guard.event_log_size", 0);
 	DefineCustomIntVariable("role_guard.event_log_size",
 							"Events kept in shared memory for role_guard_events.",
 							NULL,

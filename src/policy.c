@@ -636,6 +636,19 @@ parse_host(const char *text, size_t len, RGHostEntry *e, char *errbuf, size_t er
 			return false;
 		}
 	}
+	/*
+	 * An IPv4-mapped IPv6 entry (::ffff:a.b.c.d/96 and longer) is an IPv4
+	 * one: clients arriving that way are matched as IPv4.
+	 */
+	if (e->family == 6 && bits >= 96 &&
+		memcmp(e->addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)
+	{
+		memmove(e->addr, e->addr + 12, 4);
+		memset(e->addr + 4, 0, 12);
+		e->family = 4;
+		maxbits = 32;
+		bits -= 96;
+	}
 	e->bits = (uint8) bits;
 
 	/* clear host bits, as pg_hba.conf's masks do */

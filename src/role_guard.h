@@ -54,6 +54,8 @@ typedef struct RGCounter
 	RGCounterKey key;			/* hash key: must be first */
 	NameData	rolname;		/* role's name when last seen (kept after DROP) */
 	bool		rolsuper;		/* likewise, its SUPERUSER attribute */
+	int32		pins;			/* logins holding it while they admit (never
+								 * evicted meanwhile) */
 	int32		connections;
 	int32		member_connections; /* RG_COUNTER_ROLE only */
 	int32		peak;			/* highest "connections" since reset */
@@ -168,8 +170,10 @@ extern RGCounter *rg_counter_find(RGCounterKind kind, Oid roleid,
 								  const char *dbname);
 extern RGCounter *rg_counter_enter(RGCounterKind kind, Oid roleid,
 								   const char *dbname);
+extern void rg_counter_unpin(RGCounter *counter);
 extern void rg_counter_forget_if_unused(RGCounter *counter);
 extern void rg_counters_reset(void);
+extern int	rg_counter_capacity(void);
 extern struct HTAB *rg_counter_table(void);
 
 /* events.c */

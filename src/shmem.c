@@ -65,7 +65,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
  * sessions, or statistics or a peak since the last reset), plus room for one database and one
  * role-in-database counter per possible session.
  */
-static int
+int
 rg_counter_capacity(void)
 {
 	return rg_max_roles + 2 * MaxBackends;
@@ -209,7 +209,7 @@ rg_counter_find(RGCounterKind kind, Oid roleid, const char *dbname)
 static bool
 rg_counter_unused(const RGCounter *c)
 {
-	return c->connections == 0 && c->member_connections == 0 &&
+	return c->pins == 0 && c->connections == 0 && c->member_connections == 0 &&
 		c->rejected == 0 && c->would_reject == 0 &&
 		c->entry_rejected == 0 && c->entry_would_reject == 0 &&
 		c->group_rejected == 0 && c->group_would_reject == 0 &&
@@ -234,7 +234,7 @@ rg_counter_evict(void)
 	while ((c = hash_seq_search(&status)) != NULL)
 	{
 		if (c->connections == 0 && c->member_connections == 0 &&
-			!rg_counter_unused(c))
+			c->pins == 0 && !rg_counter_unused(c))
 		{
 			hash_seq_term(&status);
 			hash_search(rg_counters, &c->key, HASH_REMOVE, NULL);
@@ -245,8 +245,11 @@ rg_counter_evict(void)
 }
 
 /*
- * Find or create a counter.  Caller holds the lock exclusively.  Returns
- * NULL, without erroring, when the table is full of counters with sessions.
+ * Find or create a counter, and pin it: a login that needs several
+ * counters pins each one it gets, so that making room for the next cannot
+ * evict it; it unpins them all (rg_counter_unpin) before it lets the lock
+ * go.  Caller holds the lock exclusively.  Returns NULL, without erroring,
+ * when the table is full of counters with sessions or pins.
  */
 RGCounter *
 rg_counter_enter(RGCounterKind kind, Oid roleid, const char *dbname)
@@ -257,21 +260,34 @@ rg_counter_enter(RGCounterKind kind, Oid roleid, const char *dbname)
 
 	rg_counter_key(&key, kind, roleid, dbname);
 	c = (RGCounter *) hash_search(rg_counters, &key, HASH_FIND, NULL);
-	if (c != NULL)
-		return c;
-	if (hash_get_num_entries(rg_counters) >= rg_shared->capacity &&
-		!rg_counter_evict())
-		return NULL;
-	c = (RGCounter *) hash_search(rg_counters, &key, HASH_ENTER_NULL, &found);
 	if (c == NULL)
-		return NULL;
-	if (!found)
 	{
-		memset((char *) c + sizeof(RGCounterKey), 0,
-			   sizeof(RGCounter) - sizeof(RGCounterKey));
-		pg_atomic_init_u64(&c->statements, 0);
+		if (hash_get_num_entries(rg_counters) >= rg_shared->capacity &&
+			!rg_counter_evict())
+			return NULL;
+		c = (RGCounter *) hash_search(rg_counters, &key, HASH_ENTER_NULL, &found);
+		if (c == NULL)
+			return NULL;
+		if (!found)
+		{
+			memset((char *) c + sizeof(RGCounterKey), 0,
+				   sizeof(RGCounter) - sizeof(RGCounterKey));
+			pg_atomic_init_u64(&c->statements, 0);
+		}
 	}
+	c->pins++;
 	return c;
+}
+
+/* Unpin a counter from rg_counter_enter, dropping it if it holds nothing. */
+void
+rg_counter_unpin(RGCounter *counter)
+{
+	if (counter == NULL)
+		return;
+	Assert(counter->pins > 0);
+	counter->pins--;
+	rg_counter_forget_if_unused(counter);
 }
 
 /* Drop a counter that holds nothing.  Caller holds the lock exclusively. */
