@@ -60,12 +60,13 @@ typedef struct RGRoleLimits
 	NameData	rolname;
 } RGRoleLimits;
 
-/* The idle period the worker last acted on (or reported) for a slot. */
+/* The idle period the worker last reported or signalled for a slot. */
 typedef struct RGReported
 {
 	int			pid;
 	uint32		seq;
 	TimestampTz since;
+	bool		signalled;		/* false: only reported (monitor mode) */
 } RGReported;
 
 static HTAB *rg_limits = NULL;
@@ -220,8 +221,12 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 		return;
 	what = state == RG_STATE_IDLE ? "idle" : "idle in transaction";
 
-	/* act once per idle period: a signalled backend takes a moment to go */
-	if (r->pid == pid && r->seq == seq && r->since == since)
+	/*
+	 * Act once per idle period: report it once in monitor mode, signal it
+	 * once in enforce mode (a signalled backend takes a moment to go).
+	 */
+	if (r->pid == pid && r->seq == seq && r->since == since &&
+		(monitor || r->signalled))
 		return;
 
 	if (monitor)
@@ -229,6 +234,7 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 		r->pid = pid;
 		r->seq = seq;
 		r->since = since;
+		r->signalled = false;
 		rg_reap_event(&ev, slot, pid, limits, state, idle_ms, limit, true);
 		rg_count_reap(roleid, &ev, true);
 		ereport(LOG,
@@ -251,6 +257,7 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 	r->pid = pid;
 	r->seq = seq;
 	r->since = since;
+	r->signalled = true;
 	if (kill(pid, SIGTERM) == 0)
 		rg_count_reap(roleid, &ev, false);
 	else
