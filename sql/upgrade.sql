@@ -51,7 +51,10 @@ $$;
 SELECT a.version AS from_version,
        (SELECT default_version FROM pg_available_extensions
         WHERE name = 'role_guard') AS to_version,
-       count(*) AS objects,
+       -- (views' row types and their array types are extension members in
+       -- 17 and 18, not in 15: not counted here, so that the count is the
+       -- same on every version; same_as_fresh still compares them)
+       count(*) FILTER (WHERE object NOT LIKE 'type %') AS objects,
        count(*) = (SELECT count(*) FROM rg_shape WHERE version = 'fresh')
          AND NOT EXISTS (SELECT object FROM rg_shape WHERE version = 'fresh'
                          EXCEPT

@@ -6,18 +6,22 @@
 # and is run as the `postgres` OS user on a scratch copy of the tree.
 #
 # Per-version support is one function rg_setup_pgNN each: it makes sure the
-# packages are there and sets RG_PG_CONFIG.  To add a version (17, 18, or one
-# assembled with a pg_config stand-in), add rg_setup_pg17 etc. below; test/run
-# and test/demo pick it up through rg_setup_version.
+# packages are there and sets RG_PG_CONFIG (and RG_MAKE_ARGS, extra make
+# variables every make against that version gets).  15 is Debian 12's own;
+# 17 and 18 are assembled by test/pgversions.sh (embedded-postgres servers,
+# Debian trixie/sid headers, a pg_config stand-in).  test/run and test/demo
+# pick a version up through rg_setup_version.
 
 # Repository root, whatever the caller's cwd.
 RG_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 RG_PG_USER=postgres
 RG_PG_CONFIG=
 RG_PG_BINDIR=
+RG_MAKE_ARGS=()
 # shellcheck disable=SC2034  # used by test/run and test/demo
 RG_SCRATCH=
 RG_SCRATCH_DIRS=()
+RG_SCRATCH_BINDIRS=()	# the version's bindir, for each of RG_SCRATCH_DIRS
 
 rg_say() { printf '%s\n' "$*"; }
 rg_section() { printf '\n======== %s ========\n' "$*"; }
@@ -77,7 +81,23 @@ rg_setup_pg15() {
 	RG_PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 }
 
-# Later: rg_setup_pg17, rg_setup_pg18 (e.g. from a pg_config stand-in).
+# 17 and 18: see test/pgversions.sh.  Debian's 15 client (psql, pgbench)
+# talks to them; libssl-dev and libkrb5-dev for the headers that their
+# server headers include (built --with-openssl --with-gssapi).
+# shellcheck source=test/pgversions.sh
+. "$RG_REPO/test/pgversions.sh"
+
+rg_setup_pg17() {
+	rg_ensure_packages "${RG_BASE_PACKAGES[@]}" \
+		postgresql-client-15 libssl-dev || return 1
+	rg_pgv_setup 17
+}
+
+rg_setup_pg18() {
+	rg_ensure_packages "${RG_BASE_PACKAGES[@]}" \
+		postgresql-client-15 libssl-dev || return 1
+	rg_pgv_setup 18
+}
 
 # rg_setup_version V: returns 0 and sets RG_PG_CONFIG/RG_PG_BINDIR, 2 if the
 # version is not supported by this script, 1 if its setup failed.
@@ -87,7 +107,9 @@ rg_setup_version() {
 		rg_say "PostgreSQL '$v' is not supported by test/lib.sh yet (no rg_setup_pg$v; supported: $(rg_supported_versions))"
 		return 2
 	fi
-	"rg_setup_pg$v" || { rg_say "PostgreSQL $v: setup (packages) failed"; return 1; }
+	RG_PG_CONFIG=
+	RG_MAKE_ARGS=()
+	"rg_setup_pg$v" || { rg_say "PostgreSQL $v: setup failed (see above)"; return 1; }
 	if [ ! -x "$RG_PG_CONFIG" ]; then
 		rg_say "PostgreSQL $v: no pg_config at '$RG_PG_CONFIG'"
 		return 1
@@ -108,7 +130,9 @@ rg_supported_versions() {
 rg_stage_tree() {
 	local base dest=
 	for base in "${TMPDIR:-/tmp}" /tmp /var/tmp; do
-		dest=$(mktemp -d "$base/role_guard.XXXXXX" 2>/dev/null) || continue
+		# (not named after role_guard: from PG16 the server logs pg_hba.conf's
+		# path, under this directory, and tests look for "role_guard" in logs)
+		dest=$(mktemp -d "$base/rgtest.XXXXXX" 2>/dev/null) || continue
 		chown "$RG_PG_USER:" "$dest" && chmod 755 "$dest"
 		if rg_as_pg test -w "$dest" -a -x "$dest"; then
 			RG_PG_TMPDIR=$base
@@ -119,6 +143,7 @@ rg_stage_tree() {
 	done
 	[ -n "$dest" ] || { rg_say "cannot make a scratch directory $RG_PG_USER can write"; return 1; }
 	RG_SCRATCH_DIRS+=("$dest")
+	RG_SCRATCH_BINDIRS+=("$RG_PG_BINDIR")
 	# shellcheck disable=SC2034  # used by test/run and test/demo
 	RG_SCRATCH=$dest
 	# Build and test products are excluded at the top level only (where make
@@ -134,27 +159,29 @@ rg_stage_tree() {
 }
 
 # Stop any server still running from a data directory under $1 (left by a
-# test that was killed), as postgres, then remove $1.
+# test that was killed), as postgres, with pg_ctl from bindir $2 (that of
+# the version the scratch copy was made for), then remove $1.
 rg_remove_scratch() {
-	local dir=$1 pidfile
+	local dir=$1 bindir=${2:-$RG_PG_BINDIR} pidfile
 	[ -n "$dir" ] && [ -d "$dir" ] || return 0
 	while IFS= read -r pidfile; do
 		[ -n "$pidfile" ] || continue
-		rg_as_pg "$RG_PG_BINDIR/pg_ctl" -D "$(dirname "$pidfile")" stop -m immediate -w >/dev/null 2>&1 || true
+		rg_as_pg "$bindir/pg_ctl" -D "$(dirname "$pidfile")" stop -m immediate -w >/dev/null 2>&1 || true
 	done < <(find "$dir" -name postmaster.pid -type f 2>/dev/null)
 	rm -rf "$dir"
 }
 
 rg_cleanup_scratch() {
-	local d
-	for d in "${RG_SCRATCH_DIRS[@]}"; do
+	local i
+	for i in "${!RG_SCRATCH_DIRS[@]}"; do
 		if [ "${RG_KEEP_SCRATCH:-0}" = 1 ]; then
-			rg_say "kept scratch directory $d (RG_KEEP_SCRATCH=1)"
+			rg_say "kept scratch directory ${RG_SCRATCH_DIRS[$i]} (RG_KEEP_SCRATCH=1)"
 		else
-			rg_remove_scratch "$d"
+			rg_remove_scratch "${RG_SCRATCH_DIRS[$i]}" "${RG_SCRATCH_BINDIRS[$i]:-}"
 		fi
 	done
 	RG_SCRATCH_DIRS=()
+	RG_SCRATCH_BINDIRS=()
 }
 
 # ---- build and install -------------------------------------------------------
@@ -163,7 +190,7 @@ rg_cleanup_scratch() {
 rg_make_pg() {
 	local dir=$1
 	shift
-	rg_as_pg make --no-print-directory -C "$dir" "PG_CONFIG=$RG_PG_CONFIG" "$@"
+	rg_as_pg make --no-print-directory -C "$dir" "PG_CONFIG=$RG_PG_CONFIG" "${RG_MAKE_ARGS[@]}" "$@"
 }
 
 # rg_build DIR [MAKE ARGS...], e.g. rg_build "$dir" PG_CFLAGS=-Werror
@@ -175,7 +202,7 @@ rg_build() {
 
 # rg_install DIR: make install, as root.
 rg_install() {
-	make --no-print-directory -C "$1" "PG_CONFIG=$RG_PG_CONFIG" install
+	make --no-print-directory -C "$1" "PG_CONFIG=$RG_PG_CONFIG" "${RG_MAKE_ARGS[@]}" install
 }
 
 # ---- misc --------------------------------------------------------------------

@@ -48,13 +48,16 @@ diag "IPv6 part skipped: $v6_reason" unless $have_v6;
 
 my $node = PostgreSQL::Test::Cluster->new('sudeny');
 $node->init;
+# PG18: connect_fails with log_like waits for the DEBUG2 report of the
+# backend's exit (PostgreSQL::Test::Cluster), so the log needs debug2 there.
+my $log_level = $node->pg_version >= 18 ? 'debug2' : 'info';
 my $listen = $have_v6 ? '127.0.0.1, ::1' : '127.0.0.1';
 $node->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'role_guard'
 listen_addresses = '$listen'
 log_error_verbosity = verbose
-log_min_messages = info
+log_min_messages = $log_level
 wal_level = replica
 max_wal_senders = 4
 role_guard.superuser_deny_hosts = '127.0.0.0/8'

@@ -132,12 +132,15 @@ foreach my $a ('127.0.0.1', $server)
 
 my $node = PostgreSQL::Test::Cluster->new('netns', port => $port);
 $node->init;
+# PG18: connect_fails with log_like waits for the DEBUG2 report of the
+# backend's exit (PostgreSQL::Test::Cluster), so the log needs debug2 there.
+my $log_level = $node->pg_version >= 18 ? 'debug2' : 'info';
 $node->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'role_guard'
 listen_addresses = '127.0.0.1, $server'
 log_error_verbosity = verbose
-log_min_messages = info
+log_min_messages = $log_level
 wal_level = replica
 max_wal_senders = 4
 role_guard.superuser_deny_hosts = '$client'
