@@ -579,6 +579,7 @@ rg_admit(Port *port)
 		RGBackend  *slot = rg_backend(my_procno);
 
 		memset(slot, 0, sizeof(*slot));
+		slot->reap_state = -1;
 		slot->pid = MyProcPid;
 		slot->roleid = roleid;
 		slot->walsender = am_walsender;

@@ -73,6 +73,46 @@ static HTAB *rg_limits = NULL;
 static bool rg_limits_stale = true;
 static RGReported *rg_reported = NULL;
 
+/*
+ * The backend half.  A session the reaper signals dies as after
+ * pg_terminate_backend, with "terminating connection due to administrator
+ * command" (57P01).  This hook turns that one message, when the reaper was
+ * the sender, into core's own idle-timeout message and SQLSTATE (as
+ * idle_session_timeout and idle_in_transaction_session_timeout give), with a
+ * DETAIL naming the role_guard setting, so clients and poolers see why.
+ */
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static void
+rg_emit_log(ErrorData *edata)
+{
+	RGBackend  *slot = rg_my_slot;
+
+	if (slot != NULL && slot->reap_state >= 0 && edata->elevel == FATAL &&
+		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+	{
+		bool		idle = slot->reap_state == RG_STATE_IDLE;
+
+		edata->sqlerrcode = idle ? ERRCODE_IDLE_SESSION_TIMEOUT :
+			ERRCODE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT;
+		edata->message = pstrdup(idle ?
+								 "terminating connection due to idle-session timeout" :
+								 "terminating connection due to idle-in-transaction timeout");
+		edata->detail = psprintf("role_guard.%s allows this role %.1f s.",
+								 idle ? "idle_timeouts" : "idle_in_transaction_timeouts",
+								 slot->reap_limit_ms / 1000.0);
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+void
+rg_reaper_backend_init(void)
+{
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = rg_emit_log;
+}
+
 void
 rg_reaper_register(void)
 {
@@ -258,6 +298,10 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 	r->seq = seq;
 	r->since = since;
 	r->signalled = true;
+	/* tell the backend why, for the message its client gets */
+	slot->reap_limit_ms = limit;
+	slot->reap_state = state;
+	pg_write_barrier();
 	if (kill(pid, SIGTERM) == 0)
 		rg_count_reap(roleid, &ev, false);
 	else

@@ -35,6 +35,7 @@ _PG_init(void)
 	rg_auth_init();
 	rg_executor_init();
 	rg_reaper_register();
+	rg_reaper_backend_init();
 }
 
 /* For SQL-callable functions: error out cleanly if shared memory is missing. */

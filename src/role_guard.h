@@ -93,6 +93,9 @@ typedef struct RGBackend
 	uint32		seq;			/* bumped as each top-level statement starts */
 	TimestampTz idle_since;		/* end of the last top-level statement (or
 								 * of login): what idle time counts from */
+	/* written by the reaper just before it signals the backend: */
+	int32		reap_state;		/* RGBackendState it reaps for, or -1 */
+	int32		reap_limit_ms;
 	/* set at admission, for the reaper's events: */
 	NameData	datname;
 	char		application_name[NAMEDATALEN];
@@ -200,6 +203,7 @@ extern void rg_executor_init(void);
 
 /* reaper.c */
 extern void rg_reaper_register(void);
+extern void rg_reaper_backend_init(void);
 extern PGDLLEXPORT void rg_reaper_main(Datum arg);
 
 #endif							/* ROLE_GUARD_H */

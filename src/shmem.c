@@ -23,7 +23,9 @@
  *	- An RGBackend slot's pid and roleid are written only by the owning
  *	  backend, under the exclusive lock, at admission and at exit.  Its other
  *	  fields are written by the owner alone, without the lock, and read by
- *	  others as a snapshot that may be a moment old.
+ *	  others as a snapshot that may be a moment old; except reap_state and
+ *	  reap_limit_ms, which the reaper writes just before it signals the
+ *	  owner, and the owner reads only when it exits on that signal.
  *	- A counter with no session and no statistic is removed at once; when
  *	  the table is full, one with no session (statistics only) is evicted.
  *

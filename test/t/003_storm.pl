@@ -19,7 +19,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
-use RoleGuardTest;
+use RoleGuardTest qw(:DEFAULT file_text fork_at_barrier open_barrier);
 
 my $node = rg_node(
 	'storm',
@@ -52,8 +52,8 @@ END
 }
 
 # Fork one client per element of @cmds (each an argv), all held at a
-# barrier until the parent creates "$dir/go".  stdout/stderr of client $i
-# go to "$dir/out.$i" / "$dir/err.$i".  Returns { pid => index }.
+# barrier until the parent calls open_barrier($dir).  stdout/stderr of
+# client $i go to "$dir/out.$i" / "$dir/err.$i".  Returns { pid => index }.
 sub launch
 {
 	my ($dir, @cmds) = @_;
@@ -61,34 +61,11 @@ sub launch
 	my %kids;
 	foreach my $i (0 .. $#cmds)
 	{
-		my $pid = fork();
-		die "fork failed: $!" unless defined $pid;
-		if ($pid == 0)
-		{
-			# Child: no Perl-level exit (END blocks would stop the node).
-			open(STDOUT, '>', "$dir/out.$i") or POSIX::_exit(126);
-			open(STDERR, '>', "$dir/err.$i") or POSIX::_exit(126);
-			my $deadline = time + 60;
-			select(undef, undef, undef, 0.005)
-			  until -e "$dir/go" || time > $deadline;
-			{
-				no warnings 'exec';
-				exec(@{ $cmds[$i] });
-			}
-			POSIX::_exit(127);
-		}
+		my $pid = fork_at_barrier($dir, $i, @{ $cmds[$i] });
 		$kids{$pid} = $i;
 		$live{$pid} = 1;
 	}
 	return \%kids;
-}
-
-sub go
-{
-	my ($dir) = @_;
-	open(my $fh, '>', "$dir/go") or die "cannot create $dir/go: $!";
-	close($fh);
-	return;
 }
 
 # Reap whatever has exited; records exit codes in $status.
@@ -119,12 +96,6 @@ sub wait_all
 	return scalar(keys %$status) == scalar(keys %$kids);
 }
 
-sub file_text
-{
-	my ($f) = @_;
-	return -e $f ? slurp_file($f) : '';
-}
-
 # One storm: clients given as [user, ...]; every client runs a DO block
 # that waits (at most 30 s) for storm_release to get row $round.
 sub storm
@@ -147,7 +118,7 @@ sub storm
 	my $kids = launch($dir, @cmds);
 	my %status;
 	my $t0 = time;
-	go($dir);
+	open_barrier($dir);
 
 	# Every client is either refused (exited) or admitted (its DO block is
 	# running).  Wait until that holds for all of them, bounded.
@@ -282,7 +253,7 @@ my @cmds =
 my $t0   = time;
 my $kids = launch($dir, @cmds);
 my %status;
-go($dir);
+open_barrier($dir);
 ok(wait_all($kids, \%status, 90), 'churn: all clients finished');
 note sprintf("churn: %.1fs", time - $t0);
 my ($n_ok, $n_refused, $n_other) = (0, 0, 0);

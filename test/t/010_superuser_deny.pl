@@ -20,10 +20,8 @@ use IO::Socket::IP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep time);
-use RoleGuardTest;
-
-my $wait = $RoleGuardTest::wait_seconds;
+use RoleGuardTest qw(:DEFAULT wait_log superuser_denied_ok admitted_quietly_ok
+  denied_counters_ok set_deny_hosts_ok);
 
 # Can this machine bind ::1?  (No IPv6 on lo in some containers.)
 my ($have_v6, $v6_reason) = (1, '');
@@ -126,80 +124,33 @@ sub sock
 # Expected superuser_denied per role, checked against role_guard_usage.
 my %denied;
 
-sub denied_count
-{
-	my ($role) = @_;
-	my $v = usage_of($node, $role, 'superuser_denied')->{superuser_denied};
-	return $v eq '<norow>' ? 0 : $v;
-}
-
 sub counters_ok
 {
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my ($name) = @_;
-	my (@got, @want);
-	foreach my $r (qw(su1 pwsuper plain repl direct_m indirect_m noinh_m))
-	{
-		push @got,  "$r=" . denied_count($r);
-		push @want, "$r=" . ($denied{$r} // 0);
-	}
-	is(join(' ', @got), join(' ', @want),
-		"$name: role_guard_usage.superuser_denied per role");
+	denied_counters_ok($node, $name, \%denied,
+		qw(su1 pwsuper plain repl direct_m indirect_m noinh_m));
+	return;
 }
 
 # One login that role_guard must refuse: psql fails with the message and
 # DETAIL; the server log has the LOG line and FATAL 28000 with the DETAIL.
 # %o: host (client address, default 127.0.0.1), member_of (superuser role
 # for the member DETAIL), connstr (default tcp($role, host)), app
-# (application_name expected in the LOG line), sql.
+# (application_name expected in the LOG line).
 sub denied_ok
 {
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my ($role, $name, %o) = @_;
 	my $host = $o{host} // '127.0.0.1';
-	my $connstr = $o{connstr} // tcp($role, host => $host);
-	my $detail =
-	  defined $o{member_of}
-	  ? qq{Role "$role" is a member of superuser role "$o{member_of}", and role_guard.superuser_deny_hosts lists this host.}
-	  : qq{Role "$role" is a superuser, and role_guard.superuser_deny_hosts lists this host.};
-	my $app = defined $o{app} ? qr/\Q$o{app}\E/ : qr/[^"]*/;
-	$node->connect_fails(
-		$connstr, $name,
-		expected_stderr =>
-		  qr/FATAL:\s+a superuser may not log in from host "\Q$host\E"\n\s*DETAIL:\s+\Q$detail\E/,
-		log_like => [
-			qr/LOG:\s+(?:00000: )?role_guard: superuser login refused: role "\Q$role\E", host "\Q$host\E", application_name "$app"/,
-			qr/FATAL:\s+28000: a superuser may not log in from host "\Q$host\E"\n[^\n]*DETAIL:\s+\Q$detail\E/,
-		]);
+	superuser_denied_ok($node, $o{connstr} // tcp($role, host => $host),
+		$name,
+		role      => $role,
+		host      => $host,
+		member_of => $o{member_of},
+		app       => $o{app});
 	$denied{$role}++;
 	return;
-}
-
-# One login that must get in, with no role_guard superuser line in the log.
-sub admitted_quietly_ok
-{
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my ($connstr, $name, %o) = @_;
-	$node->connect_ok(
-		$connstr, $name,
-		sql => $o{sql} // 'SELECT 42',
-		expected_stdout => $o{stdout} // qr/^42$/,
-		log_unlike => [ qr/role_guard: superuser login/, qr/may not log in/ ]
-	);
-	return;
-}
-
-# Wait (bounded) until the server log from $pos matches $re.
-sub wait_log
-{
-	my ($pos, $re) = @_;
-	my $deadline = time + $wait;
-	while (time < $deadline)
-	{
-		return 1 if slurp_file($node->logfile, $pos) =~ $re;
-		usleep(100_000);
-	}
-	return 0;
 }
 
 # A bad list in postgresql.conf, reloaded: the log names the entry, the
@@ -212,10 +163,10 @@ sub bad_reload_ok
 	$node->append_conf('postgresql.conf',
 		"role_guard.superuser_deny_hosts = '$value'\n");
 	$node->reload;
-	ok( wait_log(
-			$pos,
-			qr/invalid value for parameter "role_guard\.superuser_deny_hosts": "\Q$value\E"\n[^\n]*DETAIL:\s+\Q$detail\E/
-		),
+	ok( defined wait_log(
+			$node,
+			qr/invalid value for parameter "role_guard\.superuser_deny_hosts": "\Q$value\E"\n[^\n]*DETAIL:\s+\Q$detail\E/,
+			$pos),
 		"bad list '$value' on reload: log names the entry")
 	  or diag "log since reload:\n" . slurp_file($node->logfile, $pos);
 	is( $node->safe_psql(
@@ -225,14 +176,6 @@ sub bad_reload_ok
 		"bad list '$value' on reload: old list '$old' still in force");
 	ok($node->safe_psql('postgres', 'SELECT 1') eq '1',
 		"bad list '$value' on reload: server still running");
-	return;
-}
-
-sub set_hosts
-{
-	my ($value) = @_;
-	ok(set_conf($node, 'role_guard.superuser_deny_hosts' => $value),
-		"reload with superuser_deny_hosts = '$value'");
 	return;
 }
 
@@ -266,9 +209,9 @@ denied_ok(
 	connstr => tcp('su1', extra => 'application_name=rg_app_010'),
 	app     => 'rg_app_010');
 
-admitted_quietly_ok(sock('su1'),
+admitted_quietly_ok($node, sock('su1'),
 	'same superuser over the Unix socket: admitted');
-admitted_quietly_ok(tcp('plain'),
+admitted_quietly_ok($node, tcp('plain'),
 	'plain role over 127.0.0.1: admitted');
 
 denied_ok(
@@ -280,7 +223,7 @@ denied_ok(
 denied_ok(
 	'noinh_m', 'NOINHERIT member (can SET ROLE supgroup): refused',
 	member_of => 'supgroup');
-admitted_quietly_ok(sock('indirect_m'),
+admitted_quietly_ok($node, sock('indirect_m'),
 	'member of a superuser role over the Unix socket: admitted');
 
 # Replication connections (walsender), physical.
@@ -288,12 +231,12 @@ denied_ok(
 	'su1', 'superuser replication connection over 127.0.0.1: refused',
 	connstr => tcp('su1', extra => 'replication=true'));
 admitted_quietly_ok(
-	tcp('repl', extra => 'replication=true'),
+	$node, tcp('repl', extra => 'replication=true'),
 	'REPLICATION (not superuser) role, replication connection: admitted',
 	sql    => 'IDENTIFY_SYSTEM',
 	stdout => qr/^\d+\|\d+\|/);
 admitted_quietly_ok(
-	sock('su1', extra => 'replication=true'),
+	$node, sock('su1', extra => 'replication=true'),
 	'superuser replication connection over the Unix socket: admitted',
 	sql    => 'IDENTIFY_SYSTEM',
 	stdout => qr/^\d+\|\d+\|/);
@@ -326,7 +269,7 @@ counters_ok('after the 127.0.0.0/8 refusals');
 denied_ok(
 	'pwsuper', 'right password, superuser, listed host: refused',
 	connstr => tcp('pwsuper', extra => 'password=right-pw'));
-admitted_quietly_ok(sock('pwsuper'),
+admitted_quietly_ok($node, sock('pwsuper'),
 	'password superuser over the Unix socket: admitted');
 
 # A role that does not exist: core's own message, nothing from role_guard.
@@ -339,7 +282,7 @@ $node->connect_fails(
 SKIP:
 {
 	skip v6_skip_msg(), 5 unless $have_v6;
-	admitted_quietly_ok(tcp('su1', host => '::1'),
+	admitted_quietly_ok($node, tcp('su1', host => '::1'),
 		'superuser over ::1 with only 127.0.0.0/8 listed: admitted');
 }
 
@@ -366,30 +309,30 @@ denied_ok('su1', 'after bad reload with good entries and foo: still refused');
 # ---------------------------------------------------------------------------
 # Good reloads change the list for the next login.
 # ---------------------------------------------------------------------------
-set_hosts('10.0.0.0/8');
-admitted_quietly_ok(tcp('su1'),
+set_deny_hosts_ok($node, '10.0.0.0/8');
+admitted_quietly_ok($node, tcp('su1'),
 	'superuser over 127.0.0.1 with only 10.0.0.0/8 listed: admitted');
-admitted_quietly_ok(tcp('direct_m'),
+admitted_quietly_ok($node, tcp('direct_m'),
 	'member over 127.0.0.1 with only 10.0.0.0/8 listed: admitted');
 
-set_hosts('127.1.2.3/8');
+set_deny_hosts_ok($node, '127.1.2.3/8');
 denied_ok('su1', 'host bits past the prefix ignored (127.1.2.3/8)');
 
-set_hosts('10.0.0.0/8, 127.0.0.1');
+set_deny_hosts_ok($node, '10.0.0.0/8, 127.0.0.1');
 denied_ok('su1', 'a bare address (no prefix) in a list of two');
 
-set_hosts('127.0.0.2/32');
-admitted_quietly_ok(tcp('su1'),
+set_deny_hosts_ok($node, '127.0.0.2/32');
+admitted_quietly_ok($node, tcp('su1'),
 	'127.0.0.2/32 listed, client 127.0.0.1: admitted');
 
-set_hosts('');
-admitted_quietly_ok(tcp('su1'), 'empty list: superuser admitted');
+set_deny_hosts_ok($node, '');
+admitted_quietly_ok($node, tcp('su1'), 'empty list: superuser admitted');
 
 # ---------------------------------------------------------------------------
 # IPv6: ::1/128 denies ::1 and not 127.0.0.1.
 # ---------------------------------------------------------------------------
-set_hosts('::1/128');
-admitted_quietly_ok(tcp('su1'),
+set_deny_hosts_ok($node, '::1/128');
+admitted_quietly_ok($node, tcp('su1'),
 	'::1/128 listed, superuser over 127.0.0.1: admitted');
 SKIP:
 {
@@ -401,14 +344,14 @@ SKIP:
 		'indirect_m', '::1/128 listed, indirect member over ::1: refused',
 		host      => '::1',
 		member_of => 'supgroup');
-	admitted_quietly_ok(tcp('plain', host => '::1'),
+	admitted_quietly_ok($node, tcp('plain', host => '::1'),
 		'::1/128 listed, plain role over ::1: admitted');
 }
 
 # ---------------------------------------------------------------------------
 # all: every TCP superuser, never the socket, never a plain role.
 # ---------------------------------------------------------------------------
-set_hosts('all');
+set_deny_hosts_ok($node, 'all');
 denied_ok('su1', 'all: superuser over 127.0.0.1 refused');
 denied_ok('direct_m', 'all: member over 127.0.0.1 refused',
 	member_of => 'supgroup');
@@ -417,8 +360,8 @@ SKIP:
 	skip v6_skip_msg(), 4 unless $have_v6;
 	denied_ok('su1', 'all: superuser over ::1 refused', host => '::1');
 }
-admitted_quietly_ok(sock('su1'), 'all: superuser over the Unix socket admitted');
-admitted_quietly_ok(tcp('plain'), 'all: plain role over 127.0.0.1 admitted');
+admitted_quietly_ok($node, sock('su1'), 'all: superuser over the Unix socket admitted');
+admitted_quietly_ok($node, tcp('plain'), 'all: plain role over 127.0.0.1 admitted');
 denied_ok(
 	'su1', 'all: superuser replication connection refused',
 	connstr => tcp('su1', extra => 'replication=true'));
@@ -457,8 +400,8 @@ $node->connect_ok(
 		qr/role_guard: superuser login would be refused: role "direct_m", host "127\.0\.0\.1"/
 	],
 	log_unlike => [qr/may not log in/]);
-admitted_quietly_ok(sock('su1'), 'monitor: superuser over the socket: nothing logged');
-admitted_quietly_ok(tcp('plain'), 'monitor: plain role over TCP: nothing logged');
+admitted_quietly_ok($node, sock('su1'), 'monitor: superuser over the socket: nothing logged');
+admitted_quietly_ok($node, tcp('plain'), 'monitor: plain role over TCP: nothing logged');
 counters_ok('monitor: superuser_denied unchanged');
 is( would_deny('su1') . ',' . would_deny('direct_m'),
 	($wd_su1 + 1) . ',' . ($wd_dm + 1),

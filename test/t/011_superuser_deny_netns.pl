@@ -32,7 +32,8 @@ use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use RoleGuardTest;
+use RoleGuardTest qw(:DEFAULT superuser_denied_ok admitted_quietly_ok
+  denied_counters_ok set_deny_hosts_ok);
 
 my $netns_sh = "$FindBin::RealBin/../netns.sh";
 
@@ -172,7 +173,8 @@ GRANT middle TO member_m;
 CREATE EXTENSION role_guard;
 });
 
-# From the namespace (through the relay), from 127.0.0.1, over the socket.
+# From the namespace (through the relay); from 127.0.0.1 and over the socket
+# with tcp_connstr and sock_connstr.
 sub from_ns
 {
 	my ($user, $extra) = @_;
@@ -180,18 +182,8 @@ sub from_ns
 	  . (defined $extra ? " $extra" : '');
 }
 
-sub from_lo
-{
-	my ($user, $extra) = @_;
-	return "host=127.0.0.1 port=$port user=$user dbname=postgres connect_timeout=20"
-	  . (defined $extra ? " $extra" : '');
-}
-
-sub from_sock
-{
-	my ($user) = @_;
-	return 'host=' . $node->host . " port=$port user=$user dbname=postgres";
-}
+sub from_lo   { return tcp_connstr($node, @_); }
+sub from_sock { return sock_connstr($node, @_); }
 
 my $addrs = q{SELECT host(inet_client_addr()) || ' ' || host(inet_server_addr())};
 my %denied;
@@ -200,18 +192,10 @@ sub denied_ok
 {
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my ($role, $connstr, $host, $name, $member_of) = @_;
-	my $detail =
-	  defined $member_of
-	  ? qq{Role "$role" is a member of superuser role "$member_of", and role_guard.superuser_deny_hosts lists this host.}
-	  : qq{Role "$role" is a superuser, and role_guard.superuser_deny_hosts lists this host.};
-	$node->connect_fails(
-		$connstr, $name,
-		expected_stderr =>
-		  qr/FATAL:\s+a superuser may not log in from host "\Q$host\E"\n\s*DETAIL:\s+\Q$detail\E/,
-		log_like => [
-			qr/role_guard: superuser login refused: role "\Q$role\E", host "\Q$host\E", application_name "[^"]*"/,
-			qr/FATAL:\s+28000: a superuser may not log in from host "\Q$host\E"\n[^\n]*DETAIL:\s+\Q$detail\E/,
-		]);
+	superuser_denied_ok($node, $connstr, $name,
+		role      => $role,
+		host      => $host,
+		member_of => $member_of);
 	$denied{$role}++;
 	return;
 }
@@ -221,11 +205,9 @@ sub admitted_from_ok
 {
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my ($connstr, $from, $name) = @_;
-	$node->connect_ok(
-		$connstr, $name,
-		sql             => $addrs,
-		expected_stdout => qr/^\Q$from\E /,
-		log_unlike => [ qr/role_guard: superuser login/, qr/may not log in/ ]);
+	admitted_quietly_ok($node, $connstr, $name,
+		sql    => $addrs,
+		stdout => qr/^\Q$from\E /);
 	return;
 }
 
@@ -233,23 +215,7 @@ sub counters_ok
 {
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my ($name) = @_;
-	my (@got, @want);
-	foreach my $r (qw(su1 plain member_m))
-	{
-		my $v = usage_of($node, $r, 'superuser_denied')->{superuser_denied};
-		push @got,  "$r=" . ($v eq '<norow>' ? 0 : $v);
-		push @want, "$r=" . ($denied{$r} // 0);
-	}
-	is(join(' ', @got), join(' ', @want),
-		"$name: role_guard_usage.superuser_denied per role");
-	return;
-}
-
-sub set_hosts
-{
-	my ($value) = @_;
-	ok(set_conf($node, 'role_guard.superuser_deny_hosts' => $value),
-		"reload with superuser_deny_hosts = '$value'");
+	denied_counters_ok($node, $name, \%denied, qw(su1 plain member_m));
 	return;
 }
 
@@ -285,26 +251,26 @@ counters_ok("with $client listed");
 
 # --- the server's own address on the pair listed: the client's address is
 # --- what matches, not the address it connected to.
-set_hosts($server);
+set_deny_hosts_ok($node, $server);
 admitted_from_ok(from_ns('su1'), $client,
 	"only the server side $server listed: superuser from $client admitted");
 
 # --- a /30 written with host bits (the client's own address): covers it.
-set_hosts("$client/30");
+set_deny_hosts_ok($node, "$client/30");
 denied_ok('su1', from_ns('su1'), $client,
 	"$client/30 listed (host bits ignored): superuser from the namespace refused");
 admitted_from_ok(from_lo('su1'), '127.0.0.1',
 	"$client/30 listed: superuser from 127.0.0.1 admitted");
 
 # --- the other way round: 127.0.0.1 listed, the namespace is not.
-set_hosts('127.0.0.1');
+set_deny_hosts_ok($node, '127.0.0.1');
 admitted_from_ok(from_ns('su1'), $client,
 	'127.0.0.1 listed: superuser from the namespace admitted');
 denied_ok('su1', from_lo('su1'), '127.0.0.1',
 	'127.0.0.1 listed: superuser from 127.0.0.1 refused');
 
 # --- monitor: the namespace login is admitted and the would-be line logged.
-set_hosts($client);
+set_deny_hosts_ok($node, $client);
 ok(set_conf($node, 'role_guard.mode' => 'monitor'), 'reload with mode = monitor');
 $node->connect_ok(
 	from_ns('su1'),

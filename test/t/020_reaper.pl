@@ -29,119 +29,20 @@
 use strict;
 use warnings;
 
-use IPC::Run;
+use FindBin;
+use lib $FindBin::RealBin;
+
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
-use Time::Local qw(timegm);
+use RoleGuardTest qw(:DEFAULT wait_log activity_state watch_sessions
+  reaped_in_time_ok not_early_ok reap_log_re ts_epoch client_gone_ok
+  still_there_ok);
 
 my $INTERVAL = 0.3;    # role_guard.reap_interval, seconds
 my $SLACK    = 2.0;    # scheduling slack on a loaded 2-core machine
-my $WAIT     = 30;     # upper bound of any single wait
-$WAIT = $PostgreSQL::Test::Utils::timeout_default
-  if $PostgreSQL::Test::Utils::timeout_default < $WAIT;
-
-# ---------------------------------------------------------------------------
-# A psql reading SQL from a pipe.
-# ---------------------------------------------------------------------------
-package ReapSession;
-
-use IPC::Run;
-use Time::HiRes qw(usleep time);
-
-sub new
-{
-	my ($class, $connstr, %o) = @_;
-	my $self =
-	  bless { in => '', out => '', err => '', n => 0, name => $o{name} },
-	  $class;
-	local %ENV = %ENV;
-	$ENV{$_} = $o{env}{$_} for keys %{ $o{env} // {} };
-	$self->{h} = IPC::Run::start([ 'psql', '-XAtq', '-w', '-d', $connstr, '-f', '-' ],
-		'<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err});
-	return $self if $o{no_query};
-	my $pid = $self->query('SELECT pg_backend_pid()');
-	$self->{pid} = $pid if defined $pid && $pid =~ /^\d+$/;
-	return $self;
-}
-
-sub pid { return $_[0]->{pid}; }
-sub err { return $_[0]->{err}; }
-
-# Queue $sql followed by an \echo marker; returns the marker.
-sub start_query
-{
-	my ($self, $sql) = @_;
-	my $marker = "__rg_done_" . ++$self->{n};
-	$self->{out} = '';
-	$self->{in} .= "$sql;\n\\echo $marker\n";
-	eval { $self->{h}->pump_nb if $self->{h}->pumpable; };
-	return $marker;
-}
-
-# Wait for the marker; the output before it (chomped), or undef if psql
-# exited or $secs passed.
-sub wait_query
-{
-	my ($self, $marker, $secs) = @_;
-	my $deadline = time + ($secs // $WAIT);
-	while ($self->{out} !~ /^\Q$marker\E$/m)
-	{
-		return undef unless $self->{h}->pumpable;
-		eval { $self->{h}->pump_nb; };
-		next if $self->{out} =~ /^\Q$marker\E$/m;
-		return undef if time > $deadline;
-		usleep(5_000);
-	}
-	my $out = $self->{out};
-	$out =~ s/\n?^\Q$marker\E\n?//m;
-	chomp $out;
-	return $out;
-}
-
-sub query
-{
-	my ($self, $sql, $secs) = @_;
-	return undef unless $self->{h}->pumpable;
-	return $self->wait_query($self->start_query($sql), $secs);
-}
-
-# Send raw text to psql's stdin (COPY data, say).
-sub send_raw
-{
-	my ($self, $text) = @_;
-	$self->{in} .= $text;
-	eval { $self->{h}->pump_nb if $self->{h}->pumpable; };
-	return;
-}
-
-sub finish
-{
-	my ($self) = @_;
-	return if $self->{done};
-	$self->{done} = 1;
-	$self->{in} .= "\\q\n" if $self->{h}->pumpable;
-	my $deadline = time + 10;
-	while ($self->{h}->pumpable && time < $deadline)
-	{
-		eval { $self->{h}->pump_nb; };
-		usleep(10_000);
-	}
-	if   ($self->{h}->pumpable) { $self->{h}->kill_kill; }
-	else                        { eval { $self->{h}->finish; }; }
-	return;
-}
-
-sub DESTROY
-{
-	my ($self) = @_;
-	local ($@, $?);
-	eval { $self->{h}->kill_kill if !$self->{done} && $self->{h}->pumpable; };
-	return;
-}
-
-package main;
+my $WAIT     = $RoleGuardTest::wait_seconds;    # upper bound of any single wait
 
 # ---------------------------------------------------------------------------
 # The node
@@ -215,39 +116,17 @@ CREATE TABLE copy_t (i int);
 GRANT SELECT, INSERT ON copy_t TO copy_r;
 });
 
-my $host = $node->host;
-my $port = $node->port;
-
-sub connstr
-{
-	my ($user) = @_;
-	return "host='$host' port=$port dbname=postgres user=$user connect_timeout=20";
-}
-
 # The monitor: a superuser session that watches the others.  postgres has
 # no entry (and gets postgres=0 once '*' is set), so it is never reaped.
-my $mon = ReapSession->new(connstr('postgres'), name => 'monitor');
-die "monitor session did not start: " . $mon->err unless $mon->pid;
+my $mon = bg_session($node, sock_connstr($node, 'postgres'));
+die "monitor session did not start: " . $mon->stderr unless $mon->connected;
 
 sub mq
 {
 	my ($sql) = @_;
 	my $out = $mon->query($sql);
-	die "monitor session lost: " . $mon->err unless defined $out;
+	die "monitor session lost: " . $mon->stderr unless defined $out;
 	return $out;
-}
-
-# Which of @pids are still in pg_stat_activity: (query start, query end, {pid=>1}).
-sub alive_pids
-{
-	my (@pids) = @_;
-	my $t_q = time;
-	my $out =
-	  @pids
-	  ? mq("SELECT pid FROM pg_stat_activity WHERE pid IN (" . join(',', @pids) . ")")
-	  : '';
-	my $t_e = time;
-	return ($t_q, $t_e, { map { $_ => 1 } split /\n/, $out });
 }
 
 sub usage
@@ -259,66 +138,12 @@ sub usage
 	return $out;
 }
 
-sub log_pos { return -s $node->logfile; }
-
-sub wait_log
-{
-	my ($re, $pos, $secs) = @_;
-	my $deadline = time + ($secs // $WAIT);
-	while (1)
-	{
-		my $text = slurp_file($node->logfile, $pos);
-		return $text if $text =~ $re;
-		return undef if time > $deadline;
-		usleep(50_000);
-	}
-}
-
-sub count_matches
-{
-	my ($text, $re) = @_;
-	my $n = 0;
-	$n++ while $text =~ /$re/g;
-	return $n;
-}
-
-# Reload with extra settings (appended, so they override) and wait until a
-# new session sees them.  The postmaster signals the reaper at the same time.
-sub reload_with
-{
-	my (%set) = @_;
-	my $text = '';
-	foreach my $k (sort keys %set)
-	{
-		(my $v = $set{$k}) =~ s/'/''/g;
-		$text .= "$k = '$v'\n";
-	}
-	$node->append_conf('postgresql.conf', $text);
-	$node->reload;
-	my $deadline = time + $WAIT;
-	foreach my $k (sort keys %set)
-	{
-		while (1)
-		{
-			my $v = $node->safe_psql('postgres', "SELECT current_setting('$k')");
-			last if $v eq $set{$k};
-			if (time > $deadline)
-			{
-				diag "reload: $k is still '$v', not '$set{$k}'";
-				return 0;
-			}
-			usleep(50_000);
-		}
-	}
-	return 1;
-}
-
+# %o: env (for psql)
 sub open_session
 {
 	my ($role, $name, %o) = @_;
-	my $s = ReapSession->new(connstr($role) . ($o{extra} // ''), name => $name, %o);
-	ok($s->pid, "$name: session of $role logged in") or diag $s->err;
-	return $s;
+	return hold_ok($node, $role, 'postgres', "$name: session of $role logged in",
+		via => 'socket', %o);
 }
 
 # A session's idle period begins: run its last statement $sql, note when
@@ -337,15 +162,14 @@ sub arm
 sub make_case
 {
 	my ($name, $s, $t_s, $t0, %c) = @_;
-	my $pid = $s->pid // 0;
-	my ($sc, $state) = split /\|/,
-	  mq("SELECT coalesce(extract(epoch FROM state_change)::text, ''), coalesce(state, '')
-	      FROM pg_stat_activity WHERE pid = $pid"), -1;
+	my $pid = $s->backend_pid // 0;
+	my ($sc, $state) = activity_state(sub { mq($_[1]) }, $node, $pid);
 	is($state, $c{state}, "$name: session is '$c{state}'") if defined $c{state};
 	return {
 		%c,
 		name  => $name,
 		s     => $s,
+		node  => $node,
 		pid   => $pid,
 		t_s   => $t_s,
 		t0    => $t0,
@@ -354,56 +178,16 @@ sub make_case
 		until => $c{until}, };
 }
 
-sub ts_epoch
-{
-	my ($ts) = @_;
-	my ($Y, $M, $D, $h, $m, $s, $f) =
-	  $ts =~ /^(\d+)-(\d+)-(\d+) (\d+):(\d+):(\d+)(\.\d+)?$/
-	  or return undef;
-	return timegm($s, $m, $h, $D, $M - 1, $Y) + ($f // 0);
-}
-
 # Watch reap cases (@$reap: must be reaped in time, not early) and live
 # cases (@$live: each must still be there $c->{until} s after its t0), all
 # at once, then check each.  $pos: log position before the cases started.
 sub watch
 {
 	my ($reap, $live, $pos) = @_;
-	my $deadline = 0;
-	for my $c (@$reap)
-	{
-		# already idle past the limit when a reload lowered it: one interval
-		$c->{due} =
-		  $c->{after_reload}
-		  ? $c->{t0} + $INTERVAL + $SLACK
-		  : $c->{t0} + $c->{limit} + $INTERVAL + $SLACK;
-		$deadline = $c->{due} if $c->{due} > $deadline;
-	}
-	for my $c (@$live)
-	{
-		my $d = $c->{t0} + $c->{until};
-		$deadline = $d if $d > $deadline;
-	}
-	# reap cases not done by their due time get watched a while longer, to
-	# tell "late" from "never"
-	my $hard = $deadline + 5;
-	while (time < $hard)
-	{
-		my @rp = grep { !defined $_->{gone_t} } @$reap;
-		my @lp =
-		  grep { !defined $_->{gone_t} && ($_->{seen_q} // 0) < $_->{t0} + $_->{until} }
-		  @$live;
-		last unless @rp || @lp;
-		last if !@rp && time > $deadline + 1;
-		my ($t_q, $t_e, $alive) = alive_pids(map { $_->{pid} } @rp, @lp);
-		for my $c (@rp, @lp)
-		{
-			if ($alive->{ $c->{pid} }) { $c->{seen_q} = $t_q; }
-			else                       { $c->{gone_t} = $t_e; }
-		}
-		usleep(50_000);
-	}
-	my $log = slurp_file($node->logfile, $pos);
+	watch_sessions($reap, $live, sub { mq($_[1]) },
+		interval => $INTERVAL,
+		slack    => $SLACK);
+	my $log = log_since($node, $pos);
 	check_reaped($_, $log, $pos) for @$reap;
 	check_alive($_, $log) for @$live;
 	return;
@@ -415,50 +199,23 @@ sub check_reaped
 {
 	my ($c, $log, $pos) = @_;
 	my $n = $c->{name};
-	my $rel = sub { defined $_[0] ? sprintf('%.2f s', $_[0] - $c->{t0}) : 'never' };
-	my $timing = "pid $c->{pid}, limit $c->{limit} s; after "
-	  . ($c->{after_reload} ? "the reload" : "its last statement")
-	  . ": last seen alive "
-	  . $rel->($c->{seen_q}) . ", seen gone " . $rel->($c->{gone_t});
-	ok(defined $c->{gone_t} && $c->{gone_t} <= $c->{due},
-		"$n: reaped within limit + interval + ${SLACK}s") or diag $timing;
+	reaped_in_time_ok($c, $SLACK);
 	if (!defined $c->{gone_t})
 	{
 		# never reaped: the checks below cannot apply
 		my @lines = grep { /role_guard/ } split /\n/, $log;
 		diag "role_guard log lines meanwhile:\n" . join("\n", @lines);
-		$c->{s}->finish;
+		$c->{s}->quit;
 		return;
 	}
 	$reaped_seen{ $c->{role} }++;
-	# not before the limit, as seen from the client
-	if ($c->{after_reload})
-	{
-		# the limit passed before the reload: nothing to check
-	}
-	elsif (defined $c->{seen_q} && $c->{seen_q} >= $c->{t0} + $c->{limit} - 0.5)
-	{
-		pass("$n: still there at limit - 0.5 s");
-	}
-	elsif (defined $c->{gone_t} && $c->{gone_t} < $c->{t_s} + $c->{limit})
-	{
-		fail("$n: still there at limit - 0.5 s");
-		diag "reaped before its limit: $timing";
-	}
-	else
-	{
-		pass("$n: still there at limit - 0.5 s (not observed: machine too slow; "
-			  . "the log checks below decide)");
-		diag $timing;
-	}
+	not_early_ok($c, 'machine too slow; the log checks below decide');
 
 	# the LOG line; it is written before the signal
-	my $role  = $c->{role};
 	my $kind  = $c->{kind};
 	my $limit = sprintf('%.1f', $c->{limit});
-	my $re =
-	  qr/^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC \[\d+\] [^\n]*?LOG:\s+(?:\w{5}: )?role_guard: terminating session of role "\Q$role\E" \(pid $c->{pid}\): \Q$kind\E for ([\d.]+) s, limit ([\d.]+) s$/m;
-	$log = wait_log($re, $pos, 5) // $log if $log !~ $re;
+	my $re    = reap_log_re($c->{role}, $c->{pid}, $kind);
+	$log = wait_log($node, $re, $pos, 5) // $log if $log !~ $re;
 	if (ok($log =~ $re, "$n: LOG line names role, pid, $kind time and limit"))
 	{
 		my ($ts, $idle, $lim) = ($1, $2, $3);
@@ -480,29 +237,17 @@ sub check_reaped
 	is(count_matches($log, qr/terminating session of role "[^"]*" \(pid $c->{pid}\)/),
 		1, "$n: one LOG line for the session");
 
-	# the client: FATAL, connection gone
-	my $r = $c->{s}->query('SELECT 1', 10);
-	ok(!defined $r, "$n: the client's connection is gone");
-	like($c->{s}->err, qr/FATAL:\s+terminating connection due to administrator command/,
-		"$n: the client got FATAL terminating connection due to administrator command");
-	$c->{s}->finish;
+	client_gone_ok($c);
 	return;
 }
 
 sub check_alive
 {
 	my ($c, $log) = @_;
-	my $n = $c->{name};
 	$c->{log} = $log;    # the log up to now: before the SELECT 1 below
-	ok(!defined $c->{gone_t} && ($c->{seen_q} // 0) >= $c->{t0} + $c->{until},
-		sprintf("%s: still there %.1f s after its last statement", $n, $c->{until}))
-	  or diag sprintf("seen alive at %s, gone at %s",
-		  map { defined $_ ? sprintf('%.2f s', $_ - $c->{t0}) : 'never' } $c->{seen_q},
-		  $c->{gone_t});
-	unlike($log, qr/terminating session of role "[^"]*" \(pid $c->{pid}\)/,
-		"$n: no LOG line terminating it");
-	is($c->{s}->query('SELECT 1', 10), '1', "$n: the session still works")
-	  or diag $c->{s}->err;
+	still_there_ok($c, $log);
+	is($c->{s}->query('SELECT 1', 10), '1', "$c->{name}: the session still works")
+	  or diag $c->{s}->stderr;
 	return;
 }
 
@@ -536,7 +281,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 # 1. idle, idle in transaction (separate limits), aborted block, no limit
 # ---------------------------------------------------------------------------
 {
-	my $pos = log_pos();
+	my $pos = log_pos($node);
 	my $a   = open_session('idle1',   'idle');
 	my $b   = open_session('iit_r',   'idle in transaction');
 	my $b2  = open_session('iit_r',   'idle, iit role');
@@ -545,8 +290,8 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 
 	# a session that logs in and never sends a statement: idle from login
 	my $t_l = time;
-	my $lo  = ReapSession->new(connstr('idle1') . " application_name=rg_login_only",
-		name => 'login only', no_query => 1);
+	my $lo  = bg_session($node, sock_connstr($node, 'idle1') . " application_name=rg_login_only",
+		no_query => 1);
 	my $lpid = '';
 	while ($lpid eq '' && time < $t_l + $WAIT)
 	{
@@ -555,7 +300,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 		usleep(20_000) if $lpid eq '';
 	}
 	ok($lpid =~ /^\d+$/, 'login only: session of idle1 logged in, sent nothing');
-	$lo->{pid} = $lpid;
+	$lo->backend_pid($lpid);
 	my $lcase = make_case('login only, no statement', $lo, $t_l, time,
 		role  => 'idle1',
 		limit => 1.5,
@@ -596,14 +341,14 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 	is(usage('iit_r', 'reaped', 'connections'), '1|1', 'usage: iit_r reaped = 1');
 	is(usage('abort_r', 'reaped'), '1', 'usage: abort_r reaped = 1');
 	is(usage('nolim_r', 'reaped'), '0', 'usage: nolim_r reaped = 0');
-	$_->finish for $b2, $nl;
+	$_->quit for $b2, $nl;
 }
 
 # ---------------------------------------------------------------------------
 # 2. a session cannot exempt itself
 # ---------------------------------------------------------------------------
 {
-	my $pos = log_pos();
+	my $pos = log_pos($node);
 	my $s1 = open_session('set_r', 'SET idle_session_timeout = 0');
 	my $s2 = open_session('opt_r', 'PGOPTIONS idle_session_timeout=0',
 		env => { PGOPTIONS => '-c idle_session_timeout=0' });
@@ -630,7 +375,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 # 3. precedence: own entry over groups, smallest group, 0 in a group
 # ---------------------------------------------------------------------------
 {
-	my $pos = log_pos();
+	my $pos = log_pos($node);
 	my $o  = open_session('own_r', 'own entry beats group');
 	my $t  = open_session('two_r', 'smallest group wins');
 	my $zs = open_session('zs_r',  'group 0 loses to another group');
@@ -648,7 +393,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 		arm('group 0 loses to another group', $zs, 'SELECT 1', role => 'zs_r', limit => 4));
 	my @live = (arm('group 0 alone', $z, 'SELECT 1', until => 4.5));
 	watch(\@reap, \@live, $pos);
-	$_->finish for $z, $st;
+	$_->quit for $z, $st;
 }
 
 # ---------------------------------------------------------------------------
@@ -656,7 +401,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 #    waiting for its data
 # ---------------------------------------------------------------------------
 {
-	my $pos = log_pos();
+	my $pos = log_pos($node);
 	my $sl  = open_session('sleeper', 'pg_sleep(4)');
 	my $cp  = open_session('copy_r',  'COPY FROM STDIN');
 
@@ -665,7 +410,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 	$cp->send_raw("COPY copy_t FROM STDIN;\n");
 	# look at 2 s: both older than their 1 s limit, both busy
 	usleep(50_000) while time < $t_send + 2.0;
-	my $ps = join(',', map { $_->pid } $sl, $cp);
+	my $ps = join(',', map { $_->backend_pid } $sl, $cp);
 	is( mq("SELECT string_agg(usename || ':' || state || ':' || coalesce(wait_event, ''), ',' ORDER BY usename)
 	        FROM pg_stat_activity WHERE pid IN ($ps)"),
 		'copy_r:active:ClientRead,sleeper:active:PgSleep',
@@ -684,7 +429,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 
 	# COPY: keep it waiting until 1 + 3 intervals + slack past its start
 	usleep(50_000) while time < $t_send + 1 + 3 * $INTERVAL + $SLACK;
-	is(mq("SELECT count(*) FROM pg_stat_activity WHERE pid = " . $cp->pid),
+	is(mq("SELECT count(*) FROM pg_stat_activity WHERE pid = " . $cp->backend_pid),
 		'1', 'COPY FROM STDIN waiting for data longer than the limit is not reaped (idle and idle-in-transaction limits 1 s)');
 	push @reap,
 	  arm('after COPY', $cp, "1\n2\n\\.\nSELECT count(*) FROM copy_t",
@@ -715,7 +460,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 	ok($new =~ /^\d+$/ && $new ne $old, "the reaper is back with a new pid ($old -> $new)");
 	cmp_ok($took, '<=', 5, sprintf('... within 5 s (%.1f s)', $took));
 
-	my $pos = log_pos();
+	my $pos = log_pos($node);
 	my $a   = open_session('idle1', 'idle, new worker');
 	watch([ arm('idle, new worker', $a, 'SELECT 1', role => 'idle1', limit => 1.5) ],
 		[], $pos);
@@ -730,9 +475,9 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 	my $others = "SELECT string_agg(backend_type || ':' || pid, ',' ORDER BY pid)
 	              FROM pg_stat_activity WHERE backend_type NOT IN ('client backend', 'autovacuum worker', 'parallel worker')";
 	my $before = mq($others);
-	ok(reload_with('role_guard.idle_timeouts' => idle_with('*=2s', 'exempt_r=0', 'postgres=0')),
+	ok(set_conf($node, 'role_guard.idle_timeouts' => idle_with('*=2s', 'exempt_r=0', 'postgres=0')),
 		"reload: '*=2s, exempt_r=0, postgres=0' added");
-	my $pos = log_pos();
+	my $pos = log_pos($node);
 	my $st  = open_session('star_r',   '* applies');
 	my $ex  = open_session('exempt_r', 'own 0 beats *');
 	my $z   = open_session('zero_r',   'group 0 beats *');
@@ -750,7 +495,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 	watch(\@reap, \@live, $pos);
 	is(mq($others), $before,
 		'background workers, autovacuum, the reaper itself: all still there');
-	$_->finish for $ex, $z;
+	$_->quit for $ex, $z;
 }
 
 # ---------------------------------------------------------------------------
@@ -758,10 +503,10 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 #    reaps the session
 # ---------------------------------------------------------------------------
 {
-	my $pos = log_pos();
+	my $pos = log_pos($node);
 	my $s   = open_session('reload_r', 'reload');
 	my $c   = arm('reload', $s, 'SELECT 1', role => 'reload_r', limit => 3);
-	my $ok  = reload_with('role_guard.idle_timeouts' =>
+	my $ok  = set_conf($node, 'role_guard.idle_timeouts' =>
 		  idle_with('*=2s', 'exempt_r=0', 'postgres=0', 'reload_r=60s'));
 	my $took = time - $c->{t0};
 	ok($ok, sprintf('reload: reload_r=60s (%.1f s after the session went idle)', $took));
@@ -773,7 +518,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 	}
 	is(usage('reload_r', 'idle_timeout', 'reaped'),
 		'00:01:00|0', 'usage: reload_r now 60s, not reaped');
-	$pos = log_pos();
+	$pos = log_pos($node);
 	# the session is idle since the check above: wait past 1 s, lower its
 	# limit to 1 s, and it goes within an interval of the reload
 	$c = make_case('reload lowered', $s, 0, time,
@@ -781,7 +526,7 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 		limit        => 1,
 		after_reload => 1);
 	usleep(50_000) while time < $c->{t0} + 1.2;
-	ok(reload_with('role_guard.idle_timeouts' =>
+	ok(set_conf($node, 'role_guard.idle_timeouts' =>
 		  idle_with('*=2s', 'exempt_r=0', 'postgres=0', 'reload_r=1s')),
 		'reload: reload_r=1s');
 	$c->{t0} = time;
@@ -795,18 +540,18 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 #    nothing; back to enforce, the sessions are reaped
 # ---------------------------------------------------------------------------
 {
-	ok(reload_with('role_guard.mode' => 'monitor'), 'reload: mode = monitor');
-	my $pos = log_pos();
+	ok(set_conf($node, 'role_guard.mode' => 'monitor'), 'reload: mode = monitor');
+	my $pos = log_pos($node);
 	my $s   = open_session('mon_r', 'monitor');
 	my $c   = arm('monitor', $s, 'SELECT 1', until => 1 + 5 * $INTERVAL + 1);
-	my $pid = $s->pid;
+	my $pid = $s->backend_pid;
 	my $would =
 	  qr/LOG:\s+(?:\w{5}: )?role_guard: would terminate session of role "mon_r" \(pid $pid\): idle for ([\d.]+) s, limit 1\.0 s/;
-	ok(defined wait_log($would, $pos, 1 + $INTERVAL + $SLACK),
+	ok(defined wait_log($node, $would, $pos, 1 + $INTERVAL + $SLACK),
 		'monitor: "would terminate" logged within limit + interval + slack');
 	watch([], [$c], $pos);    # also runs SELECT 1: a new idle period
 	is(count_matches($c->{log}, $would), 1, 'monitor: logged once for the idle period');
-	my $log = wait_log(qr/$would(?:.|\n)*$would/, $pos, 1 + $INTERVAL + $SLACK) // '';
+	my $log = wait_log($node, qr/$would(?:.|\n)*$would/, $pos, 1 + $INTERVAL + $SLACK) // '';
 	is(count_matches($log, $would), 2, 'monitor: logged again for the next idle period');
 	unlike($log, qr/terminating session of role "mon_r"/, 'monitor: nothing terminated');
 	is(usage('mon_r', 'reaped', 'connections'), '0|1', 'usage: mon_r reaped = 0');
@@ -815,8 +560,8 @@ like($stderr, qr/cannot be changed now/, 'a session cannot SET the timeouts');
 	# the one that was only reported in monitor mode
 	# ($s is idle past its limit, and reported for this idle period)
 	my $s2 = open_session('mon_r', 'enforce again, fresh session');
-	$pos = log_pos();
-	ok(reload_with('role_guard.mode' => 'enforce'), 'reload: mode = enforce');
+	$pos = log_pos($node);
+	ok(set_conf($node, 'role_guard.mode' => 'enforce'), 'reload: mode = enforce');
 	my $c1 = make_case('enforce again, session reported in monitor mode', $s, 0, time,
 		role         => 'mon_r',
 		limit        => 1,
@@ -836,6 +581,6 @@ is( mq("SELECT string_agg(rolname || '=' || reaped, ',' ORDER BY rolname)
 	join(',', map { "$_=$reaped_seen{$_}" } sort keys %reaped_seen),
 	'role_guard_usage.reaped: every session seen reaped, and no other');
 
-$mon->finish;
+$mon->quit;
 $node->stop;
 done_testing();

@@ -16,11 +16,10 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use RoleGuardTest;
+use RoleGuardTest qw(:DEFAULT run_pgbench);
 
 # Budgets only so that app and other always have a row in role_guard_usage.
 my $node = rg_node('executor', budgets => 'app=20, other=20');
@@ -132,22 +131,10 @@ sub pgbench_ok
 {
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my ($mode, $script, $xacts, $n) = @_;
-	my $f = $node->basedir . "/bench_$mode.sql";
-	open(my $fh, '>', $f) or die "cannot write $f: $!";
-	print $fh $script;
-	close $fh;
-	my ($out, $err) = ('', '');
-	my $ok = eval {
-		IPC::Run::run(
-			[
-				'pgbench', '-n', '-M', $mode, '-c', '1', '-t', $xacts,
-				'-f', $f, tcp('app')
-			],
-			'<', '/dev/null', '>', \$out, '2>', \$err,
-			IPC::Run::timeout($RoleGuardTest::wait_seconds));
-	};
+	my ($ok, $out, $err, $exc) =
+	  run_pgbench($node, tcp('app'), $mode, $xacts, $script);
 	ok($ok, "pgbench -M $mode ran $xacts transactions")
-	  or diag "stdout: $out\nstderr: $err\n$@";
+	  or diag "stdout: $out\nstderr: $err\n$exc";
 	like($out, qr/number of transactions actually processed: $xacts\b/,
 		"pgbench -M $mode: all transactions processed");
 	$expected += $n;

@@ -14,11 +14,10 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use RoleGuardTest;
+use RoleGuardTest qw(:DEFAULT run_pgbench);
 
 my $pkglibdir = `pg_config --pkglibdir`;
 chomp $pkglibdir;
@@ -119,20 +118,11 @@ RESET ROLE;
 	like($err, qr/division by zero/, "$name: a statement fails");
 	$expected += 1;
 
-	my $script = $node->basedir . '/bench.sql';
-	open(my $fh, '>', $script) or die "cannot write $script: $!";
-	print $fh "SELECT max(x) FROM s.t;\n";
-	close $fh;
-	my ($bout, $berr) = ('', '');
-	eval {
-		IPC::Run::run(
-			[ 'pgbench', '-n', '-M', 'prepared', '-c', '1', '-t', '10', '-f', $script, $tcp ],
-			'<', '/dev/null', '>', \$bout, '2>', \$berr,
-			IPC::Run::timeout($RoleGuardTest::wait_seconds));
-	};
+	my (undef, $bout, $berr, $bexc) =
+	  run_pgbench($node, $tcp, 'prepared', 10, "SELECT max(x) FROM s.t;\n");
 	like($bout, qr/number of transactions actually processed: 10\b/,
 		"$name: pgbench -M prepared ran 10 statements")
-	  or diag "$berr\n$@";
+	  or diag "$berr\n$bexc";
 	$expected += 10;
 
 	# -----------------------------------------------------------------

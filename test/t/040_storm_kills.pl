@@ -60,7 +60,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
-use RoleGuardTest;
+use RoleGuardTest qw(:DEFAULT file_text fork_at_barrier open_barrier);
 
 my $ROUNDS     = 7;      # rounds of simultaneous logins
 my $PER_ROUND  = 80;     # clients per round, all released at once
@@ -214,7 +214,7 @@ $live{$sampler_pid} = 1;
 my %client;    # pid => { round, i, role, db, app, hold, status, sig }
 my %by_app;    # application_name => pid
 
-# Fork one round of clients, held at a barrier until go().
+# Fork one round of clients, held at a barrier until open_barrier().
 sub launch_round
 {
 	my ($round) = @_;
@@ -231,21 +231,7 @@ sub launch_round
 			'-d', tcp_connstr($node, $role, $db) . " application_name=$app",
 			'-c', "SELECT pg_sleep($hold)",
 			'-c', "SELECT 'done'");
-		my $pid = fork();
-		die "fork failed: $!" unless defined $pid;
-		if ($pid == 0)
-		{
-			open(STDOUT, '>', "$dir/out.$i") or POSIX::_exit(126);
-			open(STDERR, '>', "$dir/err.$i") or POSIX::_exit(126);
-			my $deadline = time + 60;
-			select(undef, undef, undef, 0.005)
-			  until -e "$dir/go" || time > $deadline;
-			{
-				no warnings 'exec';
-				exec(@cmd);
-			}
-			POSIX::_exit(127);
-		}
+		my $pid = fork_at_barrier($dir, $i, @cmd);
 		$live{$pid}   = 1;
 		$by_app{$app} = $pid;
 		$client{$pid} = {
@@ -259,14 +245,6 @@ sub launch_round
 		};
 	}
 	return $dir;
-}
-
-sub go
-{
-	my ($dir) = @_;
-	open(my $fh, '>', "$dir/go") or die "cannot create $dir/go: $!";
-	close($fh);
-	return;
 }
 
 # Reap every client that has exited.
@@ -354,7 +332,7 @@ foreach my $round (1 .. $ROUNDS)
 {
 	my $t_round = time;
 	my $dir     = launch_round($round);
-	go($dir);
+	open_barrier($dir);
 	nap(0.7);
 	my $k = kill_clients(3);
 	my $t = terminate_backends(3);
@@ -425,8 +403,8 @@ my $client_refusals = 0;
 foreach my $pid (sort { $a <=> $b } keys %client)
 {
 	my $c   = $client{$pid};
-	my $err = -e "$c->{dir}/err.$c->{i}" ? slurp_file("$c->{dir}/err.$c->{i}") : '';
-	my $out = -e "$c->{dir}/out.$c->{i}" ? slurp_file("$c->{dir}/out.$c->{i}") : '';
+	my $err = file_text("$c->{dir}/err.$c->{i}");
+	my $out = file_text("$c->{dir}/out.$c->{i}");
 	my $what;
 	if (($c->{sig} // 0) == 9 && $sigkilled{$pid})
 	{

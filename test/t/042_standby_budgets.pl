@@ -32,7 +32,7 @@ use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use RoleGuardTest;
+use RoleGuardTest qw(:DEFAULT rg_standby);
 
 my $common = q{
 shared_preload_libraries = 'role_guard'
@@ -65,22 +65,11 @@ CREATE DATABASE limdb;
 CREATE TABLE rep_t (i int);
 CREATE EXTENSION role_guard;
 });
-# A cold file-system copy: $primary->backup needs a pg_basebackup of the
-# server's major, which test/run has only for 15 (see test/pgversions.sh).
-$primary->stop;
-$primary->backup_fs_cold('bk');
-$primary->start;
-
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'bk', has_streaming => 1);
-my ($phost, $pport) = ($primary->host, $primary->port);
-$standby->append_conf(
-	'postgresql.conf', qq{
-primary_conninfo = 'host=''$phost'' port=$pport user=repl application_name=standby'
-role_guard.budgets = '$s_budgets'
+my $standby = rg_standby(
+	$primary, 'standby',
+	conf => qq{role_guard.budgets = '$s_budgets'
 role_guard.superuser_deny_hosts = '127.0.0.1/32'
 });
-$standby->start;
 $primary->wait_for_catchup($standby, 'replay');
 
 # ---------------------------------------------------------------------------

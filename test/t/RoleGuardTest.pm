@@ -12,6 +12,10 @@
 #   use FindBin;
 #   use lib $FindBin::RealBin;
 #   use RoleGuardTest;
+#
+# Helpers that few tests need, or whose names could clash with a test's
+# own, are exported only on request (@EXPORT_OK), e.g.
+#   use RoleGuardTest qw(:DEFAULT wait_log);
 
 package RoleGuardTest;
 
@@ -22,10 +26,12 @@ use Exporter 'import';
 use IO::Select;
 use IO::Socket::INET;
 use IPC::Run;
+use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
+use Time::Local qw(timegm);
 
 our @EXPORT = qw(
   rg_node tcp_connstr sock_connstr set_conf set_budgets wait_setting
@@ -33,7 +39,12 @@ our @EXPORT = qw(
   refused_ok admitted_ok log_pos log_since count_matches
   usage_of budget_of hold_ok entry_text
 );
-our @EXPORT_OK = qw(wait_log);
+our @EXPORT_OK = qw(
+  wait_log rg_standby file_text fork_at_barrier open_barrier run_pgbench
+  superuser_denied_ok admitted_quietly_ok denied_counters_ok set_deny_hosts_ok
+  activity_state watch_sessions reaped_in_time_ok not_early_ok reap_log_re
+  ts_epoch client_gone_ok still_there_ok
+);
 
 our $wait_seconds = 30;
 $wait_seconds = $PostgreSQL::Test::Utils::timeout_default
@@ -77,25 +88,21 @@ sub _q
 sub tcp_connstr
 {
 	my ($node, $user, $db) = @_;
-	$db //= 'postgres';
-	return
-	    'host=127.0.0.1 port='
-	  . $node->port
-	  . ' user='
-	  . _q($user)
-	  . ' dbname='
-	  . _q($db)
-	  . ' connect_timeout=20';
+	return _connstr('127.0.0.1', $node, $user, $db);
 }
 
 sub sock_connstr
 {
 	my ($node, $user, $db) = @_;
+	return _connstr(_q($node->host), $node, $user, $db);
+}
+
+sub _connstr
+{
+	my ($host, $node, $user, $db) = @_;
 	$db //= 'postgres';
 	return
-	    'host='
-	  . _q($node->host)
-	  . ' port='
+	    "host=$host port="
 	  . $node->port
 	  . ' user='
 	  . _q($user)
@@ -455,6 +462,365 @@ sub raw_login
 	return \%r;
 }
 
+# A streaming standby of $primary named $name, started.  It is made from
+# a cold file-system copy rather than $primary->backup: that needs a
+# pg_basebackup of the server's major, which test/run has only for 15 (the
+# 17 and 18 servers come without client programs, see test/pgversions.sh),
+# so $primary is stopped and started again.  It streams as role repl (the
+# primary must have it, and let it in) with application_name $name.
+# %opts: conf => more postgresql.conf lines for the standby.
+sub rg_standby
+{
+	my ($primary, $name, %opts) = @_;
+	$primary->stop;
+	$primary->backup_fs_cold('bk');
+	$primary->start;
+	my $standby = PostgreSQL::Test::Cluster->new($name);
+	$standby->init_from_backup($primary, 'bk', has_streaming => 1);
+	my ($phost, $pport) = ($primary->host, $primary->port);
+	$standby->append_conf(
+		'postgresql.conf', qq{
+primary_conninfo = 'host=''$phost'' port=$pport user=repl application_name=$name'
+} . ($opts{conf} // ''));
+	$standby->start;
+	return $standby;
+}
+
+# The text of file $f, '' when there is none.
+sub file_text
+{
+	my ($f) = @_;
+	return -e $f ? slurp_file($f) : '';
+}
+
+# Simultaneous logins: fork a child that waits (at most 60 s) until the
+# file "$dir/go" exists, then execs @cmd with its stdout and stderr going
+# to "$dir/out.$i" and "$dir/err.$i".  Returns the child's pid;
+# open_barrier($dir) lets every child waiting on $dir go.
+sub fork_at_barrier
+{
+	my ($dir, $i, @cmd) = @_;
+	my $pid = fork();
+	die "fork failed: $!" unless defined $pid;
+	return $pid if $pid != 0;
+	# Child: no Perl-level exit (END blocks would stop the node).
+	open(STDOUT, '>', "$dir/out.$i") or POSIX::_exit(126);
+	open(STDERR, '>', "$dir/err.$i") or POSIX::_exit(126);
+	my $deadline = time + 60;
+	select(undef, undef, undef, 0.005)
+	  until -e "$dir/go" || time > $deadline;
+	{
+		no warnings 'exec';
+		exec(@cmd);
+	}
+	POSIX::_exit(127);
+}
+
+sub open_barrier
+{
+	my ($dir) = @_;
+	open(my $fh, '>', "$dir/go") or die "cannot create $dir/go: $!";
+	close($fh);
+	return;
+}
+
+# pgbench -n -M $mode -c 1 -t $xacts over $connstr, running the SQL script
+# $script (written to a file in the node's directory).  Returns (true if
+# pgbench ran and exited 0, its stdout, its stderr, the error if it could
+# not be run or timed out).
+sub run_pgbench
+{
+	my ($node, $connstr, $mode, $xacts, $script) = @_;
+	my $f = $node->basedir . "/bench_$mode.sql";
+	open(my $fh, '>', $f) or die "cannot write $f: $!";
+	print $fh $script;
+	close $fh;
+	my ($out, $err) = ('', '');
+	my $ok = eval {
+		IPC::Run::run(
+			[
+				'pgbench', '-n', '-M', $mode, '-c', '1', '-t', $xacts,
+				'-f', $f, $connstr
+			],
+			'<', '/dev/null', '>', \$out, '2>', \$err,
+			IPC::Run::timeout($wait_seconds));
+	};
+	return ($ok, $out, $err, $@);
+}
+
+# ---------------------------------------------------------------------------
+# role_guard.superuser_deny_hosts: connect_fails / connect_ok checks
+# (PostgreSQL::Test::Cluster), exported on request.
+# ---------------------------------------------------------------------------
+
+# One login that role_guard must deny as a superuser's: the client gets the
+# message and DETAIL, the server log has role_guard's LOG line and FATAL
+# 28000 with the DETAIL.  %w: role, host (the client's address), member_of
+# (the superuser role, for a member's DETAIL), app (application_name the
+# LOG line must name; any when not given).
+sub superuser_denied_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($node, $connstr, $name, %w) = @_;
+	my ($role, $host) = ($w{role}, $w{host});
+	my $detail =
+	  defined $w{member_of}
+	  ? qq{Role "$role" is a member of superuser role "$w{member_of}", and role_guard.superuser_deny_hosts lists this host.}
+	  : qq{Role "$role" is a superuser, and role_guard.superuser_deny_hosts lists this host.};
+	my $app = defined $w{app} ? qr/\Q$w{app}\E/ : qr/[^"]*/;
+	$node->connect_fails(
+		$connstr, $name,
+		expected_stderr =>
+		  qr/FATAL:\s+a superuser may not log in from host "\Q$host\E"\n\s*DETAIL:\s+\Q$detail\E/,
+		log_like => [
+			qr/LOG:\s+(?:00000: )?role_guard: superuser login refused: role "\Q$role\E", host "\Q$host\E", application_name "$app"/,
+			qr/FATAL:\s+28000: a superuser may not log in from host "\Q$host\E"\n[^\n]*DETAIL:\s+\Q$detail\E/,
+		]);
+	return;
+}
+
+# One login that must get in, with no role_guard superuser line in the
+# log.  %o: sql (default SELECT 42), stdout (regex, default its 42).
+sub admitted_quietly_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($node, $connstr, $name, %o) = @_;
+	$node->connect_ok(
+		$connstr, $name,
+		sql => $o{sql} // 'SELECT 42',
+		expected_stdout => $o{stdout} // qr/^42$/,
+		log_unlike => [ qr/role_guard: superuser login/, qr/may not log in/ ]
+	);
+	return;
+}
+
+# role_guard_usage.superuser_denied of each of @roles is what %$denied
+# (role => expected count) says.
+sub denied_counters_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($node, $name, $denied, @roles) = @_;
+	my (@got, @want);
+	foreach my $r (@roles)
+	{
+		my $v = usage_of($node, $r, 'superuser_denied')->{superuser_denied};
+		push @got,  "$r=" . ($v eq '<norow>' ? 0 : $v);
+		push @want, "$r=" . ($denied->{$r} // 0);
+	}
+	is(join(' ', @got), join(' ', @want),
+		"$name: role_guard_usage.superuser_denied per role");
+	return;
+}
+
+sub set_deny_hosts_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($node, $value) = @_;
+	ok(set_conf($node, 'role_guard.superuser_deny_hosts' => $value),
+		"reload with superuser_deny_hosts = '$value'");
+	return;
+}
+
+# ---------------------------------------------------------------------------
+# The reaper: idle sessions watched until they go, exported on request.
+#
+# A case is one session's idle period, a hash: name, s (its Session), node,
+# pid, t_s (client time before it sent its last statement, plus how long
+# that statement takes at least), t0 (client time after the result), sc
+# (its state_change, server epoch, '' if unknown); for a session that must
+# be reaped: role, limit (s), kind ('idle' or 'idle in transaction'),
+# after_reload (already idle past a limit that a reload just lowered); for
+# one that must stay: until (s after t0).
+# ---------------------------------------------------------------------------
+
+# (state_change as a server epoch, state) of backend $pid, asked through
+# $query->($node, $sql); '' for what pg_stat_activity does not give.
+sub activity_state
+{
+	my ($query, $node, $pid) = @_;
+	return split /\|/,
+	  $query->(
+		$node,
+		"SELECT coalesce(extract(epoch FROM state_change)::text, ''), coalesce(state, '')
+	      FROM pg_stat_activity WHERE pid = $pid"), -1;
+}
+
+# Watch the cases in @$reap (each must be gone from pg_stat_activity by its
+# due time: t0 + limit + interval + slack, or t0 + interval + slack after a
+# reload) and in @$live (each must still be there until s after t0), all
+# at once, asking each case's node through $query->($node, $sql).  Sets
+# due, seen_q (client time before the last query that saw it) and gone_t
+# (client time after the first that did not).  %o: interval (the
+# reap_interval, s), slack (s).
+sub watch_sessions
+{
+	my ($reap, $live, $query, %o) = @_;
+	my $deadline = 0;
+	for my $c (@$reap)
+	{
+		# already idle past the limit when a reload lowered it: one interval
+		$c->{due} =
+		    $c->{t0}
+		  + ($c->{after_reload} ? 0 : $c->{limit})
+		  + $o{interval}
+		  + $o{slack};
+		$deadline = $c->{due} if $c->{due} > $deadline;
+	}
+	for my $c (@$live)
+	{
+		my $d = $c->{t0} + $c->{until};
+		$deadline = $d if $d > $deadline;
+	}
+	# reap cases not done by their due time get watched a while longer, to
+	# tell "late" from "never"
+	my $hard = $deadline + 5;
+	while (time < $hard)
+	{
+		my @rp = grep { !defined $_->{gone_t} } @$reap;
+		my @lp =
+		  grep { !defined $_->{gone_t} && ($_->{seen_q} // 0) < $_->{t0} + $_->{until} }
+		  @$live;
+		last unless @rp || @lp;
+		last if !@rp && time > $deadline + 1;
+		my (@nodes, %cases);
+		for my $c (@rp, @lp)
+		{
+			push @nodes, $c->{node} unless $cases{ $c->{node} };
+			push @{ $cases{ $c->{node} } }, $c;
+		}
+		for my $node (@nodes)
+		{
+			my @c   = @{ $cases{$node} };
+			my $t_q = time;
+			my %alive = map { $_ => 1 } split /\n/,
+			  $query->(
+				$node,
+				"SELECT pid FROM pg_stat_activity WHERE pid IN ("
+				  . join(',', map { $_->{pid} } @c) . ")");
+			my $t_e = time;
+			for my $c (@c)
+			{
+				if ($alive{ $c->{pid} }) { $c->{seen_q} = $t_q; }
+				else                     { $c->{gone_t} = $t_e; }
+			}
+		}
+		usleep(50_000);
+	}
+	return;
+}
+
+# When a reap case's session was seen, relative to its t0.
+sub reap_timing
+{
+	my ($c) = @_;
+	my $rel = sub { defined $_[0] ? sprintf('%.2f s', $_[0] - $c->{t0}) : 'never' };
+	return "pid $c->{pid}, limit $c->{limit} s; after "
+	  . ($c->{after_reload} ? "the reload" : "its last statement")
+	  . ": last seen alive "
+	  . $rel->($c->{seen_q}) . ", seen gone " . $rel->($c->{gone_t});
+}
+
+# The reap case's session went by its due time ($slack: as watched).
+sub reaped_in_time_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($c, $slack) = @_;
+	my $ok = ok(defined $c->{gone_t} && $c->{gone_t} <= $c->{due},
+		"$c->{name}: reaped within limit + interval + ${slack}s")
+	  or diag reap_timing($c);
+	return $ok;
+}
+
+# Not reaped before its limit, as seen from the client: still there at
+# limit - 0.5 s, or at least not gone before the limit had passed since it
+# sent its last statement ($why: what to say when it was not seen then).
+# Nothing to check after a reload lowered the limit.
+sub not_early_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($c, $why) = @_;
+	my $n = $c->{name};
+	if ($c->{after_reload})
+	{
+		# the limit passed before the reload: nothing to check
+	}
+	elsif (defined $c->{seen_q} && $c->{seen_q} >= $c->{t0} + $c->{limit} - 0.5)
+	{
+		pass("$n: still there at limit - 0.5 s");
+	}
+	elsif (defined $c->{gone_t} && $c->{gone_t} < $c->{t_s} + $c->{limit})
+	{
+		fail("$n: still there at limit - 0.5 s");
+		diag "reaped before its limit: " . reap_timing($c);
+	}
+	else
+	{
+		pass("$n: still there at limit - 0.5 s (not observed: $why)");
+		diag reap_timing($c);
+	}
+	return;
+}
+
+# The reaper's LOG line for the session of $role with backend $pid, idle
+# ($kind: 'idle' or 'idle in transaction'); captures its timestamp (UTC,
+# as log_timezone = 'UTC' writes it), the idle time and the limit.
+sub reap_log_re
+{
+	my ($role, $pid, $kind) = @_;
+	return
+	  qr/^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC \[\d+\] [^\n]*?LOG:\s+(?:\w{5}: )?role_guard: terminating session of role "\Q$role\E" \(pid $pid\): \Q$kind\E for ([\d.]+) s, limit ([\d.]+) s$/m;
+}
+
+# A log timestamp ('2024-01-02 03:04:05.678', UTC) as an epoch.
+sub ts_epoch
+{
+	my ($ts) = @_;
+	my ($Y, $M, $D, $h, $m, $s, $f) =
+	  $ts =~ /^(\d+)-(\d+)-(\d+) (\d+):(\d+):(\d+)(\.\d+)?$/
+	  or return undef;
+	return timegm($s, $m, $h, $D, $M - 1, $Y) + ($f // 0);
+}
+
+# The reaped session's client: its connection is gone, with the FATAL.
+# Ends its psql.
+sub client_gone_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($c) = @_;
+	my $n = $c->{name};
+	my $r = $c->{s}->query('SELECT 1', 10);
+	ok(!defined $r, "$n: the client's connection is gone");
+	# core's own idle-timeout message and a DETAIL naming role_guard's setting
+	my $iit = ($c->{kind} // 'idle') eq 'idle in transaction';
+	my ($msg, $setting) =
+	  $iit
+	  ? ('idle-in-transaction timeout', 'idle_in_transaction_timeouts')
+	  : ('idle-session timeout', 'idle_timeouts');
+	my $limit = sprintf('%.1f', $c->{limit});
+	like($c->{s}->stderr,
+		qr/FATAL:\s+terminating connection due to \Q$msg\E\nDETAIL:\s+role_guard\.\Q$setting\E allows this role \Q$limit\E s\./,
+		"$n: the client got FATAL terminating connection due to $msg, with role_guard's DETAIL");
+	$c->{s}->quit;
+	return;
+}
+
+# A live case: seen until its time was up, and no LOG line terminating it
+# in $log.
+sub still_there_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($c, $log) = @_;
+	my $n = $c->{name};
+	ok(!defined $c->{gone_t} && ($c->{seen_q} // 0) >= $c->{t0} + $c->{until},
+		sprintf("%s: still there %.1f s after its last statement", $n, $c->{until}))
+	  or diag sprintf("seen alive at %s, gone at %s",
+		  map { defined $_ ? sprintf('%.2f s', $_ - $c->{t0}) : 'never' } $c->{seen_q},
+		  $c->{gone_t});
+	unlike($log, qr/terminating session of role "[^"]*" \(pid $c->{pid}\)/,
+		"$n: no LOG line terminating it");
+	return;
+}
+
 package RoleGuardTest::Session;
 
 use strict;
@@ -463,6 +829,10 @@ use warnings FATAL => 'all';
 use IPC::Run;
 use Time::HiRes qw(usleep time);
 
+# A psql reading SQL from a pipe.  %opts: first_sql (run instead of SELECT
+# pg_backend_pid() to see the login through), no_query => 1 (send nothing:
+# connected and backend_pid stay unknown), env => { NAME => value } (for
+# psql, e.g. PGOPTIONS).
 sub new
 {
 	my ($class, $connstr, %opts) = @_;
@@ -473,9 +843,12 @@ sub new
 		n       => 0,
 		connstr => $connstr,
 	}, $class;
+	local %ENV = %ENV;
+	$ENV{$_} = $opts{env}{$_} for keys %{ $opts{env} // {} };
 	my @cmd = ('psql', '-XAtq', '-w', '-d', $connstr, '-f', '-');
 	$self->{h} = IPC::Run::start(\@cmd, '<', \$self->{in}, '>',
 		\$self->{out}, '2>', \$self->{err});
+	return $self if $opts{no_query};
 	if (defined $opts{first_sql})
 	{
 		# e.g. IDENTIFY_SYSTEM on a physical replication connection
@@ -499,28 +872,41 @@ sub new
 	return $self;
 }
 
-sub connected   { return $_[0]->{connected}; }
-sub backend_pid { return $_[0]->{backend_pid}; }
-sub stderr      { return $_[0]->{err}; }
+sub connected { return $_[0]->{connected}; }
+sub stderr    { return $_[0]->{err}; }
 
-# Run $sql, return its output (chomped), or undef if psql went away or the
-# wait timed out.
-sub query
+# The backend's pid; a session started with no_query can be told it (found
+# in pg_stat_activity, say).
+sub backend_pid
 {
-	my ($self, $sql, $secs) = @_;
-	$secs //= $RoleGuardTest::wait_seconds;
-	return undef unless $self->{h}->pumpable;
-	my $n      = ++$self->{n};
-	my $marker = "rg_session_done_$n";
+	my ($self, $pid) = @_;
+	$self->{backend_pid} = $pid if @_ > 1;
+	return $self->{backend_pid};
+}
+
+# Queue $sql followed by an \echo marker; returns the marker.
+sub start_query
+{
+	my ($self, $sql) = @_;
+	my $marker = "rg_session_done_" . ++$self->{n};
 	$self->{out} = '';
-	$self->{in} .= "$sql;\n\\echo $marker\n";
-	my $deadline = time + $secs;
+	$self->send_raw("$sql;\n\\echo $marker\n");
+	return $marker;
+}
+
+# Wait for the marker; the output before it (chomped), or undef if psql
+# exited or $secs passed.
+sub wait_query
+{
+	my ($self, $marker, $secs) = @_;
+	my $deadline = time + ($secs // $RoleGuardTest::wait_seconds);
 	while ($self->{out} !~ /^\Q$marker\E$/m)
 	{
 		return undef unless $self->{h}->pumpable;
 		eval { $self->{h}->pump_nb; };
+		next if $self->{out} =~ /^\Q$marker\E$/m;
 		return undef if time > $deadline;
-		usleep(5_000) if $self->{out} !~ /^\Q$marker\E$/m;
+		usleep(5_000);
 	}
 	my $out = $self->{out};
 	$out =~ s/\n?^\Q$marker\E\n?//m;
@@ -528,11 +914,28 @@ sub query
 	return $out;
 }
 
+# Run $sql, return its output (chomped), or undef if psql went away or the
+# wait timed out.
+sub query
+{
+	my ($self, $sql, $secs) = @_;
+	return undef unless $self->{h}->pumpable;
+	return $self->wait_query($self->start_query($sql), $secs);
+}
+
 # Send $sql without waiting for its result.
 sub send
 {
 	my ($self, $sql) = @_;
-	$self->{in} .= "$sql;\n";
+	$self->send_raw("$sql;\n");
+	return;
+}
+
+# Send raw text to psql's stdin (COPY data, say).
+sub send_raw
+{
+	my ($self, $text) = @_;
+	$self->{in} .= $text;
 	eval { $self->{h}->pump_nb if $self->{h}->pumpable; };
 	return;
 }
