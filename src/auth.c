@@ -6,15 +6,18 @@
  * ClientAuthentication_hook runs after the client authenticated, inside a
  * transaction, before the session's database is set up.  For a login with
  * STATUS_OK it
- *	1. looks the role up (one syscache look-up) and the roles it is a member
- *	   of (syscache look-ups on pg_auth_members),
- *	2. refuses a superuser (or a member of a superuser role) whose TCP
- *	   address matches role_guard.superuser_deny_hosts,
- *	3. finds the budget entries that apply in this backend's parsed policy
- *	   (O(1) hash look-ups; no parsing),
- *	4. registers the release callback, and only then
- *	5. takes the lock once: checks every applicable budget against the
- *	   shared counts and either charges every counter or refuses.
+ *	1. looks the role up (one syscache look-up),
+ *	2. registers the release callback, and only then
+ *	3. takes the lock once, and under it
+ *	   - finds the roles it is a member of in the membership cache
+ *	     (members.c; on a miss it lets the lock go, reads the catalogs and
+ *	     takes the lock again to store them),
+ *	   - refuses a superuser (or a member of a superuser role) whose TCP
+ *	     address matches role_guard.superuser_deny_hosts,
+ *	   - finds the budget entries that apply in this backend's parsed
+ *	     policy (O(1) hash look-ups in local memory; no parsing),
+ *	   - checks every applicable budget against the shared counts and
+ *	     either charges every counter or refuses.
  * Check and charge happen under one exclusive lock, so no number of
  * simultaneous logins can pass a budget.  The release callback runs in
  * before_shmem_exit, i.e. on every way out of a backend that does not
@@ -62,6 +65,7 @@ typedef struct RGCharge
 
 /* What this backend holds; given back by rg_release_at_exit. */
 static RGCharge *my_charges = NULL;
+static int	my_charges_room = 0;
 static int	my_ncharges = 0;
 static int	my_procno = -1;		/* slot filled, or -1 */
 
@@ -142,35 +146,20 @@ rg_login_event(Port *port, RGEventKind kind, const char *rolname,
 }
 
 /*
- * A superuser (or a member of one) logs in from a listed host: count it,
- * log it, and in enforce mode refuse it.
+ * A superuser (or a member of one) logged in from a listed host, and was
+ * counted: log it, and in enforce mode refuse it.  No lock held.
  */
 static void
-rg_deny_superuser(Port *port, Oid roleid, const NameData *rolname,
-				  bool rolsuper, const NameData *supername, bool monitor)
+rg_report_denial(Port *port, const NameData *rolname, bool rolsuper,
+				 const NameData *supername, bool monitor)
 {
 	char		host[NI_MAXHOST];
 	const char *appname = port->application_name ? port->application_name : "";
-	RGCounter  *c;
 
 	host[0] = '\0';
 	if (pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
 						   host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
 		strlcpy(host, "?", sizeof(host));
-
-	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
-	c = rg_counter_enter(RG_COUNTER_ROLE, roleid, NULL);
-	if (c)
-	{
-		c->rolname = *rolname;
-		c->rolsuper = rolsuper;
-		if (monitor)
-			c->would_deny++;
-		else
-			c->superuser_denied++;
-		rg_counter_unpin(c);
-	}
-	LWLockRelease(rg_lock());
 
 	if (rolsuper)
 		rg_login_event(port, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED,
@@ -338,6 +327,27 @@ rg_unpin_charges(RGCharge *charges, int ncharges)
 			rg_counter_unpin(charges[i].counter);
 }
 
+/* Room for a login's charges and checks: 4 + its groups. */
+static void
+rg_admit_arrays(int ngroups, RGCharge **charges, RGCheck **checks)
+{
+	int			n = 4 + ngroups;
+
+	if (*charges)
+		pfree(*charges);
+	if (*checks)
+		pfree(*checks);
+	*charges = palloc(sizeof(RGCharge) * n);
+	*checks = palloc(sizeof(RGCheck) * n);
+	if (my_charges_room < n)
+	{
+		if (my_charges)
+			pfree(my_charges);
+		my_charges = MemoryContextAlloc(TopMemoryContext, sizeof(RGCharge) * n);
+		my_charges_room = n;
+	}
+}
+
 static void
 rg_admit(Port *port)
 {
@@ -349,12 +359,13 @@ rg_admit(Port *port)
 	const char *dbname;
 	const RGPolicy *policy = rg_budgets;
 	int			mode = rg_mode;
-	Oid		   *groups;
-	int			ngroups;
-	int			maxcharges;
-	RGCharge   *charges;
+	bool		deny_host = false;
+	bool		deny = false;
+	NameData	supername;
+	RGMembers	m;
+	RGCharge   *charges = NULL;
 	int			ncharges = 0;
-	RGCheck    *checks;
+	RGCheck    *checks = NULL;
 	int			nchecks = 0;
 	int			role_charge;
 	int			role_member_charge;
@@ -384,23 +395,58 @@ rg_admit(Port *port)
 	/* superusers over the Unix socket are never refused by a budget */
 	exempt = rolsuper && via_socket;
 
-	groups = rg_member_of(roleid, &ngroups);
-
-	/* superuser denial, before anything is charged */
+	/* does role_guard.superuser_deny_hosts list the client? */
 	if (mode != RG_MODE_OFF && rg_deny_hosts != NULL)
 	{
 		int			family;
 		uint8		addr[16];
 
-		if (rg_client_address(port, &family, addr) &&
-			rg_hosts_match(rg_deny_hosts, family, addr) != NULL)
-		{
-			NameData	supername;
+		deny_host = rg_client_address(port, &family, addr) &&
+			rg_hosts_match(rg_deny_hosts, family, addr) != NULL;
+	}
 
-			if (rolsuper || OidIsValid(rg_superuser_group(groups, ngroups, &supername)))
-				rg_deny_superuser(port, roleid, &rolname, rolsuper, &supername,
-								  mode == RG_MODE_MONITOR);
+	/*
+	 * The groups come from the membership cache (members.c); their names
+	 * only for +group entries, their SUPERUSER attributes only to deny.
+	 */
+	m.ngroups = 0;
+	m.groups = palloc(sizeof(Oid) * RG_MEMBERS_CACHED);
+	m.names = NULL;
+	m.super = NULL;
+	if ((policy && policy->ngroups > 0) || (deny_host && !rolsuper))
+	{
+		m.names = palloc(sizeof(NameData) * RG_MEMBERS_CACHED);
+		m.super = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
+	}
+	rg_admit_arrays(RG_MEMBERS_CACHED, &charges, &checks);
+
+	/* The place is given back on every exit path: register before taking. */
+	if (!exit_registered)
+	{
+		before_shmem_exit(rg_release_at_exit, (Datum) 0);
+		exit_registered = true;
+	}
+	now = GetCurrentTimestamp();
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+
+	if (!rg_members_lookup(roleid, &m))
+	{
+		/* a miss: read the catalogs without the lock, then store */
+		uint64		generation;
+
+		LWLockRelease(lock);
+		pfree(m.groups);
+		if (m.names)
+		{
+			pfree(m.names);
+			pfree(m.super);
 		}
+		generation = rg_members_load(roleid, &m);
+		if (m.ngroups > RG_MEMBERS_CACHED)
+			rg_admit_arrays(m.ngroups, &charges, &checks);
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		rg_members_store(generation, roleid, &rolname, rolsuper, &m);
 	}
 
 	/*
@@ -408,19 +454,64 @@ rg_admit(Port *port)
 	 * member of itself for +role), each group's member count, the database
 	 * and the role-in-database counts.
 	 */
-	maxcharges = 4 + ngroups;
-	charges = palloc0(sizeof(RGCharge) * maxcharges);
-	checks = palloc0(sizeof(RGCheck) * maxcharges);
 	role_charge = ncharges++;	/* 0 */
 	charges[role_charge].field = RG_CHARGE_CONNECTIONS;
 	role_member_charge = ncharges++;	/* 1: the same counter */
 	charges[role_member_charge].field = RG_CHARGE_MEMBER;
-	for (i = 0; i < ngroups; i++)
+	for (i = 0; i < m.ngroups; i++)
 		charges[ncharges++].field = RG_CHARGE_MEMBER;
 	if (dbname)
 	{
 		db_charge = ncharges++;
 		roledb_charge = ncharges++;
+	}
+
+	/* find or create every counter; none of this can ERROR */
+	charges[role_charge].counter = rg_counter_enter(RG_COUNTER_ROLE, roleid, NULL);
+	charges[role_member_charge].counter = charges[role_charge].counter;
+	for (i = 0; i < m.ngroups; i++)
+		charges[2 + i].counter = rg_counter_enter(RG_COUNTER_ROLE, m.groups[i], NULL);
+	if (dbname)
+	{
+		charges[db_charge].counter = rg_counter_enter(RG_COUNTER_DB, InvalidOid, dbname);
+		charges[roledb_charge].counter = rg_counter_enter(RG_COUNTER_ROLEDB, roleid, dbname);
+	}
+	for (i = 0; i < ncharges; i++)
+		if (charges[i].counter == NULL)
+			full = true;
+	if (charges[role_charge].counter)
+	{
+		charges[role_charge].counter->rolname = rolname;
+		charges[role_charge].counter->rolsuper = rolsuper;
+	}
+
+	/* superuser denial, before anything is charged */
+	if (deny_host)
+	{
+		deny = rolsuper;
+		for (i = 0; !deny && i < m.ngroups; i++)
+		{
+			if (m.super[i])
+			{
+				deny = true;
+				supername = m.names[i];
+			}
+		}
+	}
+	if (deny)
+	{
+		RGCounter  *c = charges[role_charge].counter;
+
+		if (c && mode == RG_MODE_MONITOR)
+			c->would_deny++;
+		else if (c)
+			c->superuser_denied++;
+		if (mode == RG_MODE_ENFORCE)
+		{
+			rg_unpin_charges(charges, ncharges);
+			LWLockRelease(lock);
+			rg_report_denial(port, &rolname, rolsuper, &supername, false);
+		}
 	}
 
 	/* The entries that apply, in tie-break order. */
@@ -434,15 +525,9 @@ rg_admit(Port *port)
 		e = rg_policy_lookup(policy, RG_ENTRY_GROUP, NameStr(rolname), NULL);
 		if (e)
 			checks[nchecks++] = (RGCheck) {e, role_member_charge};
-		for (i = 0; i < ngroups; i++)
+		for (i = 0; i < m.ngroups; i++)
 		{
-			tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(groups[i]));
-			if (!HeapTupleIsValid(tup))
-				continue;
-			e = rg_policy_lookup(policy, RG_ENTRY_GROUP,
-								 NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname),
-								 NULL);
-			ReleaseSysCache(tup);
+			e = rg_policy_lookup(policy, RG_ENTRY_GROUP, NameStr(m.names[i]), NULL);
 			if (e)
 				checks[nchecks++] = (RGCheck) {e, 2 + i};
 		}
@@ -455,38 +540,6 @@ rg_admit(Port *port)
 		e = rg_policy_lookup(policy, RG_ENTRY_ROLE_DATABASE, NameStr(rolname), dbname);
 		if (e)
 			checks[nchecks++] = (RGCheck) {e, roledb_charge};
-	}
-
-	/* The place is given back on every exit path: register before taking. */
-	if (!exit_registered)
-	{
-		before_shmem_exit(rg_release_at_exit, (Datum) 0);
-		exit_registered = true;
-	}
-	if (my_charges == NULL)
-		my_charges = MemoryContextAlloc(TopMemoryContext,
-										sizeof(RGCharge) * maxcharges);
-	now = GetCurrentTimestamp();
-
-	LWLockAcquire(lock, LW_EXCLUSIVE);
-
-	/* find or create every counter; none of this can ERROR */
-	charges[role_charge].counter = rg_counter_enter(RG_COUNTER_ROLE, roleid, NULL);
-	charges[role_member_charge].counter = charges[role_charge].counter;
-	for (i = 0; i < ngroups; i++)
-		charges[2 + i].counter = rg_counter_enter(RG_COUNTER_ROLE, groups[i], NULL);
-	if (dbname)
-	{
-		charges[db_charge].counter = rg_counter_enter(RG_COUNTER_DB, InvalidOid, dbname);
-		charges[roledb_charge].counter = rg_counter_enter(RG_COUNTER_ROLEDB, roleid, dbname);
-	}
-	for (i = 0; i < ncharges; i++)
-		if (charges[i].counter == NULL)
-			full = true;
-	if (charges[role_charge].counter)
-	{
-		charges[role_charge].counter->rolname = rolname;
-		charges[role_charge].counter->rolsuper = rolsuper;
 	}
 
 	/* the budget with least room, if any is full */
@@ -531,6 +584,8 @@ rg_admit(Port *port)
 		rg_unpin_charges(charges, ncharges);
 		LWLockRelease(lock);
 
+		if (deny)
+			rg_report_denial(port, &rolname, rolsuper, &supername, true);
 		if (!refuse)
 		{
 			ereport(LOG,
@@ -599,6 +654,8 @@ rg_admit(Port *port)
 	rg_unpin_charges(charges, ncharges);
 	LWLockRelease(lock);
 
+	if (deny)
+		rg_report_denial(port, &rolname, rolsuper, &supername, true);
 	if (worst && !exempt)
 		rg_login_event(port, RG_EVENT_WOULD_REJECT, NameStr(rolname),
 					   "role_guard budget \"%s=%d\" is full (%d of %d sessions).",
@@ -608,7 +665,12 @@ rg_admit(Port *port)
 		rg_report_budget(LOG, &violation, NameStr(rolname), dbname, !exempt);
 	pfree(charges);
 	pfree(checks);
-	pfree(groups);
+	pfree(m.groups);
+	if (m.names)
+	{
+		pfree(m.names);
+		pfree(m.super);
+	}
 }
 
 static void

@@ -224,6 +224,10 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		rg_nesting--;
 	}
 	PG_END_TRY();
+	/* its invalidations went to the queue only: see members.c */
+	if (IsA(pstmt->utilityStmt, TransactionStmt) &&
+		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+		rg_members_invalidate();
 	if (top)
 		rg_statement_end();
 }

@@ -317,6 +317,11 @@ rg_reap_scan(void)
 	int			n = rg_backend_count();
 	int			procno;
 
+	/*
+	 * Every interval, even with nothing to reap: on a standby, this is what
+	 * brings replayed role changes to the membership cache (members.c).
+	 */
+	AcceptInvalidationMessages();
 	if (mode == RG_MODE_OFF)
 		return;
 	if ((rg_idle_timeouts == NULL || rg_idle_timeouts->nentries == 0) &&
@@ -324,7 +329,6 @@ rg_reap_scan(void)
 		 rg_idle_in_transaction_timeouts->nentries == 0))
 		return;
 
-	AcceptInvalidationMessages();
 	if (rg_limits_stale || rg_limits == NULL)
 		rg_limits_reset();
 	rg_limits_fill();

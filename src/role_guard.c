@@ -33,6 +33,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("role_guard");
 	rg_shmem_init();
 	rg_auth_init();
+	rg_members_init();
 	rg_executor_init();
 	rg_reaper_register();
 	rg_reaper_backend_init();

@@ -194,9 +194,32 @@ extern void rg_auth_init(void);
 
 /* roles.c */
 extern Oid *rg_member_of(Oid roleid, int *count);
-extern Oid	rg_superuser_group(const Oid *groups, int ngroups, NameData *name);
+extern Oid *rg_member_of_ext(Oid roleid, int *count, bool fresh);
+extern bool rg_role_fresh(Oid roleid, NameData *name, bool *rolsuper);
 extern bool rg_role_timeouts(Oid roleid, int32 *idle_ms, int32 *iit_ms,
 							 NameData *rolname);
+
+/* members.c: the shared membership cache */
+#define RG_MEMBERS_CACHED 64	/* most groups a cached role may have */
+
+/* A login role's groups, and their names and SUPERUSER attributes. */
+typedef struct RGMembers
+{
+	int			ngroups;
+	Oid		   *groups;
+	NameData   *names;			/* NULL: not wanted (rg_members_lookup) */
+	bool	   *super;
+} RGMembers;
+
+extern Size rg_members_shmem_size(void);
+extern void rg_members_shmem_init(void);
+extern void rg_members_init(void);
+extern void rg_members_invalidate(void);
+extern bool rg_members_lookup(Oid roleid, RGMembers *m);
+extern uint64 rg_members_load(Oid roleid, RGMembers *m);
+extern void rg_members_store(uint64 generation, Oid roleid,
+							 const NameData *rolname, bool rolsuper,
+							 const RGMembers *m);
 
 /* executor.c */
 extern void rg_executor_init(void);

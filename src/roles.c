@@ -4,53 +4,103 @@
  *	  Role catalog look-ups shared by the login hook, the reaper and the
  *	  views: memberships, superuser membership, effective idle limits.
  *
- * Everything here reads pg_authid and pg_auth_members through the syscache
- * only (both are shared catalogs, so a process with no database can use
- * them), and needs a transaction.
+ * pg_authid and pg_auth_members are shared catalogs, so a process with no
+ * database can read them.  Everything here needs a transaction.  Look-ups
+ * go through the syscache, except the "fresh" ones the login path uses to
+ * fill role_guard's shared membership cache (members.c): those scan the
+ * catalogs' indexes with a new catalog snapshot, so that what they return
+ * is never older than the moment they start, whatever this backend's
+ * syscache holds.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/catcache.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "role_guard.h"
 
 /*
+ * Append the roles "roleid" is a direct member of.  During authentication
+ * the shared catalogs' indexes are not open yet (criticalSharedRelcachesBuilt
+ * is false): like the syscache then, scan the heap.
+ */
+static List *
+rg_direct_groups_fresh(Oid roleid, List *roles)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	rel = table_open(AuthMemRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_auth_members_member, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(roleid));
+	scan = systable_beginscan(rel, AuthMemMemRoleIndexId,
+							  criticalSharedRelcachesBuilt, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		roles = list_append_unique_oid(roles,
+									   ((Form_pg_auth_members) GETSTRUCT(tup))->roleid);
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return roles;
+}
+
+/* Likewise through the syscache. */
+static List *
+rg_direct_groups_cached(Oid roleid, List *roles)
+{
+	CatCList   *memlist;
+	int			i;
+
+	memlist = SearchSysCacheList1(AUTHMEMMEMROLE, ObjectIdGetDatum(roleid));
+	for (i = 0; i < memlist->n_members; i++)
+	{
+		HeapTuple	tup = &memlist->members[i]->tuple;
+
+		roles = list_append_unique_oid(roles,
+									   ((Form_pg_auth_members) GETSTRUCT(tup))->roleid);
+	}
+	ReleaseSysCacheList(memlist);
+	return roles;
+}
+
+/*
  * The roles "roleid" is a member of, directly or through other roles
  * (pg_auth_members, as is_member_of_role_nosuper sees it: SUPERUSER gives
- * no implicit membership), without roleid itself.  palloc'd.
+ * no implicit membership), without roleid itself, in breadth-first order.
+ * "fresh": read the catalogs, not the syscache (see the top of the file).
+ * palloc'd.
  */
 Oid *
-rg_member_of(Oid roleid, int *count)
+rg_member_of_ext(Oid roleid, int *count, bool fresh)
 {
 	List	   *roles = list_make1_oid(roleid);
 	ListCell   *lc;
 	Oid		   *result;
 	int			n = 0;
 
+	if (fresh)
+		InvalidateCatalogSnapshot();
+	/* appending while iterating is fine: core does the same */
 	foreach(lc, roles)
 	{
-		CatCList   *memlist;
-		int			i;
-
-		memlist = SearchSysCacheList1(AUTHMEMMEMROLE,
-									  ObjectIdGetDatum(lfirst_oid(lc)));
-		for (i = 0; i < memlist->n_members; i++)
-		{
-			HeapTuple	tup = &memlist->members[i]->tuple;
-			Oid			other = ((Form_pg_auth_members) GETSTRUCT(tup))->roleid;
-
-			/* appending while iterating is fine: core does the same */
-			roles = list_append_unique_oid(roles, other);
-		}
-		ReleaseSysCacheList(memlist);
+		if (fresh)
+			roles = rg_direct_groups_fresh(lfirst_oid(lc), roles);
+		else
+			roles = rg_direct_groups_cached(lfirst_oid(lc), roles);
 	}
 
 	result = palloc(sizeof(Oid) * list_length(roles));
@@ -64,30 +114,43 @@ rg_member_of(Oid roleid, int *count)
 	return result;
 }
 
-/*
- * The first superuser role among "groups" (the roles a login role is a
- * member of), or InvalidOid.  Its name goes to *name.
- */
-Oid
-rg_superuser_group(const Oid *groups, int ngroups, NameData *name)
+Oid *
+rg_member_of(Oid roleid, int *count)
 {
-	int			i;
+	return rg_member_of_ext(roleid, count, false);
+}
 
-	for (i = 0; i < ngroups; i++)
+/*
+ * A role's name and SUPERUSER attribute read from pg_authid's index (after
+ * rg_member_of_ext(..., true), which took the new catalog snapshot).
+ * False if the role is gone.
+ */
+bool
+rg_role_fresh(Oid roleid, NameData *name, bool *rolsuper)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	rel = table_open(AuthIdRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_authid_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(roleid));
+	scan = systable_beginscan(rel, AuthIdOidIndexId,
+							  criticalSharedRelcachesBuilt, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
 	{
-		HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(groups[i]));
-		bool		super;
+		Form_pg_authid form = (Form_pg_authid) GETSTRUCT(tup);
 
-		if (!HeapTupleIsValid(tup))
-			continue;
-		super = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
-		if (super)
-			namestrcpy(name, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
-		ReleaseSysCache(tup);
-		if (super)
-			return groups[i];
+		namestrcpy(name, NameStr(form->rolname));
+		*rolsuper = form->rolsuper;
+		found = true;
 	}
-	return InvalidOid;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
 }
 
 /*

@@ -9,7 +9,8 @@
  *	- the counter hash: RGCounter entries keyed by RGCounterKey (a role, a
  *	  database, or a role in a database; see role_guard.h).
  *
- * (The event ring has its own file, events.c, and lock.)
+ * (The event ring has its own file, events.c, and lock; the membership
+ * cache its own file, members.c, under this file's lock.)
  *
  * Locking rules (the first LWLock of tranche "role_guard"):
  *	- Creating or removing a counter, and reading or changing any
@@ -85,7 +86,7 @@ rg_shmem_size(void)
 {
 	return add_size(add_size(rg_shared_size(),
 							 hash_estimate_size(rg_counter_capacity(), sizeof(RGCounter))),
-					rg_events_shmem_size());
+					add_size(rg_events_shmem_size(), rg_members_shmem_size()));
 }
 
 static void
@@ -124,6 +125,7 @@ rg_shmem_startup(void)
 	rg_counters = ShmemInitHash("role_guard counters", capacity, capacity,
 								&info, HASH_ELEM | HASH_BLOBS);
 	rg_events_shmem_init(&(GetNamedLWLockTranche("role_guard"))[1].lock);
+	rg_members_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -1,0 +1,269 @@
+/*-------------------------------------------------------------------------
+ *
+ * members.c
+ *	  The membership cache: which roles a login role is a member of, and
+ *	  those roles' names and SUPERUSER attributes, kept in shared memory so
+ *	  that a new backend need not read pg_auth_members at every login.
+ *
+ * A new backend starts with an empty syscache, so looking up a role's
+ * memberships costs it an index scan of pg_auth_members per role in the
+ * closure (about 17 000 instructions for a role in no group, 0.6 % of a
+ * whole login; for a role in 50 groups, over a million).  The cache keeps
+ * the answer in shared memory, per role, for the next login.
+ *
+ * Validity is one generation number for the whole cache.  An entry is
+ * valid while its generation equals the cache's; anything that may change
+ * a membership, a role's name or its SUPERUSER attribute bumps the cache's
+ * generation, which invalidates every entry at once:
+ *	- a syscache invalidation of AUTHMEMMEMROLE or AUTHOID, in whichever
+ *	  process sees it: the backend that changes the catalog (at its own
+ *	  command end, before it commits), any backend or the reaper that
+ *	  receives the invalidation from another, a standby's processes after
+ *	  replay, a shared-invalidation reset;
+ *	- the end of a transaction that saw such an invalidation: the bump at
+ *	  command end came before the change was visible, so a login reading
+ *	  the catalogs in between must not be able to store what it read.
+ *	  XACT_EVENT_COMMIT comes after the commit is visible to others and
+ *	  before the client hears of it;
+ *	- COMMIT PREPARED, whose invalidations are only queued for others
+ *	  (executor.c calls rg_members_invalidate after it).
+ * A login that misses reads the generation first, then the catalogs with a
+ * new catalog snapshot and no syscache (roles.c: "fresh"), and stores what
+ * it read under the generation it read before: if anything changed
+ * meanwhile, the entry is born invalid.  So once a GRANT, REVOKE, ALTER
+ * ROLE or DROP ROLE has returned to its client, no login uses what was
+ * cached before it.  On a standby, a change replayed from the primary
+ * reaches the cache when one of the standby's processes reads the
+ * invalidation queue; the reaper does so at every reap_interval.
+ *
+ * Shared memory: RGMembersShared (the generation and the capacity) and a
+ * hash of RGRoleEntry keyed by role OID, role_guard.max_roles entries.  A
+ * role's entry holds its name and SUPERUSER attribute, and its groups if
+ * it logged in (ngroups >= 0) or -1 if the entry was made for a group's
+ * name only.  A role that is a member of more than RG_MEMBERS_CACHED roles
+ * is not cached: its logins read the catalogs.  When the hash has no room
+ * for a login's entries, it is emptied first.
+ *
+ * Locking rules: the hash is read and written under role_guard's main lock
+ * (shmem.c): shared to read, exclusive to write; the login path uses it
+ * inside the exclusive section it holds anyway.  Nothing here ERRORs or
+ * allocates under the lock.  The generation is an atomic, read and bumped
+ * without any lock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
+
+#include "role_guard.h"
+
+typedef struct RGMembersShared
+{
+	pg_atomic_uint64 generation;
+	int			capacity;
+} RGMembersShared;
+
+typedef struct RGRoleEntry
+{
+	Oid			roleid;			/* hash key */
+	uint64		generation;		/* valid while equal to the cache's */
+	NameData	name;
+	bool		rolsuper;
+	int16		ngroups;		/* -1: groups not known */
+	Oid			groups[RG_MEMBERS_CACHED];
+} RGRoleEntry;
+
+static RGMembersShared *rg_members_shared = NULL;
+static HTAB *rg_members_hash = NULL;
+
+/* this transaction saw a role invalidation: bump again when it ends */
+static bool rg_members_xact_pending = false;
+
+Size
+rg_members_shmem_size(void)
+{
+	return add_size(MAXALIGN(sizeof(RGMembersShared)),
+					hash_estimate_size(rg_max_roles, sizeof(RGRoleEntry)));
+}
+
+/* Create or attach; caller holds AddinShmemInitLock. */
+void
+rg_members_shmem_init(void)
+{
+	bool		found;
+	HASHCTL		info;
+
+	rg_members_shared = ShmemInitStruct("role_guard membership cache",
+										sizeof(RGMembersShared), &found);
+	if (!found)
+	{
+		/* no entry is written with generation 0: it is never valid */
+		pg_atomic_init_u64(&rg_members_shared->generation, 1);
+		rg_members_shared->capacity = rg_max_roles;
+	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(Oid);
+	info.entrysize = sizeof(RGRoleEntry);
+	rg_members_hash = ShmemInitHash("role_guard membership cache entries",
+									rg_max_roles, rg_max_roles,
+									&info, HASH_ELEM | HASH_BLOBS);
+}
+
+/* Invalidate every entry.  Any process, no lock. */
+void
+rg_members_invalidate(void)
+{
+	if (rg_members_shared)
+		pg_atomic_fetch_add_u64(&rg_members_shared->generation, 1);
+}
+
+static void
+rg_members_syscache_cb(Datum arg, int cacheid, uint32 hashvalue)
+{
+	rg_members_invalidate();
+	rg_members_xact_pending = true;
+}
+
+static void
+rg_members_xact_cb(XactEvent event, void *arg)
+{
+	if (!rg_members_xact_pending)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			rg_members_invalidate();
+			rg_members_xact_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* _PG_init: the callbacks every process inherits from the postmaster. */
+void
+rg_members_init(void)
+{
+	CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, rg_members_syscache_cb, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, rg_members_syscache_cb, (Datum) 0);
+	RegisterXactCallback(rg_members_xact_cb, NULL);
+}
+
+/*
+ * A login role's groups from the cache, into m (whose arrays have room for
+ * RG_MEMBERS_CACHED), with their names and SUPERUSER attributes if
+ * m->names is set.  False on a miss.  Caller holds the main lock.
+ */
+bool
+rg_members_lookup(Oid roleid, RGMembers *m)
+{
+	uint64		generation = pg_atomic_read_u64(&rg_members_shared->generation);
+	RGRoleEntry *e;
+	int			i;
+
+	e = hash_search(rg_members_hash, &roleid, HASH_FIND, NULL);
+	if (e == NULL || e->generation != generation || e->ngroups < 0)
+		return false;
+	m->ngroups = e->ngroups;
+	memcpy(m->groups, e->groups, sizeof(Oid) * e->ngroups);
+	if (m->names == NULL)
+		return true;
+	for (i = 0; i < m->ngroups; i++)
+	{
+		RGRoleEntry *g = hash_search(rg_members_hash, &m->groups[i], HASH_FIND, NULL);
+
+		if (g == NULL || g->generation != generation)
+			return false;
+		m->names[i] = g->name;
+		m->super[i] = g->rolsuper;
+	}
+	return true;
+}
+
+/*
+ * A login role's groups, with names and SUPERUSER attributes, read from
+ * the catalogs (a cache miss).  The arrays are palloc'd.  Returns the
+ * generation read before the catalogs, for rg_members_store.  No lock held.
+ */
+uint64
+rg_members_load(Oid roleid, RGMembers *m)
+{
+	uint64		generation;
+	int			i,
+				n = 0;
+
+	/* a full barrier: the catalogs are read after the generation */
+	generation = pg_atomic_fetch_add_u64(&rg_members_shared->generation, 0);
+	m->groups = rg_member_of_ext(roleid, &m->ngroups, true);
+	m->names = palloc(sizeof(NameData) * Max(m->ngroups, 1));
+	m->super = palloc(sizeof(bool) * Max(m->ngroups, 1));
+	for (i = 0; i < m->ngroups; i++)
+	{
+		/* a group dropped meanwhile is left out */
+		if (rg_role_fresh(m->groups[i], &m->names[n], &m->super[n]))
+			m->groups[n++] = m->groups[i];
+	}
+	m->ngroups = n;
+	return generation;
+}
+
+static RGRoleEntry *
+rg_members_enter(Oid roleid, uint64 generation, const NameData *name,
+				 bool rolsuper)
+{
+	bool		found;
+	RGRoleEntry *e = hash_search(rg_members_hash, &roleid, HASH_ENTER_NULL, &found);
+
+	if (e == NULL)
+		return NULL;
+	if (!found || e->generation != generation)
+		e->ngroups = -1;
+	e->generation = generation;
+	e->name = *name;
+	e->rolsuper = rolsuper;
+	return e;
+}
+
+/*
+ * Store what rg_members_load read, under the generation it returned.
+ * Caller holds the main lock exclusively.
+ */
+void
+rg_members_store(uint64 generation, Oid roleid, const NameData *rolname,
+				 bool rolsuper, const RGMembers *m)
+{
+	RGRoleEntry *e;
+	int			i;
+
+	if (generation != pg_atomic_read_u64(&rg_members_shared->generation) ||
+		m->ngroups > RG_MEMBERS_CACHED ||
+		m->ngroups + 1 > rg_members_shared->capacity)
+		return;
+	if (hash_get_num_entries(rg_members_hash) + m->ngroups + 1 >
+		rg_members_shared->capacity)
+	{
+		HASH_SEQ_STATUS status;
+
+		hash_seq_init(&status, rg_members_hash);
+		while ((e = hash_seq_search(&status)) != NULL)
+			hash_search(rg_members_hash, &e->roleid, HASH_REMOVE, NULL);
+	}
+	for (i = 0; i < m->ngroups; i++)
+		if (rg_members_enter(m->groups[i], generation, &m->names[i],
+							 m->super[i]) == NULL)
+			return;
+	e = rg_members_enter(roleid, generation, rolname, rolsuper);
+	if (e == NULL)
+		return;
+	memcpy(e->groups, m->groups, sizeof(Oid) * m->ngroups);
+	e->ngroups = m->ngroups;
+}
