@@ -26,6 +26,7 @@ use RoleGuardTest qw(:DEFAULT set_deny_hosts_ok rg_standby
 
 my $node = rg_node(
 	'members',
+	connect_fails => 1,
 	conf => "wal_level = replica\nmax_wal_senders = 4\n"
 	  . "max_prepared_transactions = 2\nrole_guard.max_roles = 16\n");
 

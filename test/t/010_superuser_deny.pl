@@ -21,7 +21,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use RoleGuardTest qw(:DEFAULT wait_log superuser_denied_ok admitted_quietly_ok
-  denied_counters_ok set_deny_hosts_ok);
+  denied_counters_ok set_deny_hosts_ok connect_fails_log_level);
 
 # Can this machine bind ::1?  (No IPv6 on lo in some containers.)
 my ($have_v6, $v6_reason) = (1, '');
@@ -46,9 +46,7 @@ diag "IPv6 part skipped: $v6_reason" unless $have_v6;
 
 my $node = PostgreSQL::Test::Cluster->new('sudeny');
 $node->init;
-# PG18: connect_fails with log_like waits for the DEBUG2 report of the
-# backend's exit (PostgreSQL::Test::Cluster), so the log needs debug2 there.
-my $log_level = $node->pg_version >= 18 ? 'debug2' : 'info';
+my $log_level = connect_fails_log_level($node);
 my $listen = $have_v6 ? '127.0.0.1, ::1' : '127.0.0.1';
 $node->append_conf(
 	'postgresql.conf', qq{

@@ -43,7 +43,7 @@ our @EXPORT_OK = qw(
   wait_log rg_standby file_text fork_at_barrier open_barrier run_pgbench
   superuser_denied_ok admitted_quietly_ok denied_counters_ok set_deny_hosts_ok
   activity_state watch_sessions reaped_in_time_ok not_early_ok reap_log_re
-  ts_epoch client_gone_ok still_there_ok
+  ts_epoch client_gone_ok still_there_ok connect_fails_log_level
 );
 
 our $wait_seconds = 30;
@@ -54,19 +54,22 @@ $wait_seconds = $PostgreSQL::Test::Utils::timeout_default
 # 127.0.0.1, SQLSTATEs in the server log (log_error_verbosity = verbose
 # writes "FATAL:  53300: message").  %opts: budgets => '...', conf => '...'
 # (more postgresql.conf lines), init => {...} (arguments for init), start =>
-# 0 to leave it stopped.
+# 0 to leave it stopped, connect_fails => 1 when the test uses
+# superuser_denied_ok (see connect_fails_log_level).
 sub rg_node
 {
 	my ($name, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(%{ $opts{init} // {} });
 	my $budgets = $opts{budgets} // '';
+	my $log_level =
+	  $opts{connect_fails} ? connect_fails_log_level($node) : 'info';
 	$node->append_conf(
 		'postgresql.conf', qq{
 shared_preload_libraries = 'role_guard'
 listen_addresses = '127.0.0.1'
 log_error_verbosity = verbose
-log_min_messages = info
+log_min_messages = $log_level
 role_guard.budgets = '$budgets'
 } . ($opts{conf} // ''));
 	$node->append_conf('pg_hba.conf',
@@ -148,6 +151,15 @@ sub count_matches
 	my $n = 0;
 	$n++ while $text =~ /$re/g;
 	return $n;
+}
+
+# The log_min_messages that PostgreSQL::Test::Cluster's connect_fails with
+# log_like needs: from PostgreSQL 18 on it waits for the DEBUG2 report of
+# the backend's exit.
+sub connect_fails_log_level
+{
+	my ($node) = @_;
+	return $node->pg_version >= 18 ? 'debug2' : 'info';
 }
 
 # Run $sql over $connstr with psql -c (nothing written to psql's stdin, so
