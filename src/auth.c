@@ -4,20 +4,31 @@
  *	  The login hook: superuser host denial and exact connection budgets.
  *
  * ClientAuthentication_hook runs after the client authenticated, inside a
- * transaction, before the session's database is set up.  For a login with
- * STATUS_OK it
- *	1. looks the role up (one syscache look-up),
- *	2. registers the release callback, and only then
- *	3. takes the lock once, and under it
- *	   - finds the roles it is a member of in the membership cache
- *	     (members.c; on a miss it lets the lock go, reads the catalogs and
- *	     takes the lock again to store them),
- *	   - refuses a superuser (or a member of a superuser role) whose TCP
- *	     address matches role_guard.superuser_deny_hosts,
- *	   - finds the budget entries that apply in this backend's parsed
- *	     policy (O(1) hash look-ups in local memory; no parsing),
- *	   - checks every applicable budget against the shared counts and
- *	     either charges every counter or refuses.
+ * transaction, before core has looked at the database or the role's
+ * right to log in.  For a login with STATUS_OK, rg_admit runs these steps,
+ * top to bottom:
+ *
+ *	identify	the role (one syscache look-up), the database, the client;
+ *				a login that core will refuse after the hook (no such
+ *				database, ALLOW_CONNECTIONS false, no CONNECT, NOLOGIN, no
+ *				REPLICATION) is left to core: it takes no place and learns
+ *				nothing of the budgets.  No lock.
+ *	prepare		register the release callback (before anything is taken).
+ *	lock		take role_guard's lock once, exclusively.
+ *	groups		the roles it is a member of, from the membership cache
+ *				(members.c); a miss lets the lock go, reads the catalogs and
+ *				takes the lock again, in this one place.
+ *	counters	find or create, and pin, the counters the login is charged
+ *				to (the role, the database, the role in the database, and
+ *				the member counts of its role and groups that a +group entry
+ *				names or that are already kept; see shmem.c).
+ *	decide		a verdict: admit, admit uncounted, refuse for the host,
+ *				refuse for a budget, refuse for a full counter table; and
+ *				what monitor mode would have refused.
+ *	apply		charge the counters and take the slot, or count the refusal.
+ *	unlock		let the lock go, once.
+ *	report		events, LOG lines and the FATAL, with no lock held.
+ *
  * Check and charge happen under one exclusive lock, so no number of
  * simultaneous logins can pass a budget.  The release callback runs in
  * before_shmem_exit, i.e. on every way out of a backend that does not
@@ -31,7 +42,6 @@
 #include <sys/socket.h>
 
 #include "access/htup_details.h"
-#include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
 #include "common/ip.h"
 #include "libpq/auth.h"
@@ -39,8 +49,8 @@
 #include "miscadmin.h"
 #include "replication/walsender.h"
 #include "storage/ipc.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
-#include "utils/catcache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -50,35 +60,52 @@
 
 static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
 
-/* Which count of a counter a session holds. */
-typedef enum RGChargeField
-{
-	RG_CHARGE_CONNECTIONS,
-	RG_CHARGE_MEMBER
-} RGChargeField;
-
-typedef struct RGCharge
-{
-	RGCounter  *counter;
-	RGChargeField field;
-} RGCharge;
-
 /* What this backend holds; given back by rg_release_at_exit. */
-static RGCharge *my_charges = NULL;
-static int	my_charges_room = 0;
-static int	my_ncharges = 0;
-static int	my_procno = -1;		/* slot filled, or -1 */
-
 RGBackend  *rg_my_slot = NULL;
 RGCounter  *rg_my_counter = NULL;
+static RGCounter *my_db_counter = NULL;
+static RGCounter *my_roledb_counter = NULL;
+static RGCounter **my_overflow = NULL;	/* member counts charged for groups
+										 * past the slot's RG_SLOT_GROUPS */
+static int	my_noverflow = 0;
 static bool exit_registered = false;
 
-/* A budget entry that applies to this login, and the count it limits. */
-typedef struct RGCheck
+/* What is known of a login before the lock is taken. */
+typedef struct RGLogin
 {
-	const RGEntry *entry;
-	int			charge;			/* index into the charges */
-} RGCheck;
+	Port	   *port;
+	Oid			roleid;
+	NameData	rolname;
+	bool		rolsuper;
+	const char *dbname;			/* NULL: physical replication */
+	bool		exempt;			/* superuser over the Unix socket */
+	bool		deny_host;		/* client listed in superuser_deny_hosts */
+	int			mode;
+	const RGPolicy *policy;
+	TimestampTz now;
+	RGMembers	members;		/* its groups (names and SUPERUSER wanted) */
+} RGLogin;
+
+/* The counters a login is charged to, each pinned while it admits. */
+typedef struct RGCharges
+{
+	RGCounter  *role;			/* connections of the role; its member count
+								 * too if members_tracked */
+	RGCounter  *db;				/* NULL without a database */
+	RGCounter  *roledb;
+	RGCounter **groups;			/* per group: its counter if its member
+								 * count is kept, else NULL */
+	bool		full;			/* a counter it needs could not be made */
+} RGCharges;
+
+typedef enum RGVerdictKind
+{
+	RG_ADMIT,
+	RG_ADMIT_UNCOUNTED,			/* a needed counter is missing; not refused */
+	RG_REFUSE_HOST,
+	RG_REFUSE_BUDGET,
+	RG_REFUSE_FULL
+} RGVerdictKind;
 
 /* The entry a login was (or would have been) refused by. */
 typedef struct RGViolation
@@ -89,14 +116,24 @@ typedef struct RGViolation
 	int			used;
 } RGViolation;
 
+typedef struct RGVerdict
+{
+	RGVerdictKind kind;
+	bool		deny;			/* a superuser on a listed host */
+	NameData	supername;		/* the superuser role it is a member of */
+	const RGEntry *worst;		/* the full budget with least room */
+	RGCounter  *worst_counter;	/* ... the counter that keeps its count */
+	RGViolation violation;		/* ... as reported */
+} RGVerdict;
+
 /*
  * The client's TCP address as 4 or 16 bytes, an IPv4-mapped IPv6 address
  * as IPv4.  False for a Unix socket, which never matches a host list.
  */
 static bool
-rg_client_address(const Port *port, int *family, uint8 *addr)
+rg_client_address(const SockAddr *client, int *family, uint8 *addr)
 {
-	const struct sockaddr_storage *ss = &port->raddr.addr;
+	const struct sockaddr_storage *ss = &client->addr;
 
 	if (ss->ss_family == AF_INET)
 	{
@@ -123,71 +160,175 @@ rg_client_address(const Port *port, int *family, uint8 *addr)
 	return false;
 }
 
-/* Record a login event: kind, role, and the login's database, address, name. */
-static void pg_attribute_printf(4, 5)
-rg_login_event(Port *port, RGEventKind kind, const char *rolname,
-			   const char *fmt,...)
+/*
+ * Does role_guard.superuser_deny_hosts list this client?  Never for the
+ * Unix socket.
+ */
+bool
+rg_host_denied(const SockAddr *client)
 {
+	int			family;
+	uint8		addr[16];
+
+	if (rg_deny_hosts == NULL || (!rg_deny_hosts->all && rg_deny_hosts->nentries == 0))
+		return false;
+	return rg_client_address(client, &family, addr) &&
+		rg_hosts_match(rg_deny_hosts, family, addr) != NULL;
+}
+
+/* Record a login event: kind, role, and the login's database, address, name. */
+static void
+rg_login_event(const RGLogin *login, RGEventKind kind, const char *detail)
+{
+	Port	   *port = login->port;
 	RGEvent		ev;
-	va_list		ap;
 
 	rg_event_init(&ev, kind);
 	ev.pid = MyProcPid;
-	strlcpy(NameStr(ev.rolname), rolname, NAMEDATALEN);
-	if (port->database_name)
-		strlcpy(NameStr(ev.datname), port->database_name, NAMEDATALEN);
+	ev.rolname = login->rolname;
+	if (login->dbname)
+		strlcpy(NameStr(ev.datname), login->dbname, NAMEDATALEN);
 	rg_event_client(&ev, &port->raddr);
 	if (port->application_name)
 		strlcpy(ev.application_name, port->application_name, sizeof(ev.application_name));
-	va_start(ap, fmt);
-	vsnprintf(ev.detail, sizeof(ev.detail), fmt, ap);
-	va_end(ap);
+	strlcpy(ev.detail, detail, sizeof(ev.detail));
 	rg_event_add(&ev);
 }
 
+/* The DETAIL of a full budget, as clients, the log and events show it. */
+static void
+rg_budget_detail(char *buf, size_t len, const RGViolation *v)
+{
+	snprintf(buf, len, "role_guard budget \"%s=%d\" is full (%d of %d sessions).",
+			 v->entry, v->limit, v->used, v->limit);
+}
+
+/* The DETAIL of a full counter table. */
+static void
+rg_full_detail(char *buf, size_t len)
+{
+	snprintf(buf, len, "All %d entries of role_guard's shared counter table are in use.",
+			 rg_counter_capacity());
+}
+
 /*
- * A superuser (or a member of one) logged in from a listed host, and was
- * counted: log it, and in enforce mode refuse it.  No lock held.
+ * A superuser (or a member of one) logged in from a listed host: record
+ * and log it, and in enforce mode refuse it.  No lock held.
  */
 static void
-rg_report_denial(Port *port, const NameData *rolname, bool rolsuper,
-				 const NameData *supername, bool monitor)
+rg_report_denial(const RGLogin *login, const RGVerdict *v)
 {
+	Port	   *port = login->port;
+	bool		monitor = v->kind != RG_REFUSE_HOST;
 	char		host[NI_MAXHOST];
-	const char *appname = port->application_name ? port->application_name : "";
+	char		why[2 * NAMEDATALEN + 64];
+	char		detail[sizeof(why) + NI_MAXHOST + 128];
 
 	host[0] = '\0';
 	if (pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
 						   host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
 		strlcpy(host, "?", sizeof(host));
-
-	if (rolsuper)
-		rg_login_event(port, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED,
-					   NameStr(*rolname),
-					   "Role is a superuser; host \"%s\" matches role_guard.superuser_deny_hosts.",
-					   host);
+	if (login->rolsuper)
+	{
+		snprintf(why, sizeof(why), "Role \"%s\" is a superuser",
+				 NameStr(login->rolname));
+		snprintf(detail, sizeof(detail),
+				 "Role is a superuser; host \"%s\" matches role_guard.superuser_deny_hosts.",
+				 host);
+	}
 	else
-		rg_login_event(port, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED,
-					   NameStr(*rolname),
-					   "Role is a member of superuser role \"%s\"; host \"%s\" matches role_guard.superuser_deny_hosts.",
-					   NameStr(*supername), host);
+	{
+		snprintf(why, sizeof(why), "Role \"%s\" is a member of superuser role \"%s\"",
+				 NameStr(login->rolname), NameStr(v->supername));
+		snprintf(detail, sizeof(detail),
+				 "Role is a member of superuser role \"%s\"; host \"%s\" matches role_guard.superuser_deny_hosts.",
+				 NameStr(v->supername), host);
+	}
+	rg_login_event(login, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED,
+				   detail);
 	ereport(LOG,
 			(errmsg("role_guard: superuser login %s: role \"%s\", host \"%s\", application_name \"%s\"",
 					monitor ? "would be refused" : "refused",
-					NameStr(*rolname), host, appname)));
+					NameStr(login->rolname), host,
+					port->application_name ? port->application_name : "")));
 	if (monitor)
 		return;
-	if (rolsuper)
-		ereport(FATAL,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("a superuser may not log in from host \"%s\"", host),
-				 errdetail("Role \"%s\" is a superuser, and role_guard.superuser_deny_hosts lists this host.",
-						   NameStr(*rolname))));
 	ereport(FATAL,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("a superuser may not log in from host \"%s\"", host),
-			 errdetail("Role \"%s\" is a member of superuser role \"%s\", and role_guard.superuser_deny_hosts lists this host.",
-					   NameStr(*rolname), NameStr(*supername))));
+			 errdetail("%s, and role_guard.superuser_deny_hosts lists this host.", why)));
+}
+
+/* Refuse a login for a full budget.  No lock held. */
+static void
+rg_report_budget_refusal(const RGLogin *login, const RGViolation *v)
+{
+	char		detail[RG_ENTRY_TEXT_LEN + 128];
+
+	rg_budget_detail(detail, sizeof(detail), v);
+	rg_login_event(login, RG_EVENT_REJECTED, detail);
+	if (v->kind == RG_ENTRY_DATABASE)
+		ereport(FATAL,
+				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+				 errmsg("too many connections for database \"%s\"", login->dbname),
+				 errdetail("%s", detail)));
+	if (v->kind == RG_ENTRY_ROLE_DATABASE)
+		ereport(FATAL,
+				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+				 errmsg("too many connections for role \"%s\" in database \"%s\"",
+						NameStr(login->rolname), login->dbname),
+				 errdetail("%s", detail)));
+	ereport(FATAL,
+			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+			 errmsg("too many connections for role \"%s\"", NameStr(login->rolname)),
+			 errdetail("%s", detail)));
+}
+
+/* A login admitted although a budget is full: monitor mode, or exempt. */
+static void
+rg_report_over_budget(const RGLogin *login, const RGViolation *v)
+{
+	char		detail[RG_ENTRY_TEXT_LEN + 128];
+
+	rg_budget_detail(detail, sizeof(detail), v);
+	if (login->exempt)
+	{
+		ereport(LOG,
+				(errmsg("role_guard: superuser \"%s\" admitted over budget through the Unix socket",
+						NameStr(login->rolname)),
+				 errdetail("%s", detail)));
+		return;
+	}
+	rg_login_event(login, RG_EVENT_WOULD_REJECT, detail);
+	ereport(LOG,
+			(errmsg("role_guard: connection of role \"%s\" would be refused",
+					NameStr(login->rolname)),
+			 errdetail("%s", detail)));
+}
+
+/* A needed counter could not be made: refuse, or log the uncounted login. */
+static void
+rg_report_full(const RGLogin *login, bool refuse)
+{
+	char		detail[128];
+
+	rg_full_detail(detail, sizeof(detail));
+	if (!refuse)
+	{
+		ereport(LOG,
+				(errmsg("role_guard: connection of role \"%s\" admitted without being counted",
+						NameStr(login->rolname)),
+				 errdetail("%s", detail),
+				 errhint("Increase role_guard.max_roles.")));
+		return;
+	}
+	rg_login_event(login, RG_EVENT_REJECTED, detail);
+	ereport(FATAL,
+			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+			 errmsg("role_guard cannot count a connection of role \"%s\"",
+					NameStr(login->rolname)),
+			 errdetail("%s", detail),
+			 errhint("Increase role_guard.max_roles.")));
 }
 
 /* Give back everything this backend holds.  Runs at backend exit. */
@@ -195,9 +336,12 @@ static void
 rg_release_at_exit(int code, Datum arg)
 {
 	LWLock	   *lock;
+	RGBackend  *slot = rg_my_slot;
+	RGCounter  *role = rg_my_counter;
+	RGCounter  *c;
 	int			i;
 
-	if (my_ncharges == 0 && my_procno < 0)
+	if (slot == NULL)
 		return;
 	/* the executor hooks stop touching the slot and the counter now */
 	rg_my_slot = NULL;
@@ -208,79 +352,328 @@ rg_release_at_exit(int code, Datum arg)
 		LWLockRelease(lock);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	for (i = 0; i < my_ncharges; i++)
+	/* decrement everything first: a counter may be charged twice */
+	role->connections--;
+	if (my_db_counter)
+		my_db_counter->connections--;
+	if (my_roledb_counter)
+		my_roledb_counter->connections--;
+	for (i = -1; i < slot->ngroups; i++)
 	{
-		RGCounter  *c = my_charges[i].counter;
-
-		if (my_charges[i].field == RG_CHARGE_CONNECTIONS)
-			c->connections--;
-		else
+		c = rg_counter_find(RG_COUNTER_ROLE,
+							i < 0 ? slot->roleid : slot->groups[i], NULL);
+		if (c && c->members_tracked)
 			c->member_connections--;
-		Assert(c->connections >= 0 && c->member_connections >= 0);
 	}
-	/* a counter may be charged twice: forget only after all decrements */
-	for (i = 0; i < my_ncharges; i++)
-		rg_counter_forget_if_unused(my_charges[i].counter);
-	if (my_procno >= 0)
-	{
-		RGBackend  *slot = rg_backend(my_procno);
+	for (i = 0; i < my_noverflow; i++)
+		my_overflow[i]->member_connections--;
 
-		memset(slot, 0, sizeof(*slot));
-	}
+	rg_counter_forget_if_unused(my_db_counter);
+	rg_counter_forget_if_unused(my_roledb_counter);
+	for (i = -1; i < slot->ngroups; i++)
+		rg_counter_forget_if_unused(rg_counter_find(RG_COUNTER_ROLE,
+													i < 0 ? slot->roleid : slot->groups[i],
+													NULL));
+	for (i = 0; i < my_noverflow; i++)
+		rg_counter_forget_if_unused(rg_counter_find(RG_COUNTER_ROLE,
+													my_overflow[i]->key.roleid, NULL));
+	memset(slot, 0, sizeof(*slot));
 	LWLockRelease(lock);
-	my_ncharges = 0;
-	my_procno = -1;
-}
-
-/* Report a full budget at the given level. */
-static void
-rg_report_budget(int elevel, const RGViolation *v, const char *rolname,
-				 const char *dbname, bool monitor)
-{
-	if (elevel >= ERROR)
-	{
-		if (v->kind == RG_ENTRY_DATABASE)
-			ereport(elevel,
-					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
-					 errmsg("too many connections for database \"%s\"", dbname),
-					 errdetail("role_guard budget \"%s=%d\" is full (%d of %d sessions).",
-							   v->entry, v->limit, v->used, v->limit)));
-		else if (v->kind == RG_ENTRY_ROLE_DATABASE)
-			ereport(elevel,
-					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
-					 errmsg("too many connections for role \"%s\" in database \"%s\"",
-							rolname, dbname),
-					 errdetail("role_guard budget \"%s=%d\" is full (%d of %d sessions).",
-							   v->entry, v->limit, v->used, v->limit)));
-		else
-			ereport(elevel,
-					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
-					 errmsg("too many connections for role \"%s\"", rolname),
-					 errdetail("role_guard budget \"%s=%d\" is full (%d of %d sessions).",
-							   v->entry, v->limit, v->used, v->limit)));
-	}
-	else if (monitor)
-		ereport(elevel,
-				(errmsg("role_guard: connection of role \"%s\" would be refused", rolname),
-				 errdetail("role_guard budget \"%s=%d\" is full (%d of %d sessions).",
-						   v->entry, v->limit, v->used, v->limit)));
-	else
-		ereport(elevel,
-				(errmsg("role_guard: superuser \"%s\" admitted over budget through the Unix socket",
-						rolname),
-				 errdetail("role_guard budget \"%s=%d\" is full (%d of %d sessions).",
-						   v->entry, v->limit, v->used, v->limit)));
+	my_db_counter = my_roledb_counter = NULL;
+	my_noverflow = 0;
 }
 
 /*
- * Charge a refusal (or, in monitor mode, a would-be refusal) to the role's
- * counter and to the counter of the entry that refused it.  Lock held.
+ * Step "identify": what the login is, and whether role_guard has a say in
+ * it at all.  False for a login core refuses anyway (after this hook):
+ * role_guard takes no place for it and says nothing, and core reports its
+ * own error.  No lock.
+ */
+static bool
+rg_identify(Port *port, RGLogin *login)
+{
+	HeapTuple	tup;
+	Form_pg_authid form;
+	bool		core_refuses;
+
+	memset(login, 0, sizeof(*login));
+	tup = SearchSysCache1(AUTHNAME, CStringGetDatum(port->user_name));
+	if (!HeapTupleIsValid(tup))
+		return false;			/* core reports the unknown role */
+	form = (Form_pg_authid) GETSTRUCT(tup);
+	login->port = port;
+	login->roleid = form->oid;
+	login->rolsuper = form->rolsuper;
+	namestrcpy(&login->rolname, NameStr(form->rolname));
+	/* a physical replication connection has no database */
+	login->dbname = port->database_name[0] != '\0' ? port->database_name : NULL;
+	core_refuses = rg_core_refuses_login(form, login->dbname, am_walsender);
+	ReleaseSysCache(tup);
+	if (core_refuses)
+		return false;
+
+	login->mode = rg_mode;
+	login->policy = rg_budgets;
+	/* superusers over the Unix socket are never refused by a budget */
+	login->exempt = login->rolsuper && port->raddr.addr.ss_family == AF_UNIX;
+	login->deny_host = login->mode != RG_MODE_OFF && rg_host_denied(&port->raddr);
+	return true;
+}
+
+/*
+ * Room for a login's groups (and their charges), at least n.  Names and
+ * SUPERUSER attributes only when wanted: for +group entries, or to deny a
+ * member of a superuser role.
  */
 static void
-rg_count_refusal(RGCounter *role, const RGCheck *check, RGCharge *charges,
-				 bool monitor, TimestampTz now)
+rg_login_arrays(RGLogin *login, RGCharges *charges, int n)
 {
-	RGCounter  *c = charges[check->charge].counter;
+	RGMembers  *m = &login->members;
+
+	m->groups = palloc(sizeof(Oid) * n);
+	m->names = NULL;
+	m->super = NULL;
+	if ((login->policy && login->policy->ngroups > 0) ||
+		(login->deny_host && !login->rolsuper))
+	{
+		m->names = palloc(sizeof(NameData) * n);
+		m->super = palloc(sizeof(bool) * n);
+	}
+	charges->groups = palloc0(sizeof(RGCounter *) * n);
+}
+
+/* Step "prepare": everything that may allocate, before the lock. */
+static void
+rg_prepare(RGLogin *login, RGCharges *charges)
+{
+	memset(charges, 0, sizeof(*charges));
+	rg_login_arrays(login, charges, RG_MEMBERS_CACHED);
+	if (my_overflow == NULL)
+		my_overflow = MemoryContextAlloc(TopMemoryContext, sizeof(RGCounter *));
+	/* the place is given back on every exit path: register before taking */
+	if (!exit_registered)
+	{
+		before_shmem_exit(rg_release_at_exit, (Datum) 0);
+		exit_registered = true;
+	}
+	login->now = GetCurrentTimestamp();
+}
+
+/*
+ * Step "groups": the login role's groups from the membership cache.  On a
+ * miss, the one place where the lock is let go and taken again: the
+ * catalogs are read without it, and what was read is stored under it.
+ */
+static void
+rg_resolve_groups(RGLogin *login, RGCharges *charges, LWLock *lock)
+{
+	RGMembers  *m = &login->members;
+	uint64		generation;
+
+	if (rg_members_lookup(login->roleid, m))
+		return;
+	LWLockRelease(lock);
+	pfree(m->groups);
+	if (m->names)
+	{
+		pfree(m->names);
+		pfree(m->super);
+	}
+	generation = rg_members_load(login->roleid, m);
+	if (m->ngroups > RG_MEMBERS_CACHED)
+	{
+		pfree(charges->groups);
+		charges->groups = palloc0(sizeof(RGCounter *) * m->ngroups);
+	}
+	if (m->ngroups > RG_SLOT_GROUPS)
+		my_overflow = repalloc(my_overflow, sizeof(RGCounter *) * m->ngroups);
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	rg_members_store(generation, login->roleid, &login->rolname,
+					 login->rolsuper, m);
+}
+
+/* Does a +group entry name this role? */
+static bool
+rg_group_named(const RGPolicy *policy, const NameData *name)
+{
+	return policy != NULL && policy->ngroups > 0 &&
+		rg_policy_lookup(policy, RG_ENTRY_GROUP, NameStr(*name), NULL) != NULL;
+}
+
+/*
+ * The member count of a role (the login role or one of its groups) that
+ * this login charges: its counter, pinned, if its member count is kept or
+ * a +group entry names it (then kept from now on); else NULL.  *full when
+ * a named one could not be made.
+ */
+static RGCounter *
+rg_member_counter(const RGLogin *login, Oid roleid, const NameData *name,
+				  bool *full)
+{
+	RGCounter  *c;
+
+	if (rg_group_named(login->policy, name))
+	{
+		c = rg_counter_enter(RG_COUNTER_ROLE, roleid, NULL);
+		if (c == NULL)
+		{
+			*full = true;
+			return NULL;
+		}
+		rg_counter_track_members(c);
+		return c;
+	}
+	c = rg_counter_find(RG_COUNTER_ROLE, roleid, NULL);
+	if (c == NULL || !c->members_tracked)
+		return NULL;
+	c->pins++;
+	return c;
+}
+
+/* Step "counters": find or create, and pin, every counter charged. */
+static void
+rg_enter_counters(RGLogin *login, RGCharges *charges)
+{
+	RGMembers  *m = &login->members;
+	int			i;
+
+	charges->role = rg_counter_enter(RG_COUNTER_ROLE, login->roleid, NULL);
+	if (charges->role == NULL)
+	{
+		charges->full = true;
+		return;
+	}
+	charges->role->rolname = login->rolname;
+	charges->role->rolsuper = login->rolsuper;
+	if (rg_group_named(login->policy, &login->rolname))
+		rg_counter_track_members(charges->role);
+	if (login->dbname)
+	{
+		charges->db = rg_counter_enter(RG_COUNTER_DB, InvalidOid, login->dbname);
+		charges->roledb = rg_counter_enter(RG_COUNTER_ROLEDB, login->roleid,
+										   login->dbname);
+		if (charges->db == NULL || charges->roledb == NULL)
+			charges->full = true;
+	}
+	for (i = 0; i < m->ngroups && !charges->full; i++)
+		charges->groups[i] = rg_member_counter(login, m->groups[i],
+											   &m->names[i], &charges->full);
+}
+
+/* Unpin every counter the login entered.  Lock held. */
+static void
+rg_unpin_counters(const RGLogin *login, RGCharges *charges)
+{
+	int			i;
+
+	rg_counter_unpin(charges->db);
+	rg_counter_unpin(charges->roledb);
+	for (i = 0; i < login->members.ngroups; i++)
+		rg_counter_unpin(charges->groups[i]);
+	rg_counter_unpin(charges->role);
+}
+
+/* One budget entry that applies: is it the fullest so far? */
+static void
+rg_check_entry(RGVerdict *v, const RGEntry *e, RGCounter *c)
+{
+	int			room;
+
+	if (e == NULL || c == NULL)
+		return;
+	room = e->value - rg_entry_used(e, c);
+	if (room > 0)
+		return;
+	if (v->worst == NULL || room < v->worst->value - rg_entry_used(v->worst, v->worst_counter))
+	{
+		v->worst = e;
+		v->worst_counter = c;
+	}
+}
+
+/*
+ * The budget entries that apply to the login, each with the counter that
+ * keeps its count, checked in tie-break order: the role's own entry (or
+ * "*"), +group entries of the role and its groups, @db, role@db.
+ */
+static void
+rg_check_budgets(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
+{
+	const RGPolicy *policy = login->policy;
+	const RGMembers *m = &login->members;
+	const RGEntry *e;
+	int			i;
+
+	e = rg_policy_lookup(policy, RG_ENTRY_ROLE, NameStr(login->rolname), NULL);
+	rg_check_entry(v, e ? e : rg_policy_default(policy), charges->role);
+	if (policy && policy->ngroups > 0)
+	{
+		rg_check_entry(v, rg_policy_lookup(policy, RG_ENTRY_GROUP,
+										   NameStr(login->rolname), NULL),
+					   charges->role);
+		for (i = 0; i < m->ngroups; i++)
+			rg_check_entry(v, rg_policy_lookup(policy, RG_ENTRY_GROUP,
+											   NameStr(m->names[i]), NULL),
+						   charges->groups[i]);
+	}
+	if (login->dbname)
+	{
+		rg_check_entry(v, rg_policy_lookup(policy, RG_ENTRY_DATABASE, NULL,
+										   login->dbname),
+					   charges->db);
+		rg_check_entry(v, rg_policy_lookup(policy, RG_ENTRY_ROLE_DATABASE,
+										   NameStr(login->rolname), login->dbname),
+					   charges->roledb);
+	}
+	if (v->worst)
+	{
+		v->violation.kind = v->worst->kind;
+		rg_entry_format(v->worst, v->violation.entry, sizeof(v->violation.entry));
+		v->violation.limit = v->worst->value;
+		v->violation.used = rg_entry_used(v->worst, v->worst_counter);
+	}
+}
+
+/* Step "decide": the verdict.  Lock held; reads only. */
+static void
+rg_decide(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
+{
+	const RGMembers *m = &login->members;
+	bool		enforce = login->mode == RG_MODE_ENFORCE;
+	int			i;
+
+	memset(v, 0, sizeof(*v));
+	if (login->deny_host)
+	{
+		v->deny = login->rolsuper;
+		for (i = 0; !v->deny && i < m->ngroups; i++)
+		{
+			if (m->super[i])
+			{
+				v->deny = true;
+				v->supername = m->names[i];
+			}
+		}
+	}
+	if (!charges->full && login->mode != RG_MODE_OFF)
+		rg_check_budgets(login, charges, v);
+
+	if (v->deny && enforce)
+		v->kind = RG_REFUSE_HOST;
+	else if (charges->full)
+		v->kind = enforce && !login->exempt ? RG_REFUSE_FULL : RG_ADMIT_UNCOUNTED;
+	else if (v->worst && enforce && !login->exempt)
+		v->kind = RG_REFUSE_BUDGET;
+	else
+		v->kind = RG_ADMIT;
+}
+
+/* Count a refusal, or in monitor mode a would-be refusal.  Lock held. */
+static void
+rg_count_refusal(const RGLogin *login, RGCounter *role, const RGVerdict *v,
+				 bool monitor)
+{
+	RGCounter  *c = v->worst_counter;
 	RGGlobalStats *g = rg_global_stats();
 
 	if (monitor)
@@ -288,9 +681,9 @@ rg_count_refusal(RGCounter *role, const RGCheck *check, RGCharge *charges,
 	else
 	{
 		role->rejected++;
-		role->last_rejected = now;
+		role->last_rejected = login->now;
 	}
-	switch ((RGEntryKind) check->entry->kind)
+	switch ((RGEntryKind) v->worst->kind)
 	{
 		case RG_ENTRY_DEFAULT:
 			if (monitor)
@@ -313,364 +706,139 @@ rg_count_refusal(RGCounter *role, const RGCheck *check, RGCharge *charges,
 	}
 }
 
-/*
- * Unpin the counters a login entered: every charge's, the role's once
- * (charges 0 and 1 share it).  Lock held.
- */
+/* Admitted: charge every counter and take the slot.  Lock held. */
 static void
-rg_unpin_charges(RGCharge *charges, int ncharges)
+rg_charge(const RGLogin *login, const RGCharges *charges)
 {
+	const RGMembers *m = &login->members;
+	RGCounter  *role = charges->role;
+	RGBackend  *slot = rg_backend(rg_my_procno());
+	Port	   *port = login->port;
 	int			i;
 
-	for (i = 0; i < ncharges; i++)
-		if (i != 1)
-			rg_counter_unpin(charges[i].counter);
+	role->connections++;
+	if (role->connections > role->peak)
+		role->peak = role->connections;
+	if (role->members_tracked)
+		role->member_connections++;
+	if (charges->db)
+	{
+		charges->db->connections++;
+		charges->roledb->connections++;
+	}
+	my_noverflow = 0;
+	for (i = 0; i < m->ngroups; i++)
+	{
+		RGCounter  *c = charges->groups[i];
+
+		if (c == NULL)
+			continue;
+		c->member_connections++;
+		if (i >= RG_SLOT_GROUPS)
+			my_overflow[my_noverflow++] = c;
+	}
+
+	memset(slot, 0, sizeof(*slot));
+	slot->pid = MyProcPid;
+	slot->roleid = login->roleid;
+	slot->walsender = am_walsender;
+	slot->ngroups = Min(m->ngroups, RG_SLOT_GROUPS);
+	slot->groups_overflow = m->ngroups > RG_SLOT_GROUPS;
+	memcpy(slot->groups, m->groups, sizeof(Oid) * slot->ngroups);
+	slot->beentry = MyBEEntry;
+	slot->idle_since = login->now;
+	if (login->dbname)
+		strlcpy(NameStr(slot->datname), login->dbname, NAMEDATALEN);
+	if (port->application_name)
+		strlcpy(slot->application_name, port->application_name,
+				sizeof(slot->application_name));
+	slot->client = port->raddr;
+
+	rg_my_slot = slot;
+	rg_my_counter = role;
+	my_db_counter = charges->db;
+	my_roledb_counter = charges->roledb;
 }
 
-/* Room for a login's charges and checks: 4 + its groups. */
+/* Step "apply": carry the verdict out on the shared counts.  Lock held. */
 static void
-rg_admit_arrays(int ngroups, RGCharge **charges, RGCheck **checks)
+rg_apply(const RGLogin *login, const RGCharges *charges, const RGVerdict *v)
 {
-	int			n = 4 + ngroups;
+	bool		monitor = login->mode == RG_MODE_MONITOR;
+	RGCounter  *role = charges->role;
 
-	if (*charges)
-		pfree(*charges);
-	if (*checks)
-		pfree(*checks);
-	*charges = palloc(sizeof(RGCharge) * n);
-	*checks = palloc(sizeof(RGCheck) * n);
-	if (my_charges_room < n)
+	if (v->deny && role)
 	{
-		if (my_charges)
-			pfree(my_charges);
-		my_charges = MemoryContextAlloc(TopMemoryContext, sizeof(RGCharge) * n);
-		my_charges_room = n;
+		if (monitor)
+			role->would_deny++;
+		else
+			role->superuser_denied++;
+	}
+	switch (v->kind)
+	{
+		case RG_ADMIT:
+			rg_charge(login, charges);
+			/* monitor: count what enforce would refuse (not exempt logins) */
+			if (v->worst && monitor && !login->exempt)
+				rg_count_refusal(login, role, v, true);
+			break;
+		case RG_REFUSE_BUDGET:
+			rg_count_refusal(login, role, v, false);
+			break;
+		case RG_REFUSE_HOST:
+		case RG_REFUSE_FULL:
+		case RG_ADMIT_UNCOUNTED:
+			break;
+	}
+}
+
+/* Step "report": events, LOG lines, FATAL.  No lock held. */
+static void
+rg_report(const RGLogin *login, const RGVerdict *v)
+{
+	if (v->deny)
+		rg_report_denial(login, v);
+	switch (v->kind)
+	{
+		case RG_REFUSE_BUDGET:
+			rg_report_budget_refusal(login, &v->violation);
+			break;
+		case RG_REFUSE_FULL:
+		case RG_ADMIT_UNCOUNTED:
+			rg_report_full(login, v->kind == RG_REFUSE_FULL);
+			break;
+		case RG_ADMIT:
+			if (v->worst)
+				rg_report_over_budget(login, &v->violation);
+			break;
+		case RG_REFUSE_HOST:
+			break;
 	}
 }
 
 static void
 rg_admit(Port *port)
 {
-	HeapTuple	tup;
-	Oid			roleid;
-	bool		rolsuper;
-	NameData	rolname;
-	bool		via_socket = port->raddr.addr.ss_family == AF_UNIX;
-	const char *dbname;
-	const RGPolicy *policy = rg_budgets;
-	int			mode = rg_mode;
-	bool		deny_host = false;
-	bool		deny = false;
-	NameData	supername;
-	RGMembers	m;
-	RGCharge   *charges = NULL;
-	int			ncharges = 0;
-	RGCheck    *checks = NULL;
-	int			nchecks = 0;
-	int			role_charge;
-	int			role_member_charge;
-	int			db_charge = -1;
-	int			roledb_charge = -1;
-	const RGEntry *e;
-	const RGCheck *worst = NULL;
-	int			worst_room = 0;
-	RGViolation violation;
-	bool		full = false;
-	bool		exempt;
-	bool		refuse;
-	TimestampTz now;
+	RGLogin		login;
+	RGCharges	charges;
+	RGVerdict	verdict;
 	LWLock	   *lock = rg_lock();
-	int			i;
 
-	tup = SearchSysCache1(AUTHNAME, CStringGetDatum(port->user_name));
-	if (!HeapTupleIsValid(tup))
-		return;					/* core reports the unknown role */
-	roleid = ((Form_pg_authid) GETSTRUCT(tup))->oid;
-	rolsuper = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
-	namestrcpy(&rolname, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
-	ReleaseSysCache(tup);
-
-	/* a physical replication connection has no database */
-	dbname = port->database_name[0] != '\0' ? port->database_name : NULL;
-	/* superusers over the Unix socket are never refused by a budget */
-	exempt = rolsuper && via_socket;
-
-	/* does role_guard.superuser_deny_hosts list the client? */
-	if (mode != RG_MODE_OFF && rg_deny_hosts != NULL)
-	{
-		int			family;
-		uint8		addr[16];
-
-		deny_host = rg_client_address(port, &family, addr) &&
-			rg_hosts_match(rg_deny_hosts, family, addr) != NULL;
-	}
-
-	/*
-	 * The groups come from the membership cache (members.c); their names
-	 * only for +group entries, their SUPERUSER attributes only to deny.
-	 */
-	m.ngroups = 0;
-	m.groups = palloc(sizeof(Oid) * RG_MEMBERS_CACHED);
-	m.names = NULL;
-	m.super = NULL;
-	if ((policy && policy->ngroups > 0) || (deny_host && !rolsuper))
-	{
-		m.names = palloc(sizeof(NameData) * RG_MEMBERS_CACHED);
-		m.super = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
-	}
-	rg_admit_arrays(RG_MEMBERS_CACHED, &charges, &checks);
-
-	/* The place is given back on every exit path: register before taking. */
-	if (!exit_registered)
-	{
-		before_shmem_exit(rg_release_at_exit, (Datum) 0);
-		exit_registered = true;
-	}
-	now = GetCurrentTimestamp();
+	if (!rg_identify(port, &login))
+		return;
+	rg_prepare(&login, &charges);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-
-	if (!rg_members_lookup(roleid, &m))
-	{
-		/* a miss: read the catalogs without the lock, then store */
-		uint64		generation;
-
-		LWLockRelease(lock);
-		pfree(m.groups);
-		if (m.names)
-		{
-			pfree(m.names);
-			pfree(m.super);
-		}
-		generation = rg_members_load(roleid, &m);
-		if (m.ngroups > RG_MEMBERS_CACHED)
-			rg_admit_arrays(m.ngroups, &charges, &checks);
-		LWLockAcquire(lock, LW_EXCLUSIVE);
-		rg_members_store(generation, roleid, &rolname, rolsuper, &m);
-	}
-
-	/*
-	 * The charges: the role's own count, its member count (a role is a
-	 * member of itself for +role), each group's member count, the database
-	 * and the role-in-database counts.
-	 */
-	role_charge = ncharges++;	/* 0 */
-	charges[role_charge].field = RG_CHARGE_CONNECTIONS;
-	role_member_charge = ncharges++;	/* 1: the same counter */
-	charges[role_member_charge].field = RG_CHARGE_MEMBER;
-	for (i = 0; i < m.ngroups; i++)
-		charges[ncharges++].field = RG_CHARGE_MEMBER;
-	if (dbname)
-	{
-		db_charge = ncharges++;
-		roledb_charge = ncharges++;
-	}
-
-	/* find or create every counter; none of this can ERROR */
-	charges[role_charge].counter = rg_counter_enter(RG_COUNTER_ROLE, roleid, NULL);
-	charges[role_member_charge].counter = charges[role_charge].counter;
-	for (i = 0; i < m.ngroups; i++)
-		charges[2 + i].counter = rg_counter_enter(RG_COUNTER_ROLE, m.groups[i], NULL);
-	if (dbname)
-	{
-		charges[db_charge].counter = rg_counter_enter(RG_COUNTER_DB, InvalidOid, dbname);
-		charges[roledb_charge].counter = rg_counter_enter(RG_COUNTER_ROLEDB, roleid, dbname);
-	}
-	for (i = 0; i < ncharges; i++)
-		if (charges[i].counter == NULL)
-			full = true;
-	if (charges[role_charge].counter)
-	{
-		charges[role_charge].counter->rolname = rolname;
-		charges[role_charge].counter->rolsuper = rolsuper;
-	}
-
-	/* superuser denial, before anything is charged */
-	if (deny_host)
-	{
-		deny = rolsuper;
-		for (i = 0; !deny && i < m.ngroups; i++)
-		{
-			if (m.super[i])
-			{
-				deny = true;
-				supername = m.names[i];
-			}
-		}
-	}
-	if (deny)
-	{
-		RGCounter  *c = charges[role_charge].counter;
-
-		if (c && mode == RG_MODE_MONITOR)
-			c->would_deny++;
-		else if (c)
-			c->superuser_denied++;
-		if (mode == RG_MODE_ENFORCE)
-		{
-			rg_unpin_charges(charges, ncharges);
-			LWLockRelease(lock);
-			rg_report_denial(port, &rolname, rolsuper, &supername, false);
-		}
-	}
-
-	/* The entries that apply, in tie-break order. */
-	e = rg_policy_lookup(policy, RG_ENTRY_ROLE, NameStr(rolname), NULL);
-	if (e == NULL)
-		e = rg_policy_default(policy);
-	if (e)
-		checks[nchecks++] = (RGCheck) {e, role_charge};
-	if (policy && policy->ngroups > 0)
-	{
-		e = rg_policy_lookup(policy, RG_ENTRY_GROUP, NameStr(rolname), NULL);
-		if (e)
-			checks[nchecks++] = (RGCheck) {e, role_member_charge};
-		for (i = 0; i < m.ngroups; i++)
-		{
-			e = rg_policy_lookup(policy, RG_ENTRY_GROUP, NameStr(m.names[i]), NULL);
-			if (e)
-				checks[nchecks++] = (RGCheck) {e, 2 + i};
-		}
-	}
-	if (dbname)
-	{
-		e = rg_policy_lookup(policy, RG_ENTRY_DATABASE, NULL, dbname);
-		if (e)
-			checks[nchecks++] = (RGCheck) {e, db_charge};
-		e = rg_policy_lookup(policy, RG_ENTRY_ROLE_DATABASE, NameStr(rolname), dbname);
-		if (e)
-			checks[nchecks++] = (RGCheck) {e, roledb_charge};
-	}
-
-	/* the budget with least room, if any is full */
-	if (!full && mode != RG_MODE_OFF)
-	{
-		for (i = 0; i < nchecks; i++)
-		{
-			RGCharge   *ch = &charges[checks[i].charge];
-			int			used = ch->field == RG_CHARGE_CONNECTIONS ?
-				ch->counter->connections : ch->counter->member_connections;
-			int			room = checks[i].entry->value - used;
-
-			if (room <= 0 && (worst == NULL || room < worst_room))
-			{
-				worst = &checks[i];
-				worst_room = room;
-			}
-		}
-	}
-	if (worst)
-	{
-		RGCharge   *ch = &charges[worst->charge];
-
-		violation.kind = worst->entry->kind;
-		rg_entry_format(worst->entry, violation.entry, sizeof(violation.entry));
-		violation.limit = worst->entry->value;
-		violation.used = ch->field == RG_CHARGE_CONNECTIONS ?
-			ch->counter->connections : ch->counter->member_connections;
-	}
-
-	/*
-	 * A full counter table refuses in enforce mode (an uncounted session
-	 * could pass a budget); monitor and off, and the superuser on the Unix
-	 * socket, are let in uncounted.
-	 */
-	refuse = !exempt && mode == RG_MODE_ENFORCE && (full || worst);
-	if (refuse || full)
-	{
-		if (worst && charges[role_charge].counter)
-			rg_count_refusal(charges[role_charge].counter, worst, charges,
-							 false, now);
-		rg_unpin_charges(charges, ncharges);
-		LWLockRelease(lock);
-
-		if (deny)
-			rg_report_denial(port, &rolname, rolsuper, &supername, true);
-		if (!refuse)
-		{
-			ereport(LOG,
-					(errmsg("role_guard: connection of role \"%s\" admitted without being counted",
-							NameStr(rolname)),
-					 errdetail("All %d entries of role_guard's shared counter table are in use; raise role_guard.max_roles.",
-							   rg_counter_capacity())));
-			return;
-		}
-		if (worst)
-		{
-			rg_login_event(port, RG_EVENT_REJECTED, NameStr(rolname),
-						   "role_guard budget \"%s=%d\" is full (%d of %d sessions).",
-						   violation.entry, violation.limit, violation.used,
-						   violation.limit);
-			rg_report_budget(FATAL, &violation, NameStr(rolname), dbname, false);
-		}
-		rg_login_event(port, RG_EVENT_REJECTED, NameStr(rolname),
-					   "All %d entries of role_guard's shared counter table are in use; raise role_guard.max_roles.",
-					   rg_counter_capacity());
-		ereport(FATAL,
-				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
-				 errmsg("too many connections for role \"%s\"", NameStr(rolname)),
-				 errdetail("All %d entries of role_guard's shared counter table are in use; raise role_guard.max_roles.",
-						   rg_counter_capacity())));
-	}
-
-	/* admitted: charge every counter and take the slot */
-	for (i = 0; i < ncharges; i++)
-	{
-		RGCounter  *c = charges[i].counter;
-
-		if (charges[i].field == RG_CHARGE_CONNECTIONS)
-		{
-			c->connections++;
-			if (c->connections > c->peak)
-				c->peak = c->connections;
-		}
-		else
-			c->member_connections++;
-		my_charges[i] = charges[i];
-	}
-	my_ncharges = ncharges;
-	my_procno = rg_my_procno();
-	{
-		RGBackend  *slot = rg_backend(my_procno);
-
-		memset(slot, 0, sizeof(*slot));
-		slot->reap_state = -1;
-		slot->pid = MyProcPid;
-		slot->roleid = roleid;
-		slot->walsender = am_walsender;
-		slot->idle_since = now;
-		if (dbname)
-			strlcpy(NameStr(slot->datname), dbname, NAMEDATALEN);
-		if (port->application_name)
-			strlcpy(slot->application_name, port->application_name,
-					sizeof(slot->application_name));
-		slot->client = port->raddr;
-		rg_my_slot = slot;
-		rg_my_counter = charges[role_charge].counter;
-	}
-	/* monitor: count what enforce would refuse (it admits exempt logins) */
-	if (worst && mode == RG_MODE_MONITOR && !exempt)
-		rg_count_refusal(charges[role_charge].counter, worst, charges, true, now);
-	rg_unpin_charges(charges, ncharges);
+	rg_resolve_groups(&login, &charges, lock);
+	rg_enter_counters(&login, &charges);
+	rg_decide(&login, &charges, &verdict);
+	rg_apply(&login, &charges, &verdict);
+	rg_unpin_counters(&login, &charges);
 	LWLockRelease(lock);
 
-	if (deny)
-		rg_report_denial(port, &rolname, rolsuper, &supername, true);
-	if (worst && !exempt)
-		rg_login_event(port, RG_EVENT_WOULD_REJECT, NameStr(rolname),
-					   "role_guard budget \"%s=%d\" is full (%d of %d sessions).",
-					   violation.entry, violation.limit, violation.used,
-					   violation.limit);
-	if (worst)
-		rg_report_budget(LOG, &violation, NameStr(rolname), dbname, !exempt);
-	pfree(charges);
-	pfree(checks);
-	pfree(m.groups);
-	if (m.names)
-	{
-		pfree(m.names);
-		pfree(m.super);
-	}
+	if (verdict.kind == RG_ADMIT)
+		rg_reaper_backend_admitted();
+	rg_report(&login, &verdict);
 }
 
 static void

@@ -11,10 +11,12 @@
 #define RG_COMPAT_H
 
 #include "access/twophase.h"
+#include "catalog/pg_database.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "postmaster/postmaster.h"
 #include "storage/proc.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 
 #if PG_VERSION_NUM < 150000
@@ -94,6 +96,17 @@ rg_guc_free_extra(void *ptr)
 	guc_free(ptr);
 #else
 	free(ptr);
+#endif
+}
+
+/* CONNECT privilege on a database (PG16 folded the per-kind aclchecks). */
+static inline bool
+rg_has_connect_privilege(Oid dboid, Oid roleid)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_aclcheck(DatabaseRelationId, dboid, roleid, ACL_CONNECT) == ACLCHECK_OK;
+#else
+	return pg_database_aclcheck(dboid, roleid, ACL_CONNECT) == ACLCHECK_OK;
 #endif
 }
 

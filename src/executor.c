@@ -100,6 +100,10 @@ rg_statement_end(void)
 	slot->active_statements = 0;
 }
 
+/*
+ * Start-up itself may run queries (initial partition pruning calling a SQL
+ * function, say): they are nested, like those run by ExecutorRun.
+ */
 static void
 rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
@@ -109,19 +113,33 @@ rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		rg_top_query = queryDesc;
 		rg_statement_begin();
 	}
-	if (prev_ExecutorStart)
-		prev_ExecutorStart(queryDesc, eflags);
-	else
-		standard_ExecutorStart(queryDesc, eflags);
+	rg_nesting++;
+	PG_TRY();
+	{
+		if (prev_ExecutorStart)
+			prev_ExecutorStart(queryDesc, eflags);
+		else
+			standard_ExecutorStart(queryDesc, eflags);
+	}
+	PG_FINALLY();
+	{
+		rg_nesting--;
+	}
+	PG_END_TRY();
 }
 
+/*
+ * Any run at level 0 is work for the client, whichever statement opened
+ * the portal (the extended protocol may run a portal again after other
+ * statements): activity when it starts, idle from when it returns.
+ */
 static void
 rg_ExecutorRun(RG_EXECUTOR_RUN_PARAMS)
 {
-	bool		top = queryDesc == rg_top_query;
+	bool		top = rg_nesting == 0;
 
 	if (top && rg_my_slot)
-		rg_my_slot->seq++;		/* each fetch from a portal is activity */
+		rg_my_slot->seq++;
 	rg_nesting++;
 	PG_TRY();
 	{
@@ -161,17 +179,28 @@ rg_ExecutorFinish(QueryDesc *queryDesc)
 static void
 rg_ExecutorEnd(QueryDesc *queryDesc)
 {
-	bool		top = queryDesc == rg_top_query;
+	bool		top = rg_nesting == 0;
 
-	if (prev_ExecutorEnd)
-		prev_ExecutorEnd(queryDesc);
-	else
-		standard_ExecutorEnd(queryDesc);
-	if (top)
+	rg_nesting++;
+	PG_TRY();
+	{
+		if (prev_ExecutorEnd)
+			prev_ExecutorEnd(queryDesc);
+		else
+			standard_ExecutorEnd(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		rg_nesting--;
+	}
+	PG_END_TRY();
+	if (queryDesc == rg_top_query)
 	{
 		rg_top_query = NULL;
 		rg_statement_end();
 	}
+	else if (top)
+		rg_work_done();
 }
 
 static PlannedStmt *
@@ -202,9 +231,11 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				  ParamListInfo params, QueryEnvironment *queryEnv,
 				  DestReceiver *dest, QueryCompletion *qc)
 {
-	bool		top = rg_nesting == 0 && rg_my_slot != NULL;
+	/* read before the call: the statement may be freed by then (ROLLBACK) */
+	bool		commit_prepared = IsA(pstmt->utilityStmt, TransactionStmt) &&
+		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED;
 
-	if (top)
+	if (rg_nesting == 0 && rg_my_slot != NULL)
 	{
 		rg_statement_begin();
 		rg_my_slot->in_utility = true;
@@ -225,10 +256,9 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_END_TRY();
 	/* its invalidations went to the queue only: see members.c */
-	if (IsA(pstmt->utilityStmt, TransactionStmt) &&
-		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+	if (commit_prepared)
 		rg_members_invalidate();
-	if (top)
+	if (rg_nesting == 0)
 		rg_statement_end();
 }
 

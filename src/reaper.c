@@ -2,33 +2,50 @@
  *
  * reaper.c
  *	  The background worker that ends sessions idle (or idle in
- *	  transaction) past their role's limit.
+ *	  transaction) past their role's limit, and sessions that became
+ *	  superusers on a host role_guard.superuser_deny_hosts lists.
  *
  * The worker connects to no database (it reads only the shared catalogs
  * pg_authid and pg_auth_members), starts once the server is consistent, so
  * it runs on hot standbys too, and is restarted a second after it dies
  * (SIGTERM makes it exit with status 1).  Every role_guard.reap_interval it
  * scans role_guard's per-backend slots:
- *	- state and idle time come from the slot and the backend's PGPROC (see
- *	  rg_backend_state and executor.c), which no session setting can hide or
- *	  change: not idle_session_timeout, PGOPTIONS, ALTER ROLE ... SET or
- *	  track_activities;
+ *	- state and idle start come from the backend's PGPROC, core's status
+ *	  entry and the slot (see rg_backend_state), which no session setting
+ *	  can hide or change: not idle_session_timeout, PGOPTIONS, ALTER ROLE
+ *	  ... SET or track_activities; the worker also remembers the last scan
+ *	  that saw each session busy, and idle time never starts before it;
  *	- a role's limits are resolved once (pg_authid, pg_auth_members through
  *	  the syscache) and kept in a local hash until the settings are reloaded
  *	  or a role or membership changes (syscache invalidation), so a scan in
- *	  the steady state reads shared memory only: O(slots), no lock, no SPI,
- *	  no catalog access;
+ *	  the steady state reads shared memory only: O(slots), no catalog
+ *	  access;
  *	- only client backends that role_guard admitted have slots; walsenders
- *	  are skipped, and background workers, autovacuum, parallel workers and
- *	  this worker never have one.
- * Before signalling, it reads the slot and the PGPROC again and goes ahead
- * only if the same process is still idle since the same moment.
+ *	  (physical and logical) are never touched, and background workers,
+ *	  autovacuum, parallel workers and this worker never have a slot;
+ *	- a session whose role was dropped while it ran is reaped by the "*"
+ *	  entries (it has no entry and no group any more).
+ *
+ * Ending a session.  Under role_guard's lock the worker reads the slot
+ * again, writes the request into it (the pid it is for, why, the limit, and
+ * the statement count it saw) and sends SIGTERM.  The backend's SIGTERM
+ * handler (installed at admission, see rg_reaper_backend_admitted) knows a
+ * signal from the worker by its sender's pid: if the session has started
+ * work since the worker looked (it no longer waits for its client, or has
+ * begun a statement), the request is dropped and the session lives on;
+ * otherwise it dies as pg_terminate_backend would, and the FATAL its client
+ * gets is turned into the idle-timeout message (57P05 or 25P03) or, for a
+ * superuser on a denied host, 28000.  A SIGTERM from anyone else (the
+ * postmaster, pg_terminate_backend) is core's die() unchanged.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <signal.h>
+
+#include "libpq/libpq-be.h"
+#include "common/ip.h"
 
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -46,6 +63,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "compat.h"
 #include "role_guard.h"
@@ -54,19 +72,19 @@
 typedef struct RGRoleLimits
 {
 	Oid			roleid;			/* hash key */
-	bool		exists;
-	int32		idle_ms;		/* 0: none */
-	int32		iit_ms;
-	NameData	rolname;
+	RGRoleInfo	info;			/* name, superuser, limits (roles.c) */
 } RGRoleLimits;
 
-/* The idle period the worker last reported or signalled for a slot. */
+/* What the worker remembers of a slot between scans. */
 typedef struct RGReported
 {
-	int			pid;
+	int			pid;			/* the session this is about */
+	TimestampTz seen_busy;		/* last scan that saw it busy */
+	/* the idle period last reported or signalled */
 	uint32		seq;
 	TimestampTz since;
 	bool		signalled;		/* false: only reported (monitor mode) */
+	bool		deny_reported;	/* a superuser on a denied host, reported */
 } RGReported;
 
 static HTAB *rg_limits = NULL;
@@ -74,36 +92,103 @@ static bool rg_limits_stale = true;
 static RGReported *rg_reported = NULL;
 
 /*
- * The backend half.  A session the reaper signals dies as after
- * pg_terminate_backend, with "terminating connection due to administrator
- * command" (57P01).  This hook turns that one message, when the reaper was
- * the sender, into core's own idle-timeout message and SQLSTATE (as
- * idle_session_timeout and idle_in_transaction_session_timeout give), with a
- * DETAIL naming the role_guard setting, so clients and poolers see why.
+ * The backend half.  rg_reap_reason is set by this backend's SIGTERM
+ * handler when the signal is the worker's and is acted on; the FATAL that
+ * follows ("terminating connection due to administrator command", 57P01)
+ * is then rewritten by rg_emit_log into core's own idle-timeout message and
+ * SQLSTATE (as idle_session_timeout and idle_in_transaction_session_timeout
+ * give) or into a superuser denial, with a DETAIL naming the role_guard
+ * setting, so clients and poolers see why.
  */
 static emit_log_hook_type prev_emit_log_hook = NULL;
+static volatile sig_atomic_t rg_reap_reason = RG_REAP_NONE;
+static volatile int32 rg_reap_limit_ms = 0;
 
 static void
 rg_emit_log(ErrorData *edata)
 {
-	RGBackend  *slot = rg_my_slot;
+	int			reason = rg_reap_reason;
 
-	if (slot != NULL && slot->reap_state >= 0 && edata->elevel == FATAL &&
+	if (reason != RG_REAP_NONE && edata->elevel == FATAL &&
 		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
 	{
-		bool		idle = slot->reap_state == RG_STATE_IDLE;
+		if (reason == RG_REAP_SUPERUSER)
+		{
+			char		host[NI_MAXHOST];
 
-		edata->sqlerrcode = idle ? ERRCODE_IDLE_SESSION_TIMEOUT :
-			ERRCODE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT;
-		edata->message = pstrdup(idle ?
-								 "terminating connection due to idle-session timeout" :
-								 "terminating connection due to idle-in-transaction timeout");
-		edata->detail = psprintf("role_guard.%s allows this role %.1f s.",
-								 idle ? "idle_timeouts" : "idle_in_transaction_timeouts",
-								 slot->reap_limit_ms / 1000.0);
+			host[0] = '\0';
+			if (MyProcPort == NULL ||
+				pg_getnameinfo_all(&MyProcPort->raddr.addr, MyProcPort->raddr.salen,
+								   host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
+				strlcpy(host, "?", sizeof(host));
+			edata->sqlerrcode = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+			edata->message = psprintf("terminating connection because a superuser may not be connected from host \"%s\"",
+									  host);
+			edata->detail = pstrdup("The session's role became a superuser (or a member of one) after it logged in, and role_guard.superuser_deny_hosts lists this host.");
+		}
+		else
+		{
+			bool		idle = reason == RG_REAP_IDLE;
+
+			edata->sqlerrcode = idle ? ERRCODE_IDLE_SESSION_TIMEOUT :
+				ERRCODE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT;
+			edata->message = pstrdup(idle ?
+									 "terminating connection due to idle-session timeout" :
+									 "terminating connection due to idle-in-transaction timeout");
+			edata->detail = psprintf("role_guard.%s allows this role %.1f s.",
+									 idle ? "idle_timeouts" : "idle_in_transaction_timeouts",
+									 rg_reap_limit_ms / 1000.0);
+		}
 	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
+}
+
+/*
+ * SIGTERM in an admitted backend.  From the worker, for this process: go
+ * only if the session has done nothing since the worker saw it idle (a
+ * superuser denial goes whatever the session does).  Anything else: die().
+ */
+static void
+rg_sigterm(int signo, siginfo_t *info, void *context)
+{
+	int			save_errno = errno;
+	RGBackend  *slot = rg_my_slot;
+
+	if (slot != NULL && info != NULL && info->si_pid != 0 &&
+		info->si_pid == rg_reaper_pid() && slot->reap_pid == MyProcPid)
+	{
+		int			reason;
+
+		pg_read_barrier();
+		reason = slot->reap_reason;
+		slot->reap_pid = 0;
+		if (reason != RG_REAP_SUPERUSER &&
+			(slot->seq != slot->reap_seq || slot->in_utility ||
+			 MyProc->wait_event_info != WAIT_EVENT_CLIENT_READ))
+		{
+			/* busy again since the worker looked: not idle any more */
+			errno = save_errno;
+			return;
+		}
+		rg_reap_limit_ms = slot->reap_limit_ms;
+		rg_reap_reason = reason;
+	}
+	errno = save_errno;
+	die(signo);
+}
+
+/* An admitted backend takes the worker's signals through rg_sigterm. */
+void
+rg_reaper_backend_admitted(void)
+{
+	struct sigaction act;
+
+	memset(&act, 0, sizeof(act));
+	act.sa_sigaction = rg_sigterm;
+	act.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&act.sa_mask);
+	sigaction(SIGTERM, &act, NULL);
 }
 
 void
@@ -176,8 +261,18 @@ rg_limits_fill(void)
 			in_xact = true;
 		}
 		limits = hash_search(rg_limits, &roleid, HASH_ENTER, &found);
-		limits->exists = rg_role_timeouts(roleid, &limits->idle_ms,
-										  &limits->iit_ms, &limits->rolname);
+		if (!rg_role_info(roleid, &limits->info))
+		{
+			/* dropped: keep the name its counter last saw */
+			RGCounter  *c;
+
+			NameStr(limits->info.rolname)[0] = '\0';
+			LWLockAcquire(rg_lock(), LW_SHARED);
+			c = rg_counter_find(RG_COUNTER_ROLE, roleid, NULL);
+			if (c)
+				limits->info.rolname = c->rolname;
+			LWLockRelease(rg_lock());
+		}
 	}
 	if (in_xact)
 		CommitTransactionCommand();
@@ -196,7 +291,7 @@ rg_reap_event(RGEvent *ev, const RGBackend *slot, int pid,
 				  state == RG_STATE_IDLE ? RG_EVENT_REAPED_IDLE :
 				  RG_EVENT_REAPED_IDLE_IN_TRANSACTION);
 	ev->pid = pid;
-	ev->rolname = limits->rolname;
+	ev->rolname = limits->info.rolname;
 	ev->datname = slot->datname;
 	memcpy(ev->application_name, slot->application_name, sizeof(ev->application_name));
 	ev->application_name[sizeof(ev->application_name) - 1] = '\0';
@@ -206,23 +301,112 @@ rg_reap_event(RGEvent *ev, const RGBackend *slot, int pid,
 			 idle_ms / 1000.0, limit / 1000.0);
 }
 
-/* Count a reap (or would-be reap) on the role's counter, and record it. */
+/*
+ * Count a reap or a superuser denial (or, in monitor mode, what would have
+ * been one) on the role's counter, and record it.  Lock held.
+ */
 static void
-rg_count_reap(Oid roleid, const RGEvent *ev, bool monitor)
+rg_count_reap(Oid roleid, RGReapReason reason, bool monitor)
 {
-	RGCounter  *c;
+	RGCounter  *c = rg_counter_find(RG_COUNTER_ROLE, roleid, NULL);
 
-	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
-	c = rg_counter_find(RG_COUNTER_ROLE, roleid, NULL);
-	if (c)
+	if (c == NULL)
+		return;
+	if (reason == RG_REAP_SUPERUSER)
 	{
 		if (monitor)
-			c->would_reap++;
+			c->would_deny++;
 		else
-			c->reaped++;
+			c->superuser_denied++;
+	}
+	else if (monitor)
+		c->would_reap++;
+	else
+		c->reaped++;
+}
+
+/*
+ * Ask a backend to end: under the lock, check that the slot still holds
+ * the same session (and, for a reap, that it has done nothing since
+ * "seq"), write the request, count it and signal.  The backend checks
+ * again when the signal arrives (rg_sigterm).  True if signalled.
+ */
+static bool
+rg_signal_backend(RGBackend *slot, int pid, uint32 seq, RGReapReason reason,
+				  int32 limit, Oid roleid)
+{
+	bool		sent = false;
+
+	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+	if (slot->pid == pid && (reason == RG_REAP_SUPERUSER || slot->seq == seq))
+	{
+		slot->reap_seq = seq;
+		slot->reap_reason = reason;
+		slot->reap_limit_ms = limit;
+		pg_write_barrier();
+		slot->reap_pid = pid;
+		pg_memory_barrier();
+		if (kill(pid, SIGTERM) == 0)
+		{
+			rg_count_reap(roleid, reason, false);
+			sent = true;
+		}
+		else
+			ereport(LOG,
+					(errmsg("role_guard: could not signal pid %d: %m", pid)));
 	}
 	LWLockRelease(rg_lock());
-	rg_event_add(ev);
+	return sent;
+}
+
+/*
+ * A session whose role is a superuser (or a member of one) now, from a
+ * host role_guard.superuser_deny_hosts lists: it logged in before that was
+ * so.  End it (enforce) or report it once (monitor).
+ */
+static void
+rg_deny_check(RGBackend *slot, RGReported *r, int pid,
+			  const RGRoleLimits *limits, bool monitor)
+{
+	const RGRoleInfo *info = &limits->info;
+	RGEvent		ev;
+
+	if (!(info->rolsuper || info->super_member) || !rg_host_denied(&slot->client))
+		return;
+	if (r->deny_reported)
+		return;
+	rg_event_init(&ev, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED);
+	ev.pid = pid;
+	ev.rolname = info->rolname;
+	ev.datname = slot->datname;
+	memcpy(ev.application_name, slot->application_name, sizeof(ev.application_name));
+	ev.application_name[sizeof(ev.application_name) - 1] = '\0';
+	rg_event_client(&ev, &slot->client);
+	if (info->rolsuper)
+		snprintf(ev.detail, sizeof(ev.detail),
+				 "Role became a superuser after it logged in; host \"%s\" matches role_guard.superuser_deny_hosts.",
+				 ev.client_addr);
+	else
+		snprintf(ev.detail, sizeof(ev.detail),
+				 "Role became a member of superuser role \"%s\" after it logged in; host \"%s\" matches role_guard.superuser_deny_hosts.",
+				 NameStr(info->supername), ev.client_addr);
+	r->deny_reported = true;
+	if (monitor)
+	{
+		LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+		rg_count_reap(slot->roleid, RG_REAP_SUPERUSER, true);
+		LWLockRelease(rg_lock());
+		rg_event_add(&ev);
+		ereport(LOG,
+				(errmsg("role_guard: would terminate session of superuser role \"%s\" (pid %d) from host \"%s\"",
+						NameStr(info->rolname), pid, ev.client_addr)));
+		return;
+	}
+	ereport(LOG,
+			(errmsg("role_guard: terminating session of superuser role \"%s\" (pid %d) from host \"%s\"",
+					NameStr(info->rolname), pid, ev.client_addr)));
+	if (rg_signal_backend(slot, pid, 0, RG_REAP_SUPERUSER, 0, slot->roleid))
+		rg_event_add(&ev);
 }
 
 static void
@@ -244,18 +428,31 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 
 	if (pid == 0 || slot->walsender)
 		return;
-	state = rg_backend_state(procno, slot);
-	if (state == RG_STATE_ACTIVE)
-		return;
+	if (r->pid != pid)
+	{
+		memset(r, 0, sizeof(*r));
+		r->pid = pid;
+	}
 	limits = hash_search(rg_limits, &roleid, HASH_FIND, NULL);
-	if (limits == NULL || !limits->exists)
+	if (limits == NULL)
 		return;
-	limit = state == RG_STATE_IDLE_IN_TRANSACTION ? limits->iit_ms : limits->idle_ms;
+	if (rg_deny_hosts != NULL)
+		rg_deny_check(slot, r, pid, limits, monitor);
+
+	seq = slot->seq;
+	pg_read_barrier();
+	state = rg_backend_state(procno, slot, &since);
+	if (state == RG_STATE_ACTIVE)
+	{
+		r->seen_busy = now;
+		return;
+	}
+	limit = state == RG_STATE_IDLE_IN_TRANSACTION ? limits->info.iit_ms :
+		limits->info.idle_ms;
 	if (limit <= 0)
 		return;
-	seq = slot->seq;
-	since = slot->idle_since;
-	pg_read_barrier();
+	if (r->seen_busy > since)
+		since = r->seen_busy;
 	idle_ms = TimestampDifferenceMilliseconds(since, now);
 	if (idle_ms < limit || proc->pid != pid)
 		return;
@@ -265,48 +462,33 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 	 * Act once per idle period: report it once in monitor mode, signal it
 	 * once in enforce mode (a signalled backend takes a moment to go).
 	 */
-	if (r->pid == pid && r->seq == seq && r->since == since &&
-		(monitor || r->signalled))
+	if (r->seq == seq && r->since == since && (monitor || r->signalled))
 		return;
+	r->seq = seq;
+	r->since = since;
+	r->signalled = !monitor;
+	rg_reap_event(&ev, slot, pid, limits, state, idle_ms, limit, monitor);
 
 	if (monitor)
 	{
-		r->pid = pid;
-		r->seq = seq;
-		r->since = since;
-		r->signalled = false;
-		rg_reap_event(&ev, slot, pid, limits, state, idle_ms, limit, true);
-		rg_count_reap(roleid, &ev, true);
+		LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+		rg_count_reap(roleid, RG_REAP_IDLE, true);
+		LWLockRelease(rg_lock());
+		rg_event_add(&ev);
 		ereport(LOG,
 				(errmsg("role_guard: would terminate session of role \"%s\" (pid %d): %s for %.1f s, limit %.1f s",
-						NameStr(limits->rolname), pid, what,
+						NameStr(limits->info.rolname), pid, what,
 						idle_ms / 1000.0, limit / 1000.0)));
 		return;
 	}
-
-	rg_reap_event(&ev, slot, pid, limits, state, idle_ms, limit, false);
-	/* the same process, still idle since the same moment? */
-	pg_read_barrier();
-	if (slot->pid != pid || slot->seq != seq || slot->idle_since != since ||
-		proc->pid != pid || rg_backend_state(procno, slot) != state)
-		return;
 	ereport(LOG,
 			(errmsg("role_guard: terminating session of role \"%s\" (pid %d): %s for %.1f s, limit %.1f s",
-					NameStr(limits->rolname), pid, what,
+					NameStr(limits->info.rolname), pid, what,
 					idle_ms / 1000.0, limit / 1000.0)));
-	r->pid = pid;
-	r->seq = seq;
-	r->since = since;
-	r->signalled = true;
-	/* tell the backend why, for the message its client gets */
-	slot->reap_limit_ms = limit;
-	slot->reap_state = state;
-	pg_write_barrier();
-	if (kill(pid, SIGTERM) == 0)
-		rg_count_reap(roleid, &ev, false);
-	else
-		ereport(LOG,
-				(errmsg("role_guard: could not signal pid %d: %m", pid)));
+	if (rg_signal_backend(slot, pid, seq,
+						  state == RG_STATE_IDLE ? RG_REAP_IDLE : RG_REAP_IDLE_IN_TRANSACTION,
+						  limit, roleid))
+		rg_event_add(&ev);
 }
 
 static void
@@ -326,7 +508,8 @@ rg_reap_scan(void)
 		return;
 	if ((rg_idle_timeouts == NULL || rg_idle_timeouts->nentries == 0) &&
 		(rg_idle_in_transaction_timeouts == NULL ||
-		 rg_idle_in_transaction_timeouts->nentries == 0))
+		 rg_idle_in_transaction_timeouts->nentries == 0) &&
+		rg_deny_hosts == NULL)
 		return;
 
 	if (rg_limits_stale || rg_limits == NULL)
@@ -348,6 +531,7 @@ rg_reaper_main(Datum arg)
 	/* no database: pg_authid and pg_auth_members are shared catalogs */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("role_guard reaper");
+	rg_reaper_pid_set(MyProcPid);
 
 	CacheRegisterSyscacheCallback(AUTHOID, rg_limits_invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, rg_limits_invalidate, (Datum) 0);

@@ -16,6 +16,9 @@
 
 #include "policy.h"
 
+struct FormData_pg_authid;
+struct PgBackendStatus;
+
 /* role_guard.mode */
 typedef enum RGMode
 {
@@ -54,10 +57,12 @@ typedef struct RGCounter
 	RGCounterKey key;			/* hash key: must be first */
 	NameData	rolname;		/* role's name when last seen (kept after DROP) */
 	bool		rolsuper;		/* likewise, its SUPERUSER attribute */
+	bool		members_tracked;	/* ROLE: member_connections is exact (see
+									 * "Member counts" in shmem.c) */
 	int32		pins;			/* logins holding it while they admit (never
 								 * evicted meanwhile) */
 	int32		connections;
-	int32		member_connections; /* RG_COUNTER_ROLE only */
+	int32		member_connections; /* RG_COUNTER_ROLE, while members_tracked */
 	int32		peak;			/* highest "connections" since reset */
 	int64		rejected;		/* ROLE: logins of this role refused */
 	int64		would_reject;	/* ROLE: ... that monitor mode let in */
@@ -75,31 +80,66 @@ typedef struct RGCounter
 } RGCounter;
 
 /*
- * One slot per PGPROC, indexed by procno.  pid and roleid are written only
- * by the owning backend, under the exclusive lock, when it is admitted and
- * when it exits; others read them under the lock (or, for a racy but
- * harmless glance, without it).
+ * The one counting rule: the count a budget entry limits, in the counter
+ * that keeps it (the role's for name= and *, the group's member count for
+ * +group, the database's for @db, the role-in-database's for name@db).
+ */
+static inline int
+rg_entry_used(const RGEntry *entry, const RGCounter *counter)
+{
+	return entry->kind == RG_ENTRY_GROUP ? counter->member_connections :
+		counter->connections;
+}
+
+/* Groups a slot records; a login role with more records only these. */
+#define RG_SLOT_GROUPS 64
+
+/* Why the reaper signals a backend (RGBackend.reap_reason). */
+typedef enum RGReapReason
+{
+	RG_REAP_NONE = 0,
+	RG_REAP_IDLE,				/* idle past role_guard.idle_timeouts */
+	RG_REAP_IDLE_IN_TRANSACTION,	/* ... idle_in_transaction_timeouts */
+	RG_REAP_SUPERUSER			/* became a superuser on a denied host */
+} RGReapReason;
+
+/*
+ * One slot per PGPROC, indexed by procno.
  */
 typedef struct RGBackend
 {
+	/*
+	 * Written by the owning backend under the exclusive lock, when it is
+	 * admitted and when it exits; read by others under the lock (or, for a
+	 * racy but harmless glance, without it).
+	 */
 	int			pid;			/* 0: slot not in use */
 	Oid			roleid;			/* login role */
 	bool		walsender;		/* a replication connection */
+	bool		groups_overflow;	/* the role had more than RG_SLOT_GROUPS */
+	int16		ngroups;		/* used entries of groups[] */
+	Oid			groups[RG_SLOT_GROUPS];	/* roles it is a member of at login */
+	struct PgBackendStatus *beentry;	/* core's status entry of this backend */
+	NameData	datname;
+	char		application_name[NAMEDATALEN];
+	SockAddr	client;			/* AF_UNIX for the Unix socket */
 	/* written by the owner only, without the lock (executor.c): */
 	bool		in_utility;		/* a top-level utility statement runs: COPY
 								 * FROM STDIN waits on its client, yet works */
 	bool		aborted_block;	/* in a failed transaction block */
 	int32		active_statements;	/* 1 while a top-level statement runs */
 	uint32		seq;			/* bumped as each top-level statement starts */
-	TimestampTz idle_since;		/* end of the last top-level statement (or
-								 * of login): what idle time counts from */
-	/* written by the reaper just before it signals the backend: */
-	int32		reap_state;		/* RGBackendState it reaps for, or -1 */
+	TimestampTz idle_since;		/* end of the last work for the client (or of
+								 * login): a lower bound of the idle start */
+	/*
+	 * Written by the reaper under the exclusive lock just before it signals
+	 * the backend; read by the backend's SIGTERM handler, which acts on them
+	 * only if reap_pid is its own pid and the signal came from the reaper.
+	 */
+	int			reap_pid;		/* the process the request is for, or 0 */
+	uint32		reap_seq;		/* slot's seq when the reaper saw it idle */
+	int32		reap_reason;	/* RGReapReason */
 	int32		reap_limit_ms;
-	/* set at admission, for the reaper's events: */
-	NameData	datname;
-	char		application_name[NAMEDATALEN];
-	SockAddr	client;			/* AF_UNIX for the Unix socket */
 } RGBackend;
 
 /* role_guard_events: what happened, as one fixed-size ring entry. */
@@ -168,7 +208,12 @@ extern LWLock *rg_lock(void);
 extern RGGlobalStats *rg_global_stats(void);
 extern int	rg_backend_count(void);
 extern RGBackend *rg_backend(int procno);
-extern RGBackendState rg_backend_state(int procno, const RGBackend *slot);
+extern RGBackendState rg_backend_state(int procno, const RGBackend *slot,
+									   TimestampTz *idle_start);
+extern bool rg_slot_counts_member(const RGBackend *slot, Oid roleid);
+extern void rg_counter_track_members(RGCounter *counter);
+extern void rg_reaper_pid_set(int pid);
+extern int	rg_reaper_pid(void);
 extern RGCounter *rg_counter_find(RGCounterKind kind, Oid roleid,
 								  const char *dbname);
 extern RGCounter *rg_counter_enter(RGCounterKind kind, Oid roleid,
@@ -191,13 +236,25 @@ extern void rg_events_reset(void);
 extern RGBackend *rg_my_slot;
 extern RGCounter *rg_my_counter;
 extern void rg_auth_init(void);
+extern bool rg_host_denied(const SockAddr *client);
 
 /* roles.c */
 extern Oid *rg_member_of(Oid roleid, int *count);
 extern Oid *rg_member_of_ext(Oid roleid, int *count, bool fresh);
 extern bool rg_role_fresh(Oid roleid, NameData *name, bool *rolsuper);
-extern bool rg_role_timeouts(Oid roleid, int32 *idle_ms, int32 *iit_ms,
-							 NameData *rolname);
+extern bool rg_core_refuses_login(const struct FormData_pg_authid *role,
+								  const char *dbname, bool walsender);
+/* What the reaper and the views need to know of a role, from the catalogs. */
+typedef struct RGRoleInfo
+{
+	NameData	rolname;
+	bool		rolsuper;
+	bool		super_member;	/* a member of a superuser role */
+	NameData	supername;		/* ... that role, if super_member */
+	int32		idle_ms;		/* effective limits, 0 = none */
+	int32		iit_ms;
+} RGRoleInfo;
+extern bool rg_role_info(Oid roleid, RGRoleInfo *info);
 
 /* members.c: the shared membership cache */
 #define RG_MEMBERS_CACHED 64	/* most groups a cached role may have */
@@ -227,6 +284,7 @@ extern void rg_executor_init(void);
 /* reaper.c */
 extern void rg_reaper_register(void);
 extern void rg_reaper_backend_init(void);
+extern void rg_reaper_backend_admitted(void);
 extern PGDLLEXPORT void rg_reaper_main(Datum arg);
 
 #endif							/* ROLE_GUARD_H */

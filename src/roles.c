@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * roles.c
- *	  Role catalog look-ups shared by the login hook, the reaper and the
- *	  views: memberships, superuser membership, effective idle limits.
+ *	  Catalog look-ups shared by the login hook, the reaper and the views:
+ *	  memberships, superuser membership, effective idle limits, and what
+ *	  core will check of a login after the hook.
  *
  * pg_authid and pg_auth_members are shared catalogs, so a process with no
  * database can read them.  Everything here needs a transaction.  Look-ups
@@ -21,7 +22,9 @@
 #include "access/table.h"
 #include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
 #include "nodes/pg_list.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/catcache.h"
 #include "utils/fmgroids.h"
@@ -30,6 +33,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "role_guard.h"
 
 /*
@@ -190,11 +194,15 @@ rg_timeout_lookup(const RGPolicy *policy, const char *rolname,
 }
 
 /*
- * A role's effective idle and idle-in-transaction limits (ms, 0 = none)
- * under this process's settings.  False if the role does not exist.
+ * What the reaper and the views need of a role: its name, SUPERUSER
+ * attribute and membership in a superuser role, and its effective idle and
+ * idle-in-transaction limits under this process's settings.  False if the
+ * role does not exist (dropped while its sessions run): then the limits
+ * are those of "*", the entry for a role with no entry of its own and no
+ * groups, and the name is left as it was.
  */
 bool
-rg_role_timeouts(Oid roleid, int32 *idle_ms, int32 *iit_ms, NameData *rolname)
+rg_role_info(Oid roleid, RGRoleInfo *info)
 {
 	HeapTuple	tup;
 	Oid		   *groups;
@@ -203,27 +211,92 @@ rg_role_timeouts(Oid roleid, int32 *idle_ms, int32 *iit_ms, NameData *rolname)
 	int			nnames = 0;
 	int			i;
 
-	*idle_ms = *iit_ms = 0;
+	info->rolsuper = false;
+	info->super_member = false;
 	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
 	if (!HeapTupleIsValid(tup))
+	{
+		info->idle_ms = rg_timeout_lookup(rg_idle_timeouts, "", NULL, 0);
+		info->iit_ms = rg_timeout_lookup(rg_idle_in_transaction_timeouts, "", NULL, 0);
 		return false;
-	namestrcpy(rolname, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
+	}
+	namestrcpy(&info->rolname, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
+	info->rolsuper = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
 	ReleaseSysCache(tup);
 
 	groups = rg_member_of(roleid, &ngroups);
 	groupnames = palloc(sizeof(NameData) * (ngroups + 1));
 	for (i = 0; i < ngroups; i++)
 	{
+		Form_pg_authid form;
+
 		tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(groups[i]));
 		if (!HeapTupleIsValid(tup))
 			continue;
-		namestrcpy(&groupnames[nnames++], NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
+		form = (Form_pg_authid) GETSTRUCT(tup);
+		namestrcpy(&groupnames[nnames++], NameStr(form->rolname));
+		if (form->rolsuper && !info->super_member)
+		{
+			info->super_member = true;
+			namestrcpy(&info->supername, NameStr(form->rolname));
+		}
 		ReleaseSysCache(tup);
 	}
-	*idle_ms = rg_timeout_lookup(rg_idle_timeouts, NameStr(*rolname), groupnames, nnames);
-	*iit_ms = rg_timeout_lookup(rg_idle_in_transaction_timeouts, NameStr(*rolname),
-								groupnames, nnames);
+	info->idle_ms = rg_timeout_lookup(rg_idle_timeouts, NameStr(info->rolname),
+									  groupnames, nnames);
+	info->iit_ms = rg_timeout_lookup(rg_idle_in_transaction_timeouts,
+									 NameStr(info->rolname), groupnames, nnames);
 	pfree(groupnames);
 	pfree(groups);
 	return true;
+}
+
+/*
+ * Will core refuse this login after ClientAuthentication_hook returns?
+ * The checks InitPostgres makes that depend on the catalogs alone, in its
+ * order: the role may log in; a replication connection needs REPLICATION
+ * (or SUPERUSER); the database exists, is valid, allows connections, and
+ * the role has CONNECT on it (superusers need not).  The catalogs are read
+ * with a fresh catalog snapshot, as core will read them.
+ */
+bool
+rg_core_refuses_login(const FormData_pg_authid *role, const char *dbname,
+					  bool walsender)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			dboid = InvalidOid;
+	bool		refuses = true;
+
+	if (!role->rolcanlogin)
+		return true;
+	if (walsender && !role->rolsuper && !role->rolreplication)
+		return true;
+	if (dbname == NULL)
+		return false;			/* physical replication: no database */
+
+	InvalidateCatalogSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(dbname));
+	scan = systable_beginscan(rel, DatabaseNameIndexId,
+							  criticalSharedRelcachesBuilt, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (db->datallowconn && !database_is_invalid_form(db))
+		{
+			dboid = db->oid;
+			refuses = false;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!refuses && !role->rolsuper)
+		refuses = !rg_has_connect_privilege(dboid, role->oid);
+	return refuses;
 }

@@ -29,6 +29,20 @@
  *	  owner, and the owner reads only when it exits on that signal.
  *	- A counter with no session and no statistic is removed at once; when
  *	  the table is full, one with no session (statistics only) is evicted.
+ *	- reaper_pid is an atomic, written by the reaper when it starts.
+ *
+ * Member counts (the counts +group budgets limit).  A role counter's
+ * member_connections is kept only while members_tracked is set, and then
+ * equals the number of admitted slots whose login role is that role or
+ * lists it among its groups (rg_slot_counts_member), plus the sessions of
+ * roles with more than RG_SLOT_GROUPS groups that charged it at login.  A
+ * login sets it up (rg_counter_track_members, one pass over the slots) only
+ * for a role that a +group entry names, and charges every tracked counter
+ * of its role and groups; an exit gives back to the tracked counters of its
+ * slot's role and groups.  So counters that no entry checks are neither
+ * created nor needed, and an entry added on reload counts the sessions
+ * already in exactly.  A tracked counter is removed like any other once its
+ * counts are zero and it has no statistics.
  *
  * After a crash-restart the postmaster re-creates shared memory, so every
  * count starts again at zero along with the sessions it counted.
@@ -42,6 +56,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/backend_status.h"
 #include "utils/hsearch.h"
 #include "utils/wait_event.h"
 
@@ -53,6 +68,7 @@ struct RGShared
 	LWLock	   *lock;
 	int			nbackends;		/* slots in backends[] */
 	int			capacity;		/* most counters the hash may hold */
+	pg_atomic_uint32 reaper_pid;	/* the reaper's pid, 0 before it runs */
 	RGGlobalStats stats;
 	RGBackend	backends[FLEXIBLE_ARRAY_MEMBER];
 };
@@ -64,14 +80,15 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /*
- * Counters: max_roles for roles (a role's counter lives while it has
- * sessions, or statistics or a peak since the last reset), plus room for one database and one
- * role-in-database counter per possible session.
+ * Counters: one role, one database and one role-in-database counter per
+ * possible session (a counter with sessions is never evicted, so these
+ * always fit), plus max_roles for the counters of +group entries and for
+ * statistics kept after the sessions left.
  */
 int
 rg_counter_capacity(void)
 {
-	return rg_max_roles + 2 * MaxBackends;
+	return rg_max_roles + 3 * MaxBackends;
 }
 
 static Size
@@ -117,6 +134,7 @@ rg_shmem_startup(void)
 		rg_shared->lock = &(GetNamedLWLockTranche("role_guard"))->lock;
 		rg_shared->nbackends = rg_total_procs();
 		rg_shared->capacity = capacity;
+		pg_atomic_init_u32(&rg_shared->reaper_pid, 0);
 	}
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(RGCounterKey);
@@ -170,23 +188,132 @@ rg_backend(int procno)
 }
 
 /*
- * A session's state, read without a lock from its PGPROC (kept by core
- * whatever track_activities says, so a session cannot hide from it) and
- * from its slot (kept by executor.c): waiting to read from its client
- * outside a utility statement means idle; with a transaction open, or a
- * failed transaction block, idle in transaction.
+ * A session's state, read without a lock, and when it is idle, when its
+ * wait for the client began.
+ *
+ * Idle or not comes from the PGPROC: core marks a backend that waits to
+ * read from its client with the ClientRead wait event whatever
+ * track_activities says, so a session cannot hide from it; a top-level
+ * utility statement that reads from the client (COPY FROM STDIN) is busy
+ * (in_utility, executor.c).  In a transaction if the PGPROC has one open,
+ * or the transaction block has failed.
+ *
+ * The idle start is the latest of what is known to precede the wait:
+ *	- core's own record in the backend's status entry: when the backend
+ *	  reports itself idle (or idle in transaction) right before it tells its
+ *	  client it is ready for the next command, it stamps
+ *	  st_state_start_timestamp; that is exact, whatever the statement did
+ *	  inside (functions, cursors, portals, triggers, extended protocol).
+ *	  A session with track_activities off (only a superuser may do that)
+ *	  reports STATE_DISABLED instead, and one between Execute and Sync of
+ *	  the extended protocol still shows "active": for those
+ *	  the slot's idle_since, which executor.c moves to the end of every
+ *	  top-level piece of work it sees (the reaper also takes the last
+ *	  moment it saw the session busy).
  */
 RGBackendState
-rg_backend_state(int procno, const RGBackend *slot)
+rg_backend_state(int procno, const RGBackend *slot, TimestampTz *idle_start)
 {
 	PGPROC	   *proc = GetPGProcByNumber(procno);
 	uint32		wait_event = *((volatile uint32 *) &proc->wait_event_info);
+	int			pid = slot->pid;
+	PgBackendStatus *be = slot->beentry;
+	TimestampTz since = slot->idle_since;
+	RGBackendState state;
 
 	if (wait_event != WAIT_EVENT_CLIENT_READ || slot->in_utility)
 		return RG_STATE_ACTIVE;
 	if (RG_PROC_LXID(proc) != InvalidLocalTransactionId || slot->aborted_block)
-		return RG_STATE_IDLE_IN_TRANSACTION;
-	return RG_STATE_IDLE;
+		state = RG_STATE_IDLE_IN_TRANSACTION;
+	else
+		state = RG_STATE_IDLE;
+	if (idle_start == NULL)
+		return state;
+
+	if (be != NULL)
+	{
+		int			attempts;
+
+		/* core's read protocol for a status entry (backend_status.h) */
+		for (attempts = 0; attempts < 100; attempts++)
+		{
+			int			before;
+			int			after;
+			int			be_pid;
+			BackendState be_state;
+			TimestampTz be_since;
+
+			pgstat_begin_read_activity(be, before);
+			be_pid = be->st_procpid;
+			be_state = be->st_state;
+			be_since = be->st_state_start_timestamp;
+			pgstat_end_read_activity(be, after);
+			if (!pgstat_read_activity_complete(before, after))
+			{
+				CHECK_FOR_INTERRUPTS();
+				continue;
+			}
+			if (be_pid == pid &&
+				(be_state == STATE_IDLE ||
+				 be_state == STATE_IDLEINTRANSACTION ||
+				 be_state == STATE_IDLEINTRANSACTION_ABORTED) &&
+				be_since > since)
+				since = be_since;
+			break;
+		}
+	}
+	*idle_start = since;
+	return state;
+}
+
+/* Does a slot's session count toward roleid's member count? */
+bool
+rg_slot_counts_member(const RGBackend *slot, Oid roleid)
+{
+	int			i;
+
+	if (slot->roleid == roleid)
+		return true;
+	for (i = 0; i < slot->ngroups; i++)
+		if (slot->groups[i] == roleid)
+			return true;
+	return false;
+}
+
+/*
+ * Start keeping a role counter's member count: count the admitted
+ * sessions that are members of it.  Caller holds the lock exclusively.
+ */
+void
+rg_counter_track_members(RGCounter *counter)
+{
+	int			procno;
+	int			n = 0;
+
+	Assert(counter->key.kind == RG_COUNTER_ROLE);
+	if (counter->members_tracked)
+		return;
+	for (procno = 0; procno < rg_shared->nbackends; procno++)
+	{
+		RGBackend  *slot = &rg_shared->backends[procno];
+
+		if (slot->pid != 0 && rg_slot_counts_member(slot, counter->key.roleid))
+			n++;
+	}
+	counter->member_connections = n;
+	counter->members_tracked = true;
+}
+
+void
+rg_reaper_pid_set(int pid)
+{
+	pg_atomic_write_u32(&rg_shared->reaper_pid, (uint32) pid);
+}
+
+int
+rg_reaper_pid(void)
+{
+	return (int) pg_atomic_read_u32(&rg_shared->reaper_pid);
 }
 
 static void

@@ -35,11 +35,94 @@ typedef struct RGRoleRow
 	Oid			roleid;			/* hash key */
 	bool		has_counter;
 	RGCounter	counter;
+	int32		members;		/* sessions of it and of its members */
 	int32		active;
 	int32		idle;
 	int32		idle_in_transaction;
 	int32		active_statements;
 } RGRoleRow;
+
+/* What a view needs of one admitted session. */
+typedef struct RGSlotCopy
+{
+	Oid			roleid;
+	RGBackendState state;
+	int32		active_statements;
+	bool		groups_overflow;
+	int16		ngroups;
+	Oid			groups[RG_SLOT_GROUPS];
+} RGSlotCopy;
+
+/* A copy of the shared counts, taken under the lock in one go. */
+typedef struct RGSnapshot
+{
+	RGCounter  *counters;
+	int			ncounters;
+	RGSlotCopy *slots;
+	int			nslots;
+} RGSnapshot;
+
+/*
+ * Copy the counters (of the kinds wanted) and the admitted sessions.
+ * Nothing is allocated under the lock: the copy is sized first and taken
+ * again, larger, in the rare case the table grew in between.
+ */
+static void
+rg_snapshot(RGSnapshot *snap, bool roles, bool with_slots)
+{
+	int			room = hash_get_num_entries(rg_counter_table()) + 16;
+	int			nbackends = rg_backend_count();
+	HASH_SEQ_STATUS status;
+	RGCounter  *c;
+	int			procno;
+
+	snap->slots = with_slots ? palloc(sizeof(RGSlotCopy) * nbackends) : NULL;
+	for (;;)
+	{
+		snap->counters = palloc(sizeof(RGCounter) * room);
+		LWLockAcquire(rg_lock(), LW_SHARED);
+		if (hash_get_num_entries(rg_counter_table()) <= room)
+			break;
+		room = hash_get_num_entries(rg_counter_table()) + 16;
+		LWLockRelease(rg_lock());
+		pfree(snap->counters);
+	}
+	snap->ncounters = 0;
+	hash_seq_init(&status, rg_counter_table());
+	while ((c = hash_seq_search(&status)) != NULL)
+	{
+		if ((c->key.kind == RG_COUNTER_ROLE) == roles)
+			memcpy(&snap->counters[snap->ncounters++], c, sizeof(RGCounter));
+	}
+	snap->nslots = 0;
+	for (procno = 0; with_slots && procno < nbackends; procno++)
+	{
+		RGBackend  *slot = rg_backend(procno);
+		RGSlotCopy *copy = &snap->slots[snap->nslots];
+
+		if (slot->pid == 0)
+			continue;
+		copy->roleid = slot->roleid;
+		copy->state = rg_backend_state(procno, slot, NULL);
+		copy->active_statements = slot->active_statements;
+		copy->groups_overflow = slot->groups_overflow;
+		copy->ngroups = slot->ngroups;
+		memcpy(copy->groups, slot->groups, sizeof(Oid) * slot->ngroups);
+		snap->nslots++;
+	}
+	LWLockRelease(rg_lock());
+}
+
+static RGRoleRow *
+rg_role_row(HTAB *rows, Oid roleid)
+{
+	bool		found;
+	RGRoleRow  *row = hash_search(rows, &roleid, HASH_ENTER, &found);
+
+	if (!found)
+		memset((char *) row + sizeof(Oid), 0, sizeof(RGRoleRow) - sizeof(Oid));
+	return row;
+}
 
 Datum
 role_guard_role_stats(PG_FUNCTION_ARGS)
@@ -48,12 +131,15 @@ role_guard_role_stats(PG_FUNCTION_ARGS)
 	HASHCTL		ctl;
 	HTAB	   *rows;
 	HASH_SEQ_STATUS status;
+	RGSnapshot	snap;
 	RGCounter  *c;
 	RGRoleRow  *row;
-	int			procno;
+	int			i;
+	int			j;
 
 	rg_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
+	rg_snapshot(&snap, true, true);
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(Oid);
@@ -61,30 +147,19 @@ role_guard_role_stats(PG_FUNCTION_ARGS)
 	ctl.hcxt = CurrentMemoryContext;
 	rows = hash_create("role_guard role rows", 256, &ctl,
 					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
-	LWLockAcquire(rg_lock(), LW_SHARED);
-	hash_seq_init(&status, rg_counter_table());
-	while ((c = hash_seq_search(&status)) != NULL)
+	for (i = 0; i < snap.ncounters; i++)
 	{
-		bool		found;
-
-		if (c->key.kind != RG_COUNTER_ROLE)
-			continue;
-		row = hash_search(rows, &c->key.roleid, HASH_ENTER, &found);
-		memset((char *) row + sizeof(Oid), 0, sizeof(RGRoleRow) - sizeof(Oid));
+		row = rg_role_row(rows, snap.counters[i].key.roleid);
 		row->has_counter = true;
-		memcpy(&row->counter, c, sizeof(RGCounter));
+		memcpy(&row->counter, &snap.counters[i], sizeof(RGCounter));
 	}
-	for (procno = 0; procno < rg_backend_count(); procno++)
+	for (i = 0; i < snap.nslots; i++)
 	{
-		RGBackend  *slot = rg_backend(procno);
+		RGSlotCopy *slot = &snap.slots[i];
 
-		if (slot->pid == 0)
-			continue;
-		row = hash_search(rows, &slot->roleid, HASH_FIND, NULL);
-		if (row == NULL)
-			continue;
-		switch (rg_backend_state(procno, slot))
+		row = rg_role_row(rows, slot->roleid);
+		row->members++;
+		switch (slot->state)
 		{
 			case RG_STATE_ACTIVE:
 				row->active++;
@@ -97,23 +172,40 @@ role_guard_role_stats(PG_FUNCTION_ARGS)
 				break;
 		}
 		row->active_statements += slot->active_statements;
+		if (slot->groups_overflow)
+		{
+			/* the slot holds only some of its groups: read them all now */
+			int			ngroups;
+			Oid		   *groups = rg_member_of(slot->roleid, &ngroups);
+
+			for (j = 0; j < ngroups; j++)
+				rg_role_row(rows, groups[j])->members++;
+			pfree(groups);
+		}
+		else
+			for (j = 0; j < slot->ngroups; j++)
+				rg_role_row(rows, slot->groups[j])->members++;
 	}
-	LWLockRelease(rg_lock());
 
 	hash_seq_init(&status, rows);
 	while ((row = hash_seq_search(&status)) != NULL)
 	{
 		Datum		values[22];
 		bool		nulls[22];
-		int			i = 0;
 
 		c = &row->counter;
+		/* a kept member count also has the sessions of roles in many groups */
+		if (row->has_counter && c->members_tracked)
+			row->members = c->member_connections;
 		memset(nulls, 0, sizeof(nulls));
+		i = 0;
 		values[i++] = ObjectIdGetDatum(row->roleid);
 		values[i++] = NameGetDatum(&c->rolname);
+		nulls[0 + 1] = !row->has_counter;
 		values[i++] = BoolGetDatum(c->rolsuper);
+		nulls[2] = !row->has_counter;
 		values[i++] = Int32GetDatum(c->connections);
-		values[i++] = Int32GetDatum(c->member_connections);
+		values[i++] = Int32GetDatum(row->members);
 		values[i++] = Int32GetDatum(c->peak);
 		values[i++] = Int32GetDatum(row->active);
 		values[i++] = Int32GetDatum(row->idle);
@@ -145,21 +237,19 @@ Datum
 role_guard_db_stats(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	HASH_SEQ_STATUS status;
-	RGCounter  *c;
+	RGSnapshot	snap;
+	int			i;
 
 	rg_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
+	rg_snapshot(&snap, false, false);
 
-	LWLockAcquire(rg_lock(), LW_SHARED);
-	hash_seq_init(&status, rg_counter_table());
-	while ((c = hash_seq_search(&status)) != NULL)
+	for (i = 0; i < snap.ncounters; i++)
 	{
+		RGCounter  *c = &snap.counters[i];
 		Datum		values[6];
 		bool		nulls[6];
 
-		if (c->key.kind == RG_COUNTER_ROLE)
-			continue;
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(c->key.kind == RG_COUNTER_DB ?
 										"database" : "role_database");
@@ -171,7 +261,6 @@ role_guard_db_stats(PG_FUNCTION_ARGS)
 		values[5] = Int64GetDatum(c->entry_would_reject);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	LWLockRelease(rg_lock());
 	return (Datum) 0;
 }
 
@@ -299,15 +388,14 @@ role_guard_role_timeouts(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		values[2];
 	bool		nulls[2];
-	int32		idle_ms;
-	int32		iit_ms;
-	NameData	rolname;
+	RGRoleInfo	info;
 
 	rg_require_loaded();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	rg_role_timeouts(roleid, &idle_ms, &iit_ms, &rolname);
-	rg_ms_interval(idle_ms, &values[0], &nulls[0]);
-	rg_ms_interval(iit_ms, &values[1], &nulls[1]);
+	if (!rg_role_info(roleid, &info))
+		info.idle_ms = info.iit_ms = 0;
+	rg_ms_interval(info.idle_ms, &values[0], &nulls[0]);
+	rg_ms_interval(info.iit_ms, &values[1], &nulls[1]);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
