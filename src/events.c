@@ -12,11 +12,15 @@
  * exclusively for one memcpy of a prepared entry; a reader holds it shared
  * while it copies the ring out.  Nothing under it allocates or errors.
  *
+ * client_addr is text that the view turns into inet: it is written from
+ * the binary address by the inet type's own formatter (so never with an
+ * IPv6 zone such as "fe80::2%eth0", which inet does not take), and read back
+ * without inet_in, so that no text in the ring can make the view fail.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "common/ip.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -84,15 +88,78 @@ rg_event_init(RGEvent *ev, RGEventKind kind)
 	ev->kind = kind;
 }
 
-/* Fill client_addr from a client's address (left empty for a Unix socket). */
+/*
+ * Fill client_addr from a client's address (left empty for a Unix socket).
+ *
+ * The text is what inet_out would print for the address as a host (/32 or
+ * /128), made from the address's bytes: the same value core shows in
+ * pg_stat_activity.client_addr, which takes pg_getnameinfo_all's text and
+ * strips the zone (clean_ipv6_addr) that a link-local IPv6 client's text
+ * carries ("fe80::2%eth0").  No zone, scope id or port is ever written.
+ */
 void
 rg_event_client(RGEvent *ev, const SockAddr *client)
 {
-	if (client->addr.ss_family != AF_INET && client->addr.ss_family != AF_INET6)
-		return;
-	if (pg_getnameinfo_all(&client->addr, client->salen, ev->client_addr,
-						   sizeof(ev->client_addr), NULL, 0, NI_NUMERICHOST) != 0)
+	const struct sockaddr_storage *ss = &client->addr;
+	const void *addr;
+	int			family;
+	int			bits;
+
+	ev->client_addr[0] = '\0';
+	switch (ss->ss_family)
+	{
+		case AF_INET:
+			addr = &((const struct sockaddr_in *) ss)->sin_addr;
+			family = PGSQL_AF_INET;
+			bits = 32;
+			break;
+		case AF_INET6:
+			addr = &((const struct sockaddr_in6 *) ss)->sin6_addr;
+			family = PGSQL_AF_INET6;
+			bits = 128;
+			break;
+		default:
+			return;
+	}
+	if (pg_inet_net_ntop(family, addr, bits, ev->client_addr,
+						 sizeof(ev->client_addr)) == NULL)
 		ev->client_addr[0] = '\0';
+}
+
+/*
+ * The inet value of a stored client_addr, or false for none.  Built as
+ * inet_in builds it (pg_inet_net_pton into a zeroed inet), but a text that
+ * inet_in would reject gives false (a NULL client_addr), never an error:
+ * one bad entry must not make the whole view fail.  A zone ("%...") is cut
+ * off first, as core's clean_ipv6_addr does.
+ */
+static bool
+rg_client_inet(const char *stored, Datum *result)
+{
+	char		text[sizeof(((RGEvent *) NULL)->client_addr)];
+	char	   *zone;
+	inet	   *dst;
+	int			bits;
+
+	memcpy(text, stored, sizeof(text));
+	text[sizeof(text) - 1] = '\0';
+	if ((zone = strchr(text, '%')) != NULL)
+		*zone = '\0';
+	if (text[0] == '\0')
+		return false;
+
+	dst = (inet *) palloc0(sizeof(inet));
+	ip_family(dst) = strchr(text, ':') != NULL ? PGSQL_AF_INET6 : PGSQL_AF_INET;
+	bits = pg_inet_net_pton(ip_family(dst), text, ip_addr(dst), -1);
+	if (bits < 0 || bits > ip_maxbits(dst))
+	{
+		pfree(dst);
+		return false;
+	}
+	ip_bits(dst) = bits;
+	SET_INET_VARSIZE(dst);
+	*result = InetPGetDatum(dst);
+	return true;
 }
 
 void
@@ -116,13 +183,56 @@ rg_events_reset(void)
 	LWLockRelease(rg_ring->lock);
 }
 
+/*
+ * Copy the newest events out of the ring, newest first, into a palloc'd
+ * array sized for the events the ring holds (not for its size: the ring may
+ * be a million entries long and empty).  The count is read under the lock,
+ * the array allocated outside it, and the copy made under the lock again;
+ * if events came meanwhile and no longer fit, the array is made bigger and
+ * the copy done again (a few times at most; then the newest that fit are
+ * returned).  Sets *nevents; returns NULL when there are none.
+ */
+static RGEvent *
+rg_events_copy(int *nevents)
+{
+	RGEvent    *copy = NULL;
+	int			room = 0;
+	int			tries;
+
+	for (tries = 0;; tries++)
+	{
+		uint64		written;
+		int			n;
+		int			i;
+
+		LWLockAcquire(rg_ring->lock, LW_SHARED);
+		written = rg_ring->written;
+		n = (int) Min(written, (uint64) rg_ring->size);
+		if (n <= room || tries >= 3)
+		{
+			n = Min(n, room);
+			for (i = 0; i < n; i++)
+				copy[i] = rg_ring->events[(written - 1 - i) % rg_ring->size];
+			LWLockRelease(rg_ring->lock);
+			*nevents = n;
+			return copy;
+		}
+		LWLockRelease(rg_ring->lock);
+
+		/* room for what is there now and a few more (never past the ring) */
+		if (copy != NULL)
+			pfree(copy);
+		room = Min(n + 16, rg_ring->size);
+		copy = palloc(mul_size(sizeof(RGEvent), room));
+	}
+}
+
 /* role_guard_events(): the ring, newest first. */
 Datum
 role_guard_events(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RGEvent    *copy;
-	uint64		written;
 	int			n;
 	int			i;
 
@@ -131,14 +241,7 @@ role_guard_events(PG_FUNCTION_ARGS)
 	if (rg_ring->size == 0)
 		return (Datum) 0;
 
-	copy = palloc(sizeof(RGEvent) * rg_ring->size);
-	LWLockAcquire(rg_ring->lock, LW_SHARED);
-	written = rg_ring->written;
-	n = (int) Min(written, (uint64) rg_ring->size);
-	for (i = 0; i < n; i++)
-		copy[i] = rg_ring->events[(written - 1 - i) % rg_ring->size];
-	LWLockRelease(rg_ring->lock);
-
+	copy = rg_events_copy(&n);
 	for (i = 0; i < n; i++)
 	{
 		RGEvent    *ev = &copy[i];
@@ -147,15 +250,17 @@ role_guard_events(PG_FUNCTION_ARGS)
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = TimestampTzGetDatum(ev->at);
-		values[1] = CStringGetTextDatum(rg_event_names[ev->kind]);
+		if (ev->kind >= 0 && ev->kind < (int) lengthof(rg_event_names) &&
+			rg_event_names[ev->kind] != NULL)
+			values[1] = CStringGetTextDatum(rg_event_names[ev->kind]);
+		else
+			values[1] = CStringGetTextDatum("unknown");
 		values[2] = NameGetDatum(&ev->rolname);
 		nulls[2] = NameStr(ev->rolname)[0] == '\0';
 		values[3] = NameGetDatum(&ev->datname);
 		nulls[3] = NameStr(ev->datname)[0] == '\0';
-		if (ev->client_addr[0] != '\0')
-			values[4] = DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr));
-		else
-			nulls[4] = true;
+		values[4] = (Datum) 0;
+		nulls[4] = !rg_client_inet(ev->client_addr, &values[4]);
 		values[5] = CStringGetTextDatum(ev->application_name);
 		nulls[5] = ev->application_name[0] == '\0';
 		values[6] = Int32GetDatum(ev->pid);
@@ -163,6 +268,7 @@ role_guard_events(PG_FUNCTION_ARGS)
 		values[7] = CStringGetTextDatum(ev->detail);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	pfree(copy);
+	if (copy != NULL)
+		pfree(copy);
 	return (Datum) 0;
 }
