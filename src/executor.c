@@ -8,8 +8,11 @@
  * (ExecutorStart .. ExecutorEnd) or a utility statement (ProcessUtility)
  * that starts with no role_guard hook active below it in this backend
  * (nesting level 0; planning counts as a level, as it may run functions)
- * and that does not return its rows to SPI (queries of deferred triggers
- * firing at COMMIT run at level 0, through SPI).  Statements run by
+ * and that does not return its rows to SPI or to a SQL function: code
+ * that core runs outside any statement (deferred triggers firing at COMMIT,
+ * a domain's CHECK on a Bind parameter) runs its queries at level 0, through
+ * those.  A utility statement counts only as the client's own
+ * (PROCESS_UTILITY_TOPLEVEL).  Statements run by
  * functions, EXPLAIN ANALYZE, CREATE TABLE AS and the like are nested and
  * not counted again; a statement that fails before it starts executing (a
  * syntax error, say) is not counted.  Parallel workers, background workers
@@ -108,7 +111,8 @@ static void
 rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
 	if (rg_nesting == 0 && rg_my_slot != NULL &&
-		queryDesc->dest->mydest != DestSPI)
+		queryDesc->dest->mydest != DestSPI &&
+		queryDesc->dest->mydest != DestSQLFunction)
 	{
 		rg_top_query = queryDesc;
 		rg_statement_begin();
@@ -235,7 +239,8 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	bool		commit_prepared = IsA(pstmt->utilityStmt, TransactionStmt) &&
 		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED;
 
-	if (rg_nesting == 0 && rg_my_slot != NULL)
+	if (rg_nesting == 0 && rg_my_slot != NULL &&
+		context == PROCESS_UTILITY_TOPLEVEL)
 	{
 		rg_statement_begin();
 		rg_my_slot->in_utility = true;

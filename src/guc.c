@@ -41,22 +41,11 @@ static char *rg_deny_hosts_text = NULL;
 static char *rg_idle_timeouts_text = NULL;
 static char *rg_iit_timeouts_text = NULL;
 
-static char *rg_mode_text = NULL;
-
-/*
- * role_guard.mode is a string with a check hook rather than an enum, and
- * max_roles is range-checked in a check hook rather than by the GUC
- * machinery: only a check hook can stop the start on a bad value (see
- * rg_reject).
- */
-static const struct
-{
-	const char *name;
-	int			mode;
-}			rg_mode_names[] = {
-	{"enforce", RG_MODE_ENFORCE},
-	{"monitor", RG_MODE_MONITOR},
-	{"off", RG_MODE_OFF},
+static const struct config_enum_entry rg_mode_options[] = {
+	{"enforce", RG_MODE_ENFORCE, false},
+	{"monitor", RG_MODE_MONITOR, false},
+	{"off", RG_MODE_OFF, false},
+	{NULL, 0, false}
 };
 
 static void *
@@ -144,90 +133,52 @@ rg_assign_iit_timeouts(const char *newval, void *extra)
 	rg_idle_in_transaction_timeouts = (const RGPolicy *) extra;
 }
 
-static bool
-rg_check_mode(char **newval, void **extra, GucSource source)
-{
-	int			i;
-	int		   *mode;
-
-	for (i = 0; i < (int) lengthof(rg_mode_names); i++)
-	{
-		if (pg_strcasecmp(*newval, rg_mode_names[i].name) == 0)
-		{
-			mode = rg_guc_alloc(sizeof(int));
-			if (mode == NULL)
-				return false;
-			*mode = rg_mode_names[i].mode;
-			*extra = mode;
-			return true;
-		}
-	}
-	return rg_reject("role_guard.mode", *newval,
-					 "Valid values are \"enforce\", \"monitor\" and \"off\".");
-}
-
-static void
-rg_assign_mode(const char *newval, void *extra)
-{
-	rg_mode = *(int *) extra;
-}
-
-/* Check an integer setting's range; "unit" is appended to the message. */
-static bool
-rg_check_range(const char *name, int value, int min, int max, const char *unit)
-{
-	char		err[256];
-	char		val[32];
-
-	if (value >= min && value <= max)
-		return true;
-	snprintf(err, sizeof(err), "%s must be between %d%s and %d%s.",
-			 name, min, unit, max, unit);
-	snprintf(val, sizeof(val), "%d%s", value, unit);
-	return rg_reject(name, val, err);
-}
-
 /*
- * An integer setting's text from postgresql.conf, checked before the
- * setting is defined: define_custom_variable only WARNs about text it
- * cannot parse as a number, before any check hook runs, and starts with
- * the default.  Only while preloading (later, reloads log and keep the old
- * value as usual).
+ * While shared_preload_libraries is processed, a bad value in
+ * postgresql.conf for an enum or integer setting would only draw a WARNING
+ * from define_custom_variable, and the server would start with the
+ * default.  So the text is checked before the setting is defined, and a
+ * bad one stops the start with the message a reload logs.  (Later, the GUC
+ * machinery checks values itself: a reload logs and keeps the old value.)
  */
 static void
-rg_check_int_text(const char *name, int flags)
+rg_preload_check_enum(const char *name, const struct config_enum_entry *options)
+{
+	const char *raw;
+	int			i;
+
+	if (!process_shared_preload_libraries_in_progress ||
+		(raw = GetConfigOption(name, true, false)) == NULL)
+		return;
+	for (i = 0; options[i].name; i++)
+		if (pg_strcasecmp(raw, options[i].name) == 0)
+			return;
+	ereport(FATAL,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for parameter \"%s\": \"%s\"", name, raw),
+			 errhint("Available values: enforce, monitor, off.")));
+}
+
+static void
+rg_preload_check_int(const char *name, int flags, int min, int max)
 {
 	const char *raw;
 	const char *hint = NULL;
 	int			val;
 
-	if (!process_shared_preload_libraries_in_progress)
+	if (!process_shared_preload_libraries_in_progress ||
+		(raw = GetConfigOption(name, true, false)) == NULL)
 		return;
-	raw = GetConfigOption(name, true, false);
-	if (raw == NULL || parse_int(raw, &val, flags, &hint))
-		return;
-	ereport(FATAL,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid value for parameter \"%s\": \"%s\"", name, raw),
-			 hint ? errhint("%s", _(hint)) : 0));
-}
-
-static bool
-rg_check_reap_interval(int *newval, void **extra, GucSource source)
-{
-	return rg_check_range("role_guard.reap_interval", *newval, 100, INT_MAX, "ms");
-}
-
-static bool
-rg_check_event_log_size(int *newval, void **extra, GucSource source)
-{
-	return rg_check_range("role_guard.event_log_size", *newval, 0, 1000000, "");
-}
-
-static bool
-rg_check_max_roles(int *newval, void **extra, GucSource source)
-{
-	return rg_check_range("role_guard.max_roles", *newval, 16, 1000000, "");
+	if (!parse_int(raw, &val, flags, &hint))
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for parameter \"%s\": \"%s\"", name, raw),
+				 hint ? errhint("%s", _(hint)) : 0));
+	if (val < min || val > max)
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%d%s is outside the valid range for parameter \"%s\" (%d .. %d)",
+						val, flags ? " ms" : "", name, min, max)));
 }
 
 static bool
@@ -252,14 +203,16 @@ rg_assign_hosts(const char *newval, void *extra)
 void
 rg_guc_init(void)
 {
-	DefineCustomStringVariable("role_guard.mode",
-							   "What role_guard does: enforce, monitor (log and count only) or off.",
-							   NULL,
-							   &rg_mode_text,
-							   "enforce",
-							   PGC_SIGHUP,
-							   0,
-							   rg_check_mode, rg_assign_mode, NULL);
+	rg_preload_check_enum("role_guard.mode", rg_mode_options);
+	DefineCustomEnumVariable("role_guard.mode",
+							 "What role_guard does: enforce, monitor (log and count only) or off.",
+							 NULL,
+							 &rg_mode,
+							 RG_MODE_ENFORCE,
+							 rg_mode_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("role_guard.budgets",
 							   "Connection budgets: comma-separated name=N, *=N, +group=N, @db=N, name@db=N.",
@@ -267,7 +220,7 @@ rg_guc_init(void)
 							   &rg_budgets_text,
 							   "",
 							   PGC_SIGHUP,
-							   0,
+							   GUC_LIST_INPUT,
 							   rg_check_budgets, rg_assign_budgets, NULL);
 
 	DefineCustomStringVariable("role_guard.superuser_deny_hosts",
@@ -276,7 +229,7 @@ rg_guc_init(void)
 							   &rg_deny_hosts_text,
 							   "",
 							   PGC_SIGHUP,
-							   0,
+							   GUC_LIST_INPUT,
 							   rg_check_hosts, rg_assign_hosts, NULL);
 
 	DefineCustomStringVariable("role_guard.idle_timeouts",
@@ -285,7 +238,7 @@ rg_guc_init(void)
 							   &rg_idle_timeouts_text,
 							   "",
 							   PGC_SIGHUP,
-							   0,
+							   GUC_LIST_INPUT,
 							   rg_check_idle_timeouts, rg_assign_idle_timeouts, NULL);
 
 	DefineCustomStringVariable("role_guard.idle_in_transaction_timeouts",
@@ -294,39 +247,39 @@ rg_guc_init(void)
 							   &rg_iit_timeouts_text,
 							   "",
 							   PGC_SIGHUP,
-							   0,
+							   GUC_LIST_INPUT,
 							   rg_check_iit_timeouts, rg_assign_iit_timeouts, NULL);
 
-	rg_check_int_text("role_guard.reap_interval", GUC_UNIT_MS);
+	rg_preload_check_int("role_guard.reap_interval", GUC_UNIT_MS, 100, INT_MAX);
 	DefineCustomIntVariable("role_guard.reap_interval",
 							"How often the reaper looks for idle sessions.",
 							NULL,
 							&rg_reap_interval,
 							10000,
-							INT_MIN, INT_MAX,
+							100, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
-							rg_check_reap_interval, NULL, NULL);
+							NULL, NULL, NULL);
 
-	rg_check_int_text("role_guard.max_roles", 0);
+	rg_preload_check_int("role_guard.max_roles", 0, 16, 1000000);
 	DefineCustomIntVariable("role_guard.max_roles",
 							"Roles whose counters role_guard keeps in shared memory.",
 							NULL,
 							&rg_max_roles,
 							1024,
-							INT_MIN, INT_MAX,
+							16, 1000000,
 							PGC_POSTMASTER,
 							0,
-							rg_check_max_roles, NULL, NULL);
+							NULL, NULL, NULL);
 
-	rg_check_int_text("role_guard.event_log_size", 0);
+	rg_preload_check_int("role_guard.event_log_size", 0, 0, 1000000);
 	DefineCustomIntVariable("role_guard.event_log_size",
 							"Events kept in shared memory for role_guard_events.",
 							NULL,
 							&rg_event_log_size,
 							1000,
-							INT_MIN, INT_MAX,
+							0, 1000000,
 							PGC_POSTMASTER,
 							0,
-							rg_check_event_log_size, NULL, NULL);
+							NULL, NULL, NULL);
 }

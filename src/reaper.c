@@ -84,7 +84,9 @@ typedef struct RGReported
 	uint32		seq;
 	TimestampTz since;
 	bool		signalled;		/* false: only reported (monitor mode) */
-	bool		deny_reported;	/* a superuser on a denied host, reported */
+	/* a superuser on a denied host: reported (monitor), or signalled */
+	bool		deny_reported;
+	bool		deny_signalled;
 } RGReported;
 
 static HTAB *rg_limits = NULL;
@@ -373,7 +375,7 @@ rg_deny_check(RGBackend *slot, RGReported *r, int pid,
 
 	if (!(info->rolsuper || info->super_member) || !rg_host_denied(&slot->client))
 		return;
-	if (r->deny_reported)
+	if (monitor ? r->deny_reported : r->deny_signalled)
 		return;
 	rg_event_init(&ev, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED);
 	ev.pid = pid;
@@ -391,6 +393,7 @@ rg_deny_check(RGBackend *slot, RGReported *r, int pid,
 				 "Role became a member of superuser role \"%s\" after it logged in; host \"%s\" matches role_guard.superuser_deny_hosts.",
 				 NameStr(info->supername), ev.client_addr);
 	r->deny_reported = true;
+	r->deny_signalled = !monitor;
 	if (monitor)
 	{
 		LWLockAcquire(rg_lock(), LW_EXCLUSIVE);

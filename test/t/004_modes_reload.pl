@@ -217,5 +217,32 @@ refused_ok(
 	limit => 1);
 $s1->quit;
 
+# Enum and integer settings: PostgreSQL would warn and start with the
+# default; role_guard stops the start with the message a reload gives.
+$node->stop;
+foreach my $bad (
+	[ "role_guard.mode = 'sometimes'", qr/invalid value for parameter "role_guard\.mode": "sometimes"/ ],
+	[ "role_guard.reap_interval = '50ms'",
+		qr/50 ms is outside the valid range for parameter "role_guard\.reap_interval" \(100 \.\. 2147483647\)/ ],
+	[ "role_guard.max_roles = 8", qr/8 is outside the valid range for parameter "role_guard\.max_roles" \(16 \.\. 1000000\)/ ],
+	[ "role_guard.event_log_size = 'lots'", qr/invalid value for parameter "role_guard\.event_log_size": "lots"/ ])
+{
+	my ($line, $re) = @$bad;
+	$pos = log_pos($node);
+	$node->append_conf('postgresql.conf', $line);
+	$started = $node->start(fail_ok => 1);
+	ok(!$started, "$line at start-up: server does not start");
+	$node->stop if $started;
+	like(log_since($node, $pos), $re, "$line at start-up: PostgreSQL's message");
+	$node->append_conf('postgresql.conf',
+		"role_guard.mode = enforce\nrole_guard.reap_interval = '10s'\nrole_guard.max_roles = 1024\nrole_guard.event_log_size = 1000");
+}
+ok($node->start(fail_ok => 1), 'repaired again: server starts');
+is($node->safe_psql('postgres',
+	q{SELECT string_agg(name || ':' || coalesce(min_val, '') || ':' || coalesce(max_val, '') || ':' || coalesce(array_to_string(enumvals, '/'), ''), ',' ORDER BY name)
+	  FROM pg_settings WHERE name IN ('role_guard.mode', 'role_guard.reap_interval', 'role_guard.max_roles', 'role_guard.event_log_size')}),
+	'role_guard.event_log_size:0:1000000:,role_guard.max_roles:16:1000000:,role_guard.mode:::enforce/monitor/off,role_guard.reap_interval:100:2147483647:',
+	'pg_settings: real bounds and values');
+
 $node->stop;
 done_testing();
