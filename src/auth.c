@@ -60,9 +60,10 @@
 
 static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
 
-/* What this backend holds; given back by rg_release_at_exit. */
-RGBackend  *rg_my_slot = NULL;
-RGCounter  *rg_my_counter = NULL;
+/*
+ * What this backend holds, besides rg_my_slot and rg_my_counter (shmem.c);
+ * given back by rg_release_at_exit.
+ */
 static RGCounter *my_db_counter = NULL;
 static RGCounter *my_roledb_counter = NULL;
 static RGCounter **my_overflow = NULL;	/* member counts charged for groups
@@ -459,37 +460,31 @@ rg_prepare(RGLogin *login, RGCharges *charges)
 	login->now = GetCurrentTimestamp();
 }
 
+/* A miss found more groups than the arrays hold: make room (no lock held). */
+static void
+rg_groups_sized(int ngroups, void *arg)
+{
+	RGCharges  *charges = (RGCharges *) arg;
+
+	if (ngroups > RG_MEMBERS_CACHED)
+	{
+		pfree(charges->groups);
+		charges->groups = palloc0(sizeof(RGCounter *) * ngroups);
+	}
+	if (ngroups > RG_SLOT_GROUPS)
+		my_overflow = repalloc(my_overflow, sizeof(RGCounter *) * ngroups);
+}
+
 /*
- * Step "groups": the login role's groups from the membership cache.  On a
+ * Step "groups": the login role's groups, from the membership cache.  On a
  * miss, the one place where the lock is let go and taken again: the
  * catalogs are read without it, and what was read is stored under it.
  */
 static void
-rg_resolve_groups(RGLogin *login, RGCharges *charges, LWLock *lock)
+rg_resolve_groups(RGLogin *login, RGCharges *charges)
 {
-	RGMembers  *m = &login->members;
-	uint64		generation;
-
-	if (rg_members_lookup(login->roleid, m))
-		return;
-	LWLockRelease(lock);
-	pfree(m->groups);
-	if (m->names)
-	{
-		pfree(m->names);
-		pfree(m->super);
-	}
-	generation = rg_members_load(login->roleid, m);
-	if (m->ngroups > RG_MEMBERS_CACHED)
-	{
-		pfree(charges->groups);
-		charges->groups = palloc0(sizeof(RGCounter *) * m->ngroups);
-	}
-	if (m->ngroups > RG_SLOT_GROUPS)
-		my_overflow = repalloc(my_overflow, sizeof(RGCounter *) * m->ngroups);
-	LWLockAcquire(lock, LW_EXCLUSIVE);
-	rg_members_store(generation, login->roleid, &login->rolname,
-					 login->rolsuper, m);
+	rg_members_resolve(login->roleid, &login->rolname, login->rolsuper,
+					   &login->members, true, rg_groups_sized, charges);
 }
 
 /* Does a +group entry name this role? */
@@ -676,32 +671,19 @@ rg_count_refusal(const RGLogin *login, RGCounter *role, const RGVerdict *v,
 	RGCounter  *c = v->worst_counter;
 	RGGlobalStats *g = rg_global_stats();
 
-	if (monitor)
-		role->would_reject++;
-	else
-	{
-		role->rejected++;
-		role->last_rejected = login->now;
-	}
+	rg_outcome_count(&role->stats.rejected, monitor);
+	if (!monitor)
+		role->stats.last_rejected = login->now;
 	switch ((RGEntryKind) v->worst->kind)
 	{
 		case RG_ENTRY_DEFAULT:
-			if (monitor)
-				g->default_would_reject++;
-			else
-				g->default_rejected++;
+			rg_outcome_count(&g->default_rejected, monitor);
 			break;
 		case RG_ENTRY_GROUP:
-			if (monitor)
-				c->group_would_reject++;
-			else
-				c->group_rejected++;
+			rg_outcome_count(&c->stats.group_rejected, monitor);
 			break;
 		default:
-			if (monitor)
-				c->entry_would_reject++;
-			else
-				c->entry_rejected++;
+			rg_outcome_count(&c->stats.entry_rejected, monitor);
 			break;
 	}
 }
@@ -717,8 +699,8 @@ rg_charge(const RGLogin *login, const RGCharges *charges)
 	int			i;
 
 	role->connections++;
-	if (role->connections > role->peak)
-		role->peak = role->connections;
+	if (role->connections > role->stats.peak)
+		role->stats.peak = role->connections;
 	if (role->members_tracked)
 		role->member_connections++;
 	if (charges->db)
@@ -768,12 +750,7 @@ rg_apply(const RGLogin *login, const RGCharges *charges, const RGVerdict *v)
 	RGCounter  *role = charges->role;
 
 	if (v->deny && role)
-	{
-		if (monitor)
-			role->would_deny++;
-		else
-			role->superuser_denied++;
-	}
+		rg_outcome_count(&role->stats.superuser_denied, monitor);
 	switch (v->kind)
 	{
 		case RG_ADMIT:
@@ -829,7 +806,7 @@ rg_admit(Port *port)
 	rg_prepare(&login, &charges);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	rg_resolve_groups(&login, &charges, lock);
+	rg_resolve_groups(&login, &charges);
 	rg_enter_counters(&login, &charges);
 	rg_decide(&login, &charges, &verdict);
 	rg_apply(&login, &charges, &verdict);

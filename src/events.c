@@ -21,8 +21,6 @@
  */
 #include "postgres.h"
 
-#include "fmgr.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -52,7 +50,15 @@ static const char *const rg_event_names[] = {
 	[RG_EVENT_WOULD_REAP] = "would_reap",
 };
 
-PG_FUNCTION_INFO_V1(role_guard_events);
+/* An event kind's name, as role_guard_events shows it. */
+const char *
+rg_event_name(int kind)
+{
+	if (kind >= 0 && kind < (int) lengthof(rg_event_names) &&
+		rg_event_names[kind] != NULL)
+		return rg_event_names[kind];
+	return "unknown";
+}
 
 Size
 rg_events_shmem_size(void)
@@ -126,42 +132,6 @@ rg_event_client(RGEvent *ev, const SockAddr *client)
 		ev->client_addr[0] = '\0';
 }
 
-/*
- * The inet value of a stored client_addr, or false for none.  Built as
- * inet_in builds it (pg_inet_net_pton into a zeroed inet), but a text that
- * inet_in would reject gives false (a NULL client_addr), never an error:
- * one bad entry must not make the whole view fail.  A zone ("%...") is cut
- * off first, as core's clean_ipv6_addr does.
- */
-static bool
-rg_client_inet(const char *stored, Datum *result)
-{
-	char		text[sizeof(((RGEvent *) NULL)->client_addr)];
-	char	   *zone;
-	inet	   *dst;
-	int			bits;
-
-	memcpy(text, stored, sizeof(text));
-	text[sizeof(text) - 1] = '\0';
-	if ((zone = strchr(text, '%')) != NULL)
-		*zone = '\0';
-	if (text[0] == '\0')
-		return false;
-
-	dst = (inet *) palloc0(sizeof(inet));
-	ip_family(dst) = strchr(text, ':') != NULL ? PGSQL_AF_INET6 : PGSQL_AF_INET;
-	bits = pg_inet_net_pton(ip_family(dst), text, ip_addr(dst), -1);
-	if (bits < 0 || bits > ip_maxbits(dst))
-	{
-		pfree(dst);
-		return false;
-	}
-	ip_bits(dst) = bits;
-	SET_INET_VARSIZE(dst);
-	*result = InetPGetDatum(dst);
-	return true;
-}
-
 void
 rg_event_add(const RGEvent *ev)
 {
@@ -192,7 +162,7 @@ rg_events_reset(void)
  * the copy done again (a few times at most; then the newest that fit are
  * returned).  Sets *nevents; returns NULL when there are none.
  */
-static RGEvent *
+RGEvent *
 rg_events_copy(int *nevents)
 {
 	RGEvent    *copy = NULL;
@@ -225,50 +195,4 @@ rg_events_copy(int *nevents)
 		room = Min(n + 16, rg_ring->size);
 		copy = palloc(mul_size(sizeof(RGEvent), room));
 	}
-}
-
-/* role_guard_events(): the ring, newest first. */
-Datum
-role_guard_events(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	RGEvent    *copy;
-	int			n;
-	int			i;
-
-	rg_require_loaded();
-	InitMaterializedSRF(fcinfo, 0);
-	if (rg_ring->size == 0)
-		return (Datum) 0;
-
-	copy = rg_events_copy(&n);
-	for (i = 0; i < n; i++)
-	{
-		RGEvent    *ev = &copy[i];
-		Datum		values[8];
-		bool		nulls[8];
-
-		memset(nulls, 0, sizeof(nulls));
-		values[0] = TimestampTzGetDatum(ev->at);
-		if (ev->kind >= 0 && ev->kind < (int) lengthof(rg_event_names) &&
-			rg_event_names[ev->kind] != NULL)
-			values[1] = CStringGetTextDatum(rg_event_names[ev->kind]);
-		else
-			values[1] = CStringGetTextDatum("unknown");
-		values[2] = NameGetDatum(&ev->rolname);
-		nulls[2] = NameStr(ev->rolname)[0] == '\0';
-		values[3] = NameGetDatum(&ev->datname);
-		nulls[3] = NameStr(ev->datname)[0] == '\0';
-		values[4] = (Datum) 0;
-		nulls[4] = !rg_client_inet(ev->client_addr, &values[4]);
-		values[5] = CStringGetTextDatum(ev->application_name);
-		nulls[5] = ev->application_name[0] == '\0';
-		values[6] = Int32GetDatum(ev->pid);
-		nulls[6] = ev->pid == 0;
-		values[7] = CStringGetTextDatum(ev->detail);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	if (copy != NULL)
-		pfree(copy);
-	return (Datum) 0;
 }

@@ -44,11 +44,9 @@
  * is not cached: its logins read the catalogs.  When the hash has no room
  * for a login's entries, it is emptied first.
  *
- * Locking rules: the hash is read and written under role_guard's main lock
- * (shmem.c): shared to read, exclusive to write; the login path uses it
- * inside the exclusive section it holds anyway.  Nothing here ERRORs or
- * allocates under the lock.  The generation is an atomic, read and bumped
- * without any lock.
+ * The structs and what protects their fields are in shmem.h: the hash is
+ * under role_guard's main lock (the login path uses it inside the
+ * exclusive section it holds anyway), the generation an atomic.
  *
  *-------------------------------------------------------------------------
  */
@@ -62,21 +60,6 @@
 
 #include "role_guard.h"
 
-typedef struct RGMembersShared
-{
-	pg_atomic_uint64 generation;
-	int			capacity;
-} RGMembersShared;
-
-typedef struct RGRoleEntry
-{
-	Oid			roleid;			/* hash key */
-	uint64		generation;		/* valid while equal to the cache's */
-	NameData	name;
-	bool		rolsuper;
-	int16		ngroups;		/* -1: groups not known */
-	Oid			groups[RG_MEMBERS_CACHED];
-} RGRoleEntry;
 
 static RGMembersShared *rg_members_shared = NULL;
 static HTAB *rg_members_hash = NULL;
@@ -163,7 +146,7 @@ rg_members_init(void)
  * RG_MEMBERS_CACHED), with their names and SUPERUSER attributes if
  * m->names is set.  False on a miss.  Caller holds the main lock.
  */
-bool
+static bool
 rg_members_lookup(Oid roleid, RGMembers *m)
 {
 	uint64		generation = pg_atomic_read_u64(&rg_members_shared->generation);
@@ -194,7 +177,7 @@ rg_members_lookup(Oid roleid, RGMembers *m)
  * the catalogs (a cache miss).  The arrays are palloc'd.  Returns the
  * generation read before the catalogs, for rg_members_store.  No lock held.
  */
-uint64
+static uint64
 rg_members_load(Oid roleid, RGMembers *m)
 {
 	uint64		generation;
@@ -203,7 +186,7 @@ rg_members_load(Oid roleid, RGMembers *m)
 
 	/* a full barrier: the catalogs are read after the generation */
 	generation = pg_atomic_fetch_add_u64(&rg_members_shared->generation, 0);
-	m->groups = rg_member_of_ext(roleid, &m->ngroups, true);
+	m->groups = rg_member_of_fresh(roleid, &m->ngroups);
 	m->names = palloc(sizeof(NameData) * Max(m->ngroups, 1));
 	m->super = palloc(sizeof(bool) * Max(m->ngroups, 1));
 	for (i = 0; i < m->ngroups; i++)
@@ -237,7 +220,7 @@ rg_members_enter(Oid roleid, uint64 generation, const NameData *name,
  * Store what rg_members_load read, under the generation it returned.
  * Caller holds the main lock exclusively.
  */
-void
+static void
 rg_members_store(uint64 generation, Oid roleid, const NameData *rolname,
 				 bool rolsuper, const RGMembers *m)
 {
@@ -266,4 +249,49 @@ rg_members_store(uint64 generation, Oid roleid, const NameData *rolname,
 		return;
 	memcpy(e->groups, m->groups, sizeof(Oid) * m->ngroups);
 	e->ngroups = m->ngroups;
+}
+
+/*
+ * The one way role_guard finds a role's groups, for budgets (the login
+ * path), idle limits and superuser membership (the reaper, the views):
+ * from the cache, or on a miss from the catalogs, stored for the next
+ * time.  m's arrays must have room for RG_MEMBERS_CACHED; on a miss they
+ * are replaced by palloc'd ones that fit, and "sized" (if not NULL) is
+ * called with the number of groups, while no lock is held, so the caller
+ * can size its own arrays.  "lock_held": the caller holds the main lock
+ * exclusively (the login path); on a miss it is let go while the catalogs
+ * are read and taken again.  Otherwise no lock is held on entry or exit.
+ */
+void
+rg_members_resolve(Oid roleid, const NameData *rolname, bool rolsuper,
+				   RGMembers *m, bool lock_held,
+				   void (*sized) (int ngroups, void *arg), void *arg)
+{
+	LWLock	   *lock = rg_lock();
+	bool		hit;
+	uint64		generation;
+
+	if (!lock_held)
+		LWLockAcquire(lock, LW_SHARED);
+	hit = rg_members_lookup(roleid, m);
+	if (hit)
+	{
+		if (!lock_held)
+			LWLockRelease(lock);
+		return;
+	}
+	LWLockRelease(lock);
+	pfree(m->groups);
+	if (m->names)
+	{
+		pfree(m->names);
+		pfree(m->super);
+	}
+	generation = rg_members_load(roleid, m);
+	if (sized)
+		sized(m->ngroups, arg);
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	rg_members_store(generation, roleid, rolname, rolsuper, m);
+	if (!lock_held)
+		LWLockRelease(lock);
 }

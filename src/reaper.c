@@ -314,17 +314,8 @@ rg_count_reap(Oid roleid, RGReapReason reason, bool monitor)
 
 	if (c == NULL)
 		return;
-	if (reason == RG_REAP_SUPERUSER)
-	{
-		if (monitor)
-			c->would_deny++;
-		else
-			c->superuser_denied++;
-	}
-	else if (monitor)
-		c->would_reap++;
-	else
-		c->reaped++;
+	rg_outcome_count(reason == RG_REAP_SUPERUSER ? &c->stats.superuser_denied :
+					 &c->stats.reaped, monitor);
 }
 
 /*

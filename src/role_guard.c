@@ -38,14 +38,3 @@ _PG_init(void)
 	rg_reaper_register();
 	rg_reaper_backend_init();
 }
-
-/* For SQL-callable functions: error out cleanly if shared memory is missing. */
-void
-rg_require_loaded(void)
-{
-	if (rg_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("role_guard must be loaded via shared_preload_libraries"),
-				 errhint("Add role_guard to shared_preload_libraries in postgresql.conf and restart the server.")));
-}

@@ -6,9 +6,9 @@
  *	  core will check of a login after the hook.
  *
  * pg_authid and pg_auth_members are shared catalogs, so a process with no
- * database can read them.  Everything here needs a transaction.  Look-ups
- * go through the syscache, except the "fresh" ones the login path uses to
- * fill role_guard's shared membership cache (members.c): those scan the
+ * database can read them.  Everything here needs a transaction.  A role's
+ * groups always come through the shared membership cache (members.c); what
+ * fills it on a miss are the "fresh" look-ups here, which scan the
  * catalogs' indexes with a new catalog snapshot, so that what they return
  * is never older than the moment they start, whatever this backend's
  * syscache holds.
@@ -62,50 +62,26 @@ rg_direct_groups_fresh(Oid roleid, List *roles)
 	return roles;
 }
 
-/* Likewise through the syscache. */
-static List *
-rg_direct_groups_cached(Oid roleid, List *roles)
-{
-	CatCList   *memlist;
-	int			i;
-
-	memlist = SearchSysCacheList1(AUTHMEMMEMROLE, ObjectIdGetDatum(roleid));
-	for (i = 0; i < memlist->n_members; i++)
-	{
-		HeapTuple	tup = &memlist->members[i]->tuple;
-
-		roles = list_append_unique_oid(roles,
-									   ((Form_pg_auth_members) GETSTRUCT(tup))->roleid);
-	}
-	ReleaseSysCacheList(memlist);
-	return roles;
-}
-
 /*
  * The roles "roleid" is a member of, directly or through other roles
  * (pg_auth_members, as is_member_of_role_nosuper sees it: SUPERUSER gives
- * no implicit membership), without roleid itself, in breadth-first order.
- * "fresh": read the catalogs, not the syscache (see the top of the file).
- * palloc'd.
+ * no implicit membership), without roleid itself, in breadth-first order,
+ * read from the catalogs with a new catalog snapshot and no syscache (see
+ * the top of the file).  palloc'd.  The membership cache (members.c,
+ * rg_members_resolve) is how the rest of role_guard gets them.
  */
 Oid *
-rg_member_of_ext(Oid roleid, int *count, bool fresh)
+rg_member_of_fresh(Oid roleid, int *count)
 {
 	List	   *roles = list_make1_oid(roleid);
 	ListCell   *lc;
 	Oid		   *result;
 	int			n = 0;
 
-	if (fresh)
-		InvalidateCatalogSnapshot();
+	InvalidateCatalogSnapshot();
 	/* appending while iterating is fine: core does the same */
 	foreach(lc, roles)
-	{
-		if (fresh)
-			roles = rg_direct_groups_fresh(lfirst_oid(lc), roles);
-		else
-			roles = rg_direct_groups_cached(lfirst_oid(lc), roles);
-	}
+		roles = rg_direct_groups_fresh(lfirst_oid(lc), roles);
 
 	result = palloc(sizeof(Oid) * list_length(roles));
 	foreach(lc, roles)
@@ -118,15 +94,9 @@ rg_member_of_ext(Oid roleid, int *count, bool fresh)
 	return result;
 }
 
-Oid *
-rg_member_of(Oid roleid, int *count)
-{
-	return rg_member_of_ext(roleid, count, false);
-}
-
 /*
  * A role's name and SUPERUSER attribute read from pg_authid's index (after
- * rg_member_of_ext(..., true), which took the new catalog snapshot).
+ * rg_member_of_fresh, which took the new catalog snapshot).
  * False if the role is gone.
  */
 bool
@@ -204,50 +174,56 @@ rg_timeout_lookup(const RGPolicy *policy, const char *rolname,
 bool
 rg_role_info(Oid roleid, RGRoleInfo *info)
 {
-	HeapTuple	tup;
-	Oid		   *groups;
-	NameData   *groupnames;
-	int			ngroups;
-	int			nnames = 0;
+	RGMembers	m;
 	int			i;
 
 	info->rolsuper = false;
 	info->super_member = false;
-	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
-	if (!HeapTupleIsValid(tup))
+	m.groups = palloc(sizeof(Oid) * RG_MEMBERS_CACHED);
+	m.names = palloc(sizeof(NameData) * RG_MEMBERS_CACHED);
+	m.super = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
+	if (!rg_role_groups(roleid, &info->rolname, &info->rolsuper, &m))
 	{
 		info->idle_ms = rg_timeout_lookup(rg_idle_timeouts, "", NULL, 0);
 		info->iit_ms = rg_timeout_lookup(rg_idle_in_transaction_timeouts, "", NULL, 0);
 		return false;
 	}
-	namestrcpy(&info->rolname, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
-	info->rolsuper = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
-	ReleaseSysCache(tup);
-
-	groups = rg_member_of(roleid, &ngroups);
-	groupnames = palloc(sizeof(NameData) * (ngroups + 1));
-	for (i = 0; i < ngroups; i++)
+	for (i = 0; i < m.ngroups && !info->super_member; i++)
 	{
-		Form_pg_authid form;
-
-		tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(groups[i]));
-		if (!HeapTupleIsValid(tup))
-			continue;
-		form = (Form_pg_authid) GETSTRUCT(tup);
-		namestrcpy(&groupnames[nnames++], NameStr(form->rolname));
-		if (form->rolsuper && !info->super_member)
+		if (m.super[i])
 		{
 			info->super_member = true;
-			namestrcpy(&info->supername, NameStr(form->rolname));
+			info->supername = m.names[i];
 		}
-		ReleaseSysCache(tup);
 	}
 	info->idle_ms = rg_timeout_lookup(rg_idle_timeouts, NameStr(info->rolname),
-									  groupnames, nnames);
+									  m.names, m.ngroups);
 	info->iit_ms = rg_timeout_lookup(rg_idle_in_transaction_timeouts,
-									 NameStr(info->rolname), groupnames, nnames);
-	pfree(groupnames);
-	pfree(groups);
+									 NameStr(info->rolname), m.names, m.ngroups);
+	pfree(m.groups);
+	pfree(m.names);
+	pfree(m.super);
+	return true;
+}
+
+/*
+ * A role's name, SUPERUSER attribute and groups (with their names and
+ * attributes if m->names is set; arrays as rg_members_resolve wants them),
+ * through the membership cache.  False, with nothing filled, if the role
+ * does not exist.  No lock held.
+ */
+bool
+rg_role_groups(Oid roleid, NameData *rolname, bool *rolsuper, RGMembers *m)
+{
+	HeapTuple	tup;
+
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	namestrcpy(rolname, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
+	*rolsuper = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
+	ReleaseSysCache(tup);
+	rg_members_resolve(roleid, rolname, *rolsuper, m, false, NULL, NULL);
 	return true;
 }
 

@@ -3,33 +3,12 @@
  * shmem.c
  *	  role_guard's shared state: its size, its creation and its lock.
  *
- * Shared memory holds
- *	- RGShared: the lock, global counts, and one RGBackend slot per PGPROC
- *	  (indexed by procno);
- *	- the counter hash: RGCounter entries keyed by RGCounterKey (a role, a
- *	  database, or a role in a database; see role_guard.h).
- *
- * (The event ring has its own file, events.c, and lock; the membership
- * cache its own file, members.c, under this file's lock.)
- *
- * Locking rules (the first LWLock of tranche "role_guard"):
- *	- Creating or removing a counter, and reading or changing any
- *	  connection count, peak or statistic in it, needs the lock: exclusive
- *	  to change, shared to read.  The login path takes it once, exclusive,
- *	  for a handful of hash look-ups; nothing inside it may ERROR (hence
- *	  HASH_ENTER_NULL), allocate, or do I/O.
- *	- RGCounter.statements is a pg_atomic_uint64, bumped without the lock by
- *	  the backends of that role; a counter with sessions is never removed, so
- *	  a backend may keep a pointer to its own role's counter.
- *	- An RGBackend slot's pid and roleid are written only by the owning
- *	  backend, under the exclusive lock, at admission and at exit.  Its other
- *	  fields are written by the owner alone, without the lock, and read by
- *	  others as a snapshot that may be a moment old; except reap_state and
- *	  reap_limit_ms, which the reaper writes just before it signals the
- *	  owner, and the owner reads only when it exits on that signal.
- *	- A counter with no session and no statistic is removed at once; when
- *	  the table is full, one with no session (statistics only) is evicted.
- *	- reaper_pid is an atomic, written by the reaper when it starts.
+ * The structs, and the locking rules with what protects each field, are
+ * in shmem.h.  This file creates RGShared (the lock, global counts, one
+ * RGBackend slot per PGPROC indexed by procno) and the counter hash, and
+ * owns the rules for finding, creating, pinning and removing counters: a
+ * counter with no session, pin or statistic is removed at once; when the
+ * table is full, one with statistics only is evicted.
  *
  * Member counts (the counts +group budgets limit).  A role counter's
  * member_connections is kept only while members_tracked is set, and then
@@ -43,9 +22,6 @@
  * created nor needed, and an entry added on reload counts the sessions
  * already in exactly.  A tracked counter is removed like any other once its
  * counts are zero and it has no statistics.
- *
- * After a crash-restart the postmaster re-creates shared memory, so every
- * count starts again at zero along with the sessions it counted.
  *
  *-------------------------------------------------------------------------
  */
@@ -63,17 +39,10 @@
 #include "compat.h"
 #include "role_guard.h"
 
-struct RGShared
-{
-	LWLock	   *lock;
-	int			nbackends;		/* slots in backends[] */
-	int			capacity;		/* most counters the hash may hold */
-	pg_atomic_uint32 reaper_pid;	/* the reaper's pid, 0 before it runs */
-	RGGlobalStats stats;
-	RGBackend	backends[FLEXIBLE_ARRAY_MEMBER];
-};
 
 RGShared   *rg_shared = NULL;
+RGBackend  *rg_my_slot = NULL;
+RGCounter  *rg_my_counter = NULL;
 static HTAB *rg_counters = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -340,13 +309,10 @@ rg_counter_find(RGCounterKind kind, Oid roleid, const char *dbname)
 static bool
 rg_counter_unused(const RGCounter *c)
 {
+	static const RGCounterStats zero;
+
 	return c->pins == 0 && c->connections == 0 && c->member_connections == 0 &&
-		c->rejected == 0 && c->would_reject == 0 &&
-		c->entry_rejected == 0 && c->entry_would_reject == 0 &&
-		c->group_rejected == 0 && c->group_would_reject == 0 &&
-		c->superuser_denied == 0 && c->would_deny == 0 &&
-		c->reaped == 0 && c->would_reap == 0 &&
-		(c->key.kind != RG_COUNTER_ROLE || c->peak == 0) &&
+		memcmp(&c->stats, &zero, sizeof(zero)) == 0 &&
 		pg_atomic_read_u64((pg_atomic_uint64 *) &c->statements) == 0;
 }
 
@@ -443,16 +409,23 @@ rg_counters_reset(void)
 	hash_seq_init(&status, rg_counters);
 	while ((c = hash_seq_search(&status)) != NULL)
 	{
-		c->peak = c->connections;
-		c->rejected = c->would_reject = 0;
-		c->entry_rejected = c->entry_would_reject = 0;
-		c->group_rejected = c->group_would_reject = 0;
-		c->superuser_denied = c->would_deny = 0;
-		c->reaped = c->would_reap = 0;
-		c->last_rejected = 0;
+		memset(&c->stats, 0, sizeof(c->stats));
+		if (c->key.kind == RG_COUNTER_ROLE)
+			c->stats.peak = c->connections;
 		pg_atomic_write_u64(&c->statements, 0);
 		rg_counter_forget_if_unused(c);
 	}
 	memset(&rg_shared->stats, 0, sizeof(rg_shared->stats));
 	LWLockRelease(rg_shared->lock);
+}
+
+/* For SQL-callable functions: error out cleanly if shared memory is missing. */
+void
+rg_require_loaded(void)
+{
+	if (rg_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("role_guard must be loaded via shared_preload_libraries"),
+				 errhint("Add role_guard to shared_preload_libraries in postgresql.conf and restart the server.")));
 }

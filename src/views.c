@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/inet.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -28,6 +29,16 @@ PG_FUNCTION_INFO_V1(role_guard_policy);
 PG_FUNCTION_INFO_V1(role_guard_global_stats);
 PG_FUNCTION_INFO_V1(role_guard_reset);
 PG_FUNCTION_INFO_V1(role_guard_role_timeouts);
+PG_FUNCTION_INFO_V1(role_guard_events);
+PG_FUNCTION_INFO_V1(role_guard_budget_rows);
+
+static const char *const rg_kind_names[] = {
+	[RG_ENTRY_ROLE] = "role",
+	[RG_ENTRY_DEFAULT] = "default",
+	[RG_ENTRY_GROUP] = "group",
+	[RG_ENTRY_DATABASE] = "database",
+	[RG_ENTRY_ROLE_DATABASE] = "role_database",
+};
 
 /* One role's row: a copy of its counter plus its sessions' states. */
 typedef struct RGRoleRow
@@ -35,6 +46,7 @@ typedef struct RGRoleRow
 	Oid			roleid;			/* hash key */
 	bool		has_counter;
 	RGCounter	counter;
+	NameData	curname;		/* its name now (the counter's if dropped) */
 	int32		members;		/* sessions of it and of its members */
 	int32		active;
 	int32		idle;
@@ -56,19 +68,20 @@ typedef struct RGSlotCopy
 /* A copy of the shared counts, taken under the lock in one go. */
 typedef struct RGSnapshot
 {
-	RGCounter  *counters;
+	RGCounter  *counters;		/* all kinds */
 	int			ncounters;
 	RGSlotCopy *slots;
 	int			nslots;
+	RGGlobalStats stats;
 } RGSnapshot;
 
 /*
- * Copy the counters (of the kinds wanted) and the admitted sessions.
- * Nothing is allocated under the lock: the copy is sized first and taken
- * again, larger, in the rare case the table grew in between.
+ * Copy the counters, the global counts and the admitted sessions.  Nothing
+ * is allocated under the lock: the copy is sized first and taken again,
+ * larger, in the rare case the table grew in between.
  */
 static void
-rg_snapshot(RGSnapshot *snap, bool roles, bool with_slots)
+rg_snapshot(RGSnapshot *snap)
 {
 	int			room = hash_get_num_entries(rg_counter_table()) + 16;
 	int			nbackends = rg_backend_count();
@@ -76,7 +89,7 @@ rg_snapshot(RGSnapshot *snap, bool roles, bool with_slots)
 	RGCounter  *c;
 	int			procno;
 
-	snap->slots = with_slots ? palloc(sizeof(RGSlotCopy) * nbackends) : NULL;
+	snap->slots = palloc(sizeof(RGSlotCopy) * nbackends);
 	for (;;)
 	{
 		snap->counters = palloc(sizeof(RGCounter) * room);
@@ -90,12 +103,9 @@ rg_snapshot(RGSnapshot *snap, bool roles, bool with_slots)
 	snap->ncounters = 0;
 	hash_seq_init(&status, rg_counter_table());
 	while ((c = hash_seq_search(&status)) != NULL)
-	{
-		if ((c->key.kind == RG_COUNTER_ROLE) == roles)
-			memcpy(&snap->counters[snap->ncounters++], c, sizeof(RGCounter));
-	}
+		memcpy(&snap->counters[snap->ncounters++], c, sizeof(RGCounter));
 	snap->nslots = 0;
-	for (procno = 0; with_slots && procno < nbackends; procno++)
+	for (procno = 0; procno < nbackends; procno++)
 	{
 		RGBackend  *slot = rg_backend(procno);
 		RGSlotCopy *copy = &snap->slots[snap->nslots];
@@ -110,7 +120,20 @@ rg_snapshot(RGSnapshot *snap, bool roles, bool with_slots)
 		memcpy(copy->groups, slot->groups, sizeof(Oid) * slot->ngroups);
 		snap->nslots++;
 	}
+	snap->stats = *rg_global_stats();
 	LWLockRelease(rg_lock());
+}
+
+static HTAB *
+rg_local_hash(const char *name, Size keysize, Size entrysize, long n)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create(name, Max(n, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
 static RGRoleRow *
@@ -124,110 +147,306 @@ rg_role_row(HTAB *rows, Oid roleid)
 	return row;
 }
 
-Datum
-role_guard_role_stats(PG_FUNCTION_ARGS)
+/* One session: its state for its role's row, its place in its groups'. */
+static void
+rg_role_rows_add_slot(HTAB *rows, const RGSlotCopy *slot)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	HASHCTL		ctl;
-	HTAB	   *rows;
-	HASH_SEQ_STATUS status;
-	RGSnapshot	snap;
-	RGCounter  *c;
-	RGRoleRow  *row;
-	int			i;
+	RGRoleRow  *row = rg_role_row(rows, slot->roleid);
 	int			j;
 
-	rg_require_loaded();
-	InitMaterializedSRF(fcinfo, 0);
-	rg_snapshot(&snap, true, true);
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(RGRoleRow);
-	ctl.hcxt = CurrentMemoryContext;
-	rows = hash_create("role_guard role rows", 256, &ctl,
-					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	for (i = 0; i < snap.ncounters; i++)
+	row->members++;
+	if (slot->state == RG_STATE_ACTIVE)
+		row->active++;
+	else if (slot->state == RG_STATE_IDLE)
+		row->idle++;
+	else
+		row->idle_in_transaction++;
+	row->active_statements += slot->active_statements;
+	if (slot->groups_overflow)
 	{
-		row = rg_role_row(rows, snap.counters[i].key.roleid);
+		/* the slot holds only some of its groups: read them all now */
+		RGMembers	m;
+		NameData	name;
+		bool		super;
+
+		m.groups = palloc(sizeof(Oid) * RG_MEMBERS_CACHED);
+		m.names = NULL;
+		m.super = NULL;
+		m.ngroups = 0;
+		(void) rg_role_groups(slot->roleid, &name, &super, &m);
+		for (j = 0; j < m.ngroups; j++)
+			rg_role_row(rows, m.groups[j])->members++;
+		pfree(m.groups);
+	}
+	else
+		for (j = 0; j < slot->ngroups; j++)
+			rg_role_row(rows, slot->groups[j])->members++;
+}
+
+/*
+ * One row per role that has a counter or is a session's role or group,
+ * built from a snapshot after the lock is released.  A role's member
+ * count is its kept one when role_guard keeps it (it then also has the
+ * sessions of roles in more groups than a slot records), else the count of
+ * the sessions whose slots name it.
+ */
+static HTAB *
+rg_role_rows(const RGSnapshot *snap)
+{
+	HTAB	   *rows;
+	HASH_SEQ_STATUS status;
+	RGRoleRow  *row;
+	int			i;
+
+	rows = rg_local_hash("role_guard role rows", sizeof(Oid), sizeof(RGRoleRow),
+						 snap->ncounters + snap->nslots);
+	for (i = 0; i < snap->ncounters; i++)
+	{
+		if (snap->counters[i].key.kind != RG_COUNTER_ROLE)
+			continue;
+		row = rg_role_row(rows, snap->counters[i].key.roleid);
 		row->has_counter = true;
-		memcpy(&row->counter, &snap.counters[i], sizeof(RGCounter));
+		memcpy(&row->counter, &snap->counters[i], sizeof(RGCounter));
 	}
-	for (i = 0; i < snap.nslots; i++)
-	{
-		RGSlotCopy *slot = &snap.slots[i];
-
-		row = rg_role_row(rows, slot->roleid);
-		row->members++;
-		switch (slot->state)
-		{
-			case RG_STATE_ACTIVE:
-				row->active++;
-				break;
-			case RG_STATE_IDLE:
-				row->idle++;
-				break;
-			case RG_STATE_IDLE_IN_TRANSACTION:
-				row->idle_in_transaction++;
-				break;
-		}
-		row->active_statements += slot->active_statements;
-		if (slot->groups_overflow)
-		{
-			/* the slot holds only some of its groups: read them all now */
-			int			ngroups;
-			Oid		   *groups = rg_member_of(slot->roleid, &ngroups);
-
-			for (j = 0; j < ngroups; j++)
-				rg_role_row(rows, groups[j])->members++;
-			pfree(groups);
-		}
-		else
-			for (j = 0; j < slot->ngroups; j++)
-				rg_role_row(rows, slot->groups[j])->members++;
-	}
+	for (i = 0; i < snap->nslots; i++)
+		rg_role_rows_add_slot(rows, &snap->slots[i]);
 
 	hash_seq_init(&status, rows);
 	while ((row = hash_seq_search(&status)) != NULL)
 	{
+		char	   *name = GetUserNameFromId(row->roleid, true);
+
+		if (row->has_counter && row->counter.members_tracked)
+			row->members = row->counter.member_connections;
+		if (name)
+			namestrcpy(&row->curname, name);
+		else
+			row->curname = row->counter.rolname;
+	}
+	return rows;
+}
+
+/* role_guard_role_stats(): one row per role row (see rg_role_rows). */
+Datum
+role_guard_role_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HASH_SEQ_STATUS status;
+	RGSnapshot	snap;
+	RGRoleRow  *row;
+
+	rg_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	rg_snapshot(&snap);
+
+	hash_seq_init(&status, rg_role_rows(&snap));
+	while ((row = hash_seq_search(&status)) != NULL)
+	{
+		RGCounter  *c = &row->counter;
 		Datum		values[22];
 		bool		nulls[22];
+		int			i = 0;
 
-		c = &row->counter;
-		/* a kept member count also has the sessions of roles in many groups */
-		if (row->has_counter && c->members_tracked)
-			row->members = c->member_connections;
 		memset(nulls, 0, sizeof(nulls));
-		i = 0;
 		values[i++] = ObjectIdGetDatum(row->roleid);
+		nulls[i] = !row->has_counter;
 		values[i++] = NameGetDatum(&c->rolname);
-		nulls[0 + 1] = !row->has_counter;
+		nulls[i] = !row->has_counter;
 		values[i++] = BoolGetDatum(c->rolsuper);
-		nulls[2] = !row->has_counter;
 		values[i++] = Int32GetDatum(c->connections);
 		values[i++] = Int32GetDatum(row->members);
-		values[i++] = Int32GetDatum(c->peak);
+		values[i++] = Int32GetDatum(c->stats.peak);
 		values[i++] = Int32GetDatum(row->active);
 		values[i++] = Int32GetDatum(row->idle);
 		values[i++] = Int32GetDatum(row->idle_in_transaction);
-		values[i++] = Int64GetDatum(c->rejected);
-		values[i++] = Int64GetDatum(c->would_reject);
-		values[i++] = Int64GetDatum(c->entry_rejected);
-		values[i++] = Int64GetDatum(c->entry_would_reject);
-		values[i++] = Int64GetDatum(c->group_rejected);
-		values[i++] = Int64GetDatum(c->group_would_reject);
-		values[i++] = Int64GetDatum(c->superuser_denied);
-		values[i++] = Int64GetDatum(c->would_deny);
-		values[i++] = Int64GetDatum(c->reaped);
-		values[i++] = Int64GetDatum(c->would_reap);
+		values[i++] = Int64GetDatum(c->stats.rejected.done);
+		values[i++] = Int64GetDatum(c->stats.rejected.would);
+		values[i++] = Int64GetDatum(c->stats.entry_rejected.done);
+		values[i++] = Int64GetDatum(c->stats.entry_rejected.would);
+		values[i++] = Int64GetDatum(c->stats.group_rejected.done);
+		values[i++] = Int64GetDatum(c->stats.group_rejected.would);
+		values[i++] = Int64GetDatum(c->stats.superuser_denied.done);
+		values[i++] = Int64GetDatum(c->stats.superuser_denied.would);
+		values[i++] = Int64GetDatum(c->stats.reaped.done);
+		values[i++] = Int64GetDatum(c->stats.reaped.would);
 		values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&c->statements));
 		values[i++] = Int32GetDatum(row->active_statements);
-		if (c->last_rejected != 0)
-			values[i] = TimestampTzGetDatum(c->last_rejected);
-		else
-			nulls[i] = true;
-		i++;
+		nulls[i] = c->stats.last_rejected == 0;
+		values[i++] = TimestampTzGetDatum(c->stats.last_rejected);
 		Assert(i == lengthof(values));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* Look-ups over a snapshot, for the budget rows. */
+typedef struct RGKeyedCounter
+{
+	RGCounterKey key;			/* hash key */
+	const RGCounter *counter;
+} RGKeyedCounter;
+
+typedef struct RGNamedRow
+{
+	NameData	name;			/* hash key: a role's name now */
+	const RGRoleRow *row;
+} RGNamedRow;
+
+typedef struct RGLookup
+{
+	const RGSnapshot *snap;
+	HTAB	   *rows;			/* RGRoleRow by role OID */
+	HTAB	   *by_key;			/* RGKeyedCounter by counter key */
+	HTAB	   *by_name;		/* RGNamedRow by role name now */
+} RGLookup;
+
+static void
+rg_lookup_build(RGLookup *lk, const RGSnapshot *snap)
+{
+	HASH_SEQ_STATUS status;
+	RGRoleRow  *row;
+	int			i;
+
+	lk->snap = snap;
+	lk->rows = rg_role_rows(snap);
+	lk->by_key = rg_local_hash("role_guard counters by key", sizeof(RGCounterKey),
+							   sizeof(RGKeyedCounter), snap->ncounters);
+	lk->by_name = rg_local_hash("role_guard roles by name", sizeof(NameData),
+								sizeof(RGNamedRow), hash_get_num_entries(lk->rows));
+	for (i = 0; i < snap->ncounters; i++)
+	{
+		RGKeyedCounter *k = hash_search(lk->by_key, &snap->counters[i].key,
+										HASH_ENTER, NULL);
+
+		k->counter = &snap->counters[i];
+	}
+	hash_seq_init(&status, lk->rows);
+	while ((row = hash_seq_search(&status)) != NULL)
+	{
+		NameData	key;
+		RGNamedRow *n;
+
+		memset(&key, 0, sizeof(key));
+		strlcpy(NameStr(key), NameStr(row->curname), NAMEDATALEN);
+		n = hash_search(lk->by_name, &key, HASH_ENTER, NULL);
+		n->row = row;
+	}
+}
+
+static const RGRoleRow *
+rg_lookup_role(const RGLookup *lk, const char *name)
+{
+	NameData	key;
+	RGNamedRow *n;
+
+	memset(&key, 0, sizeof(key));
+	strlcpy(NameStr(key), name, NAMEDATALEN);
+	n = hash_search(lk->by_name, &key, HASH_FIND, NULL);
+	return n ? n->row : NULL;
+}
+
+static const RGCounter *
+rg_lookup_counter(const RGLookup *lk, RGCounterKind kind, Oid roleid,
+				  const char *dbname)
+{
+	RGCounterKey key;
+	RGKeyedCounter *k;
+
+	memset(&key, 0, sizeof(key));
+	key.kind = kind;
+	key.roleid = roleid;
+	strlcpy(NameStr(key.dbname), dbname, NAMEDATALEN);
+	k = hash_search(lk->by_key, &key, HASH_FIND, NULL);
+	return k ? k->counter : NULL;
+}
+
+/*
+ * One budget entry's numbers, by the same rule the login path checks
+ * (rg_entry_used): the count it limits now, and its refusals.
+ */
+static void
+rg_budget_numbers(const RGEntry *e, const RGLookup *lk, int32 *used,
+				  RGOutcome *rejected)
+{
+	const RGRoleRow *row = NULL;
+	const RGCounter *c = NULL;
+	HASH_SEQ_STATUS status;
+	RGRoleRow  *r;
+
+	*used = 0;
+	memset(rejected, 0, sizeof(*rejected));
+	if (e->kind != RG_ENTRY_DEFAULT && e->kind != RG_ENTRY_DATABASE)
+		row = rg_lookup_role(lk, e->name);
+	switch ((RGEntryKind) e->kind)
+	{
+		case RG_ENTRY_ROLE:
+			if (row && row->has_counter)
+				c = &row->counter;
+			break;
+		case RG_ENTRY_GROUP:
+			if (row)
+			{
+				*used = row->members;
+				*rejected = row->counter.stats.group_rejected;
+			}
+			return;
+		case RG_ENTRY_DATABASE:
+			c = rg_lookup_counter(lk, RG_COUNTER_DB, InvalidOid, e->db);
+			break;
+		case RG_ENTRY_ROLE_DATABASE:
+			if (row)
+				c = rg_lookup_counter(lk, RG_COUNTER_ROLEDB, row->roleid, e->db);
+			break;
+		case RG_ENTRY_DEFAULT:
+			/* "*" counts, per role, the roles without an entry of their own */
+			hash_seq_init(&status, lk->rows);
+			while ((r = hash_seq_search(&status)) != NULL)
+				if (r->has_counter &&
+					rg_policy_lookup(rg_budgets, RG_ENTRY_ROLE, NameStr(r->curname), NULL) == NULL)
+					*used += r->counter.connections;
+			*rejected = lk->snap->stats.default_rejected;
+			return;
+	}
+	if (c)
+	{
+		*used = c->connections;
+		*rejected = c->stats.entry_rejected;
+	}
+}
+
+/* role_guard_budget_rows(): one row per budget entry, numbers from C. */
+Datum
+role_guard_budget_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const RGPolicy *policy = rg_budgets;
+	RGSnapshot	snap;
+	RGLookup	lk;
+	int			i;
+
+	rg_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	if (policy == NULL || policy->nentries == 0)
+		return (Datum) 0;
+	rg_snapshot(&snap);
+	rg_lookup_build(&lk, &snap);
+	for (i = 0; i < policy->nentries; i++)
+	{
+		const RGEntry *e = &policy->entries[i];
+		char		text[RG_ENTRY_TEXT_LEN];
+		int32		used;
+		RGOutcome	rejected;
+		Datum		values[6];
+		bool		nulls[6] = {0};
+
+		rg_entry_format(e, text, sizeof(text));
+		rg_budget_numbers(e, &lk, &used, &rejected);
+		values[0] = CStringGetTextDatum(text);
+		values[1] = CStringGetTextDatum(rg_kind_names[e->kind]);
+		values[2] = Int32GetDatum(e->value);
+		values[3] = Int32GetDatum(used);
+		values[4] = Int64GetDatum(rejected.done);
+		values[5] = Int64GetDatum(rejected.would);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
@@ -242,7 +461,7 @@ role_guard_db_stats(PG_FUNCTION_ARGS)
 
 	rg_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
-	rg_snapshot(&snap, false, false);
+	rg_snapshot(&snap);
 
 	for (i = 0; i < snap.ncounters; i++)
 	{
@@ -250,6 +469,8 @@ role_guard_db_stats(PG_FUNCTION_ARGS)
 		Datum		values[6];
 		bool		nulls[6];
 
+		if (c->key.kind == RG_COUNTER_ROLE)
+			continue;
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(c->key.kind == RG_COUNTER_DB ?
 										"database" : "role_database");
@@ -257,20 +478,13 @@ role_guard_db_stats(PG_FUNCTION_ARGS)
 		nulls[1] = c->key.kind == RG_COUNTER_DB;
 		values[2] = NameGetDatum(&c->key.dbname);
 		values[3] = Int32GetDatum(c->connections);
-		values[4] = Int64GetDatum(c->entry_rejected);
-		values[5] = Int64GetDatum(c->entry_would_reject);
+		values[4] = Int64GetDatum(c->stats.entry_rejected.done);
+		values[5] = Int64GetDatum(c->stats.entry_rejected.would);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
 }
 
-static const char *const rg_kind_names[] = {
-	[RG_ENTRY_ROLE] = "role",
-	[RG_ENTRY_DEFAULT] = "default",
-	[RG_ENTRY_GROUP] = "group",
-	[RG_ENTRY_DATABASE] = "database",
-	[RG_ENTRY_ROLE_DATABASE] = "role_database",
-};
 
 /* Emit one row per entry of a parsed policy. */
 static void
@@ -352,8 +566,8 @@ role_guard_global_stats(PG_FUNCTION_ARGS)
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = Int32GetDatum(clients);
 	values[1] = Int32GetDatum(replication);
-	values[2] = Int64GetDatum(stats.default_rejected);
-	values[3] = Int64GetDatum(stats.default_would_reject);
+	values[2] = Int64GetDatum(stats.default_rejected.done);
+	values[3] = Int64GetDatum(stats.default_rejected.would);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
@@ -398,4 +612,79 @@ role_guard_role_timeouts(PG_FUNCTION_ARGS)
 	rg_ms_interval(info.idle_ms, &values[0], &nulls[0]);
 	rg_ms_interval(info.iit_ms, &values[1], &nulls[1]);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * The inet value of a stored client_addr, or false for none.  Built as
+ * inet_in builds it (pg_inet_net_pton into a zeroed inet), but a text that
+ * inet_in would reject gives false (a NULL client_addr), never an error:
+ * one bad entry must not make the whole view fail.  A zone ("%...") is cut
+ * off first, as core's clean_ipv6_addr does.
+ */
+static bool
+rg_client_inet(const char *stored, Datum *result)
+{
+	char		text[sizeof(((RGEvent *) NULL)->client_addr)];
+	char	   *zone;
+	inet	   *dst;
+	int			bits;
+
+	memcpy(text, stored, sizeof(text));
+	text[sizeof(text) - 1] = '\0';
+	if ((zone = strchr(text, '%')) != NULL)
+		*zone = '\0';
+	if (text[0] == '\0')
+		return false;
+
+	dst = (inet *) palloc0(sizeof(inet));
+	ip_family(dst) = strchr(text, ':') != NULL ? PGSQL_AF_INET6 : PGSQL_AF_INET;
+	bits = pg_inet_net_pton(ip_family(dst), text, ip_addr(dst), -1);
+	if (bits < 0 || bits > ip_maxbits(dst))
+	{
+		pfree(dst);
+		return false;
+	}
+	ip_bits(dst) = bits;
+	SET_INET_VARSIZE(dst);
+	*result = InetPGetDatum(dst);
+	return true;
+}
+
+/* role_guard_events(): the ring, newest first. */
+Datum
+role_guard_events(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RGEvent    *copy;
+	int			n;
+	int			i;
+
+	rg_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	copy = rg_events_copy(&n);
+	for (i = 0; i < n; i++)
+	{
+		RGEvent    *ev = &copy[i];
+		Datum		values[8];
+		bool		nulls[8];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = TimestampTzGetDatum(ev->at);
+		values[1] = CStringGetTextDatum(rg_event_name(ev->kind));
+		values[2] = NameGetDatum(&ev->rolname);
+		nulls[2] = NameStr(ev->rolname)[0] == '\0';
+		values[3] = NameGetDatum(&ev->datname);
+		nulls[3] = NameStr(ev->datname)[0] == '\0';
+		values[4] = (Datum) 0;
+		nulls[4] = !rg_client_inet(ev->client_addr, &values[4]);
+		values[5] = CStringGetTextDatum(ev->application_name);
+		nulls[5] = ev->application_name[0] == '\0';
+		values[6] = Int32GetDatum(ev->pid);
+		nulls[6] = ev->pid == 0;
+		values[7] = CStringGetTextDatum(ev->detail);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	if (copy != NULL)
+		pfree(copy);
+	return (Datum) 0;
 }

@@ -1,0 +1,224 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *	  role_guard's shared state: every struct in shared memory, and what
+ *	  protects each of its fields.
+ *
+ * Owners: shmem.c creates RGShared (with one RGBackend slot per PGPROC) and
+ * the counter hash (RGCounter); members.c the membership cache
+ * (RGMembersShared, RGRoleEntry); events.c the event ring, which has its
+ * own lock (see there).
+ *
+ * Locking rules.  "The lock" is RGShared.lock, the first LWLock of tranche
+ * "role_guard".  Each field below is marked with what protects it:
+ *	[lock]		read under the lock (shared is enough), written under it
+ *				exclusively;
+ *	[owner]		written by the backend that owns the slot, without the
+ *				lock; others read it as a snapshot that may be a moment old;
+ *	[reaper]	written by the reaper under the lock exclusively, read by
+ *				the owning backend's signal handler (see reaper.c);
+ *	[atomic]	an atomic, read and changed without the lock;
+ *	[startup]	set once when shared memory is created.
+ * Under the lock nothing may ERROR, allocate or do I/O (hence
+ * HASH_ENTER_NULL).  The login path takes it once, exclusively.  A counter
+ * with sessions (connections or member_connections above zero) or pins is
+ * never removed, so a backend may keep pointers to the counters it charged.
+ * After a crash-restart the postmaster creates shared memory anew, so every
+ * count starts again at zero along with the sessions it counted.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RG_SHMEM_H
+#define RG_SHMEM_H
+
+#include "datatype/timestamp.h"
+#include "libpq/pqcomm.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+
+#include "policy.h"
+
+struct PgBackendStatus;
+
+/*
+ * Counters.  One hash table holds three kinds, keyed by RGCounterKey
+ * (zero-filled, so it can be hashed as bytes):
+ *	- RG_COUNTER_ROLE: one role, by OID.  "connections" counts sessions
+ *	  logged in as the role; "member_connections", while members_tracked,
+ *	  those of the role and of every role that was a member of it at login.
+ *	- RG_COUNTER_DB: one database, by name (the login path has no OID yet).
+ *	- RG_COUNTER_ROLEDB: one role in one database.
+ *
+ * Member counts are kept only for roles that a +group entry names (or
+ * named once): see "Member counts" in shmem.c.
+ */
+typedef enum RGCounterKind
+{
+	RG_COUNTER_ROLE = 1,
+	RG_COUNTER_DB,
+	RG_COUNTER_ROLEDB
+} RGCounterKind;
+
+typedef struct RGCounterKey
+{
+	uint32		kind;			/* RGCounterKind */
+	Oid			roleid;			/* InvalidOid for RG_COUNTER_DB */
+	NameData	dbname;			/* zeroes for RG_COUNTER_ROLE */
+} RGCounterKey;
+
+/* What enforce mode did, and what monitor mode would have done. */
+typedef struct RGOutcome
+{
+	int64		done;
+	int64		would;
+} RGOutcome;
+
+static inline void
+rg_outcome_count(RGOutcome *outcome, bool monitor)
+{
+	if (monitor)
+		outcome->would++;
+	else
+		outcome->done++;
+}
+
+/*
+ * A counter's statistics since the last role_guard_reset(): all [lock].
+ * All zero means "nothing to keep" (peak is kept for role counters only).
+ */
+typedef struct RGCounterStats
+{
+	int32		peak;			/* ROLE: highest "connections" */
+	RGOutcome	rejected;		/* ROLE: logins of this role refused */
+	RGOutcome	entry_rejected; /* refusals charged to this counter's own
+								 * entry: name=, @db or name@db */
+	RGOutcome	group_rejected; /* ROLE: refusals charged to +name */
+	RGOutcome	superuser_denied;	/* ROLE: superuser denials */
+	RGOutcome	reaped;			/* ROLE: sessions reaped */
+	TimestampTz last_rejected;	/* ROLE: 0 = never */
+} RGCounterStats;
+
+typedef struct RGCounter
+{
+	RGCounterKey key;			/* [lock] hash key: must be first */
+	NameData	rolname;		/* [lock] role's name when last seen (kept
+								 * after DROP ROLE) */
+	bool		rolsuper;		/* [lock] likewise, its SUPERUSER attribute */
+	bool		members_tracked;	/* [lock] ROLE: member_connections is kept */
+	int32		pins;			/* [lock] logins holding it while they admit
+								 * (never evicted meanwhile) */
+	int32		connections;	/* [lock] */
+	int32		member_connections; /* [lock] ROLE, while members_tracked */
+	RGCounterStats stats;		/* [lock] */
+	pg_atomic_uint64 statements;	/* [atomic] run by sessions of this role */
+} RGCounter;
+
+/*
+ * The one counting rule: the count a budget entry limits, in the counter
+ * that keeps it (the role's for name= and *, the group's member count for
+ * +group, the database's for @db, the role-in-database's for name@db).
+ */
+static inline int
+rg_entry_used(const RGEntry *entry, const RGCounter *counter)
+{
+	return entry->kind == RG_ENTRY_GROUP ? counter->member_connections :
+		counter->connections;
+}
+
+/* Groups a slot records; a login role with more records only these. */
+#define RG_SLOT_GROUPS 64
+
+/* Why the reaper signals a backend (RGBackend.reap_reason). */
+typedef enum RGReapReason
+{
+	RG_REAP_NONE = 0,
+	RG_REAP_IDLE,				/* idle past role_guard.idle_timeouts */
+	RG_REAP_IDLE_IN_TRANSACTION,	/* ... idle_in_transaction_timeouts */
+	RG_REAP_SUPERUSER			/* became a superuser on a denied host */
+} RGReapReason;
+
+/*
+ * One slot per PGPROC, indexed by procno.  The owning backend fills it at
+ * admission and clears it at exit, both under the lock exclusively.
+ */
+typedef struct RGBackend
+{
+	int			pid;			/* [lock] 0: slot not in use */
+	Oid			roleid;			/* [lock] login role */
+	bool		walsender;		/* [lock] a replication connection */
+	bool		groups_overflow;	/* [lock] the role had more than
+									 * RG_SLOT_GROUPS groups */
+	int16		ngroups;		/* [lock] used entries of groups[] */
+	Oid			groups[RG_SLOT_GROUPS]; /* [lock] its groups at login */
+	struct PgBackendStatus *beentry;	/* [lock] core's status entry */
+	NameData	datname;		/* [lock] for events */
+	char		application_name[NAMEDATALEN];	/* [lock] */
+	SockAddr	client;			/* [lock] AF_UNIX for the Unix socket */
+	bool		in_utility;		/* [owner] a top-level utility statement
+								 * runs: COPY FROM STDIN reads from the
+								 * client, yet works */
+	bool		aborted_block;	/* [owner] in a failed transaction block */
+	int32		active_statements;	/* [owner] 1 while a top-level
+									 * statement runs */
+	uint32		seq;			/* [owner] bumped as each top-level
+								 * statement or run starts */
+	TimestampTz idle_since;		/* [owner] end of the last work for the
+								 * client (or of login): a lower bound of
+								 * the idle start */
+	int			reap_pid;		/* [reaper] the process a request is for */
+	uint32		reap_seq;		/* [reaper] seq when it saw the slot idle */
+	int32		reap_reason;	/* [reaper] RGReapReason */
+	int32		reap_limit_ms;	/* [reaper] */
+} RGBackend;
+
+/*
+ * Session state as the views and the reaper see it: idle while waiting for
+ * its client outside a utility statement, in a transaction if its PGPROC
+ * has one open or its transaction block has failed.
+ */
+typedef enum RGBackendState
+{
+	RG_STATE_ACTIVE,
+	RG_STATE_IDLE,
+	RG_STATE_IDLE_IN_TRANSACTION
+} RGBackendState;
+
+/* Counts kept outside the hash. */
+typedef struct RGGlobalStats
+{
+	RGOutcome	default_rejected;	/* [lock] refusals charged to "*" */
+} RGGlobalStats;
+
+typedef struct RGShared
+{
+	LWLock	   *lock;			/* [startup] */
+	int			nbackends;		/* [startup] slots in backends[] */
+	int			capacity;		/* [startup] most counters the hash holds */
+	pg_atomic_uint32 reaper_pid;	/* [atomic] the reaper's pid, or 0 */
+	RGGlobalStats stats;		/* [lock] */
+	RGBackend	backends[FLEXIBLE_ARRAY_MEMBER];
+} RGShared;
+
+/*
+ * The membership cache (members.c).  Validity is one generation number for
+ * the whole cache; an entry is valid while its generation equals it.
+ */
+#define RG_MEMBERS_CACHED 64	/* most groups a cached role may have */
+
+typedef struct RGMembersShared
+{
+	pg_atomic_uint64 generation;	/* [atomic] bumped to invalidate all */
+	int			capacity;		/* [startup] entries the hash holds */
+} RGMembersShared;
+
+typedef struct RGRoleEntry
+{
+	Oid			roleid;			/* [lock] hash key */
+	uint64		generation;		/* [lock] valid while equal to the cache's */
+	NameData	name;			/* [lock] */
+	bool		rolsuper;		/* [lock] */
+	int16		ngroups;		/* [lock] -1: groups not known */
+	Oid			groups[RG_MEMBERS_CACHED];	/* [lock] */
+} RGRoleEntry;
+
+#endif							/* RG_SHMEM_H */
