@@ -9,7 +9,8 @@ RESET client_min_messages;
 SELECT attrelid::regclass AS view, attname, format_type(atttypid, atttypmod)
 FROM pg_attribute
 WHERE attrelid IN ('role_guard_usage'::regclass, 'role_guard_budgets'::regclass,
-                   'role_guard_summary'::regclass, 'role_guard_events'::regclass)
+                   'role_guard_summary'::regclass, 'role_guard_events'::regclass,
+                   'role_guard_reservations'::regclass)
   AND attnum > 0
 ORDER BY attrelid::regclass::text, attnum;
 
@@ -49,6 +50,22 @@ SELECT pg_sleep(0.5);
 \c
 SELECT budgeted > max_connections AS over, overcommitted FROM role_guard_summary;
 
+-- reservations: one row per entry; the summary's totals
+ALTER SYSTEM SET role_guard.reservations = 'rg_app=3, +pg_monitor=2, "No Such"=1';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+\c
+SELECT * FROM role_guard_reservations ORDER BY entry;
+SELECT reserved, reserved_unused FROM role_guard_summary;
+SELECT rolname, reserved FROM role_guard_usage WHERE rolname = 'rg_app';
+-- more places than there are slots: refused, the old list stays
+ALTER SYSTEM SET role_guard.reservations = 'rg_app=100000';
+ALTER SYSTEM SET role_guard.reservations = 'rg_app=3, *=2';
+ALTER SYSTEM SET role_guard.reservations = 'rg_app=3, @db=2';
+ALTER SYSTEM SET role_guard.reservations = 'rg_app=-1';
+ALTER SYSTEM RESET role_guard.reservations;
+SELECT pg_reload_conf();
+
 -- privileges: nothing for PUBLIC, reading for pg_monitor, reset for superusers
 CREATE ROLE rg_plain;
 CREATE ROLE rg_monitor IN ROLE pg_monitor;
@@ -57,7 +74,12 @@ SELECT * FROM role_guard_usage;
 SELECT * FROM role_guard_budgets;
 SELECT * FROM role_guard_summary;
 SELECT * FROM role_guard_events;
+SELECT * FROM role_guard_reservations;
 SELECT * FROM role_guard_role_stats();
+SELECT * FROM role_guard_budget_rows();
+SELECT * FROM role_guard_reservation_rows();
+SELECT * FROM role_guard_reserve_stats();
+SELECT * FROM role_guard_role_waits();
 SELECT role_guard_reset();
 RESET ROLE;
 SET ROLE rg_monitor;
@@ -65,6 +87,7 @@ SELECT count(*) > 0 AS readable FROM role_guard_usage;
 SELECT count(*) AS entries FROM role_guard_budgets;
 SELECT count(*) AS rows FROM role_guard_summary;
 SELECT count(*) >= 0 AS readable FROM role_guard_events;
+SELECT count(*) >= 0 AS readable FROM role_guard_reservations;
 SELECT role_guard_reset();
 RESET ROLE;
 

@@ -85,6 +85,7 @@ typedef struct RGLogin
 	const RGPolicy *policy;
 	TimestampTz now;
 	RGMembers	members;		/* its groups (names and SUPERUSER wanted) */
+	RGReserveResolved reserve;	/* reservations to apply, if stale */
 } RGLogin;
 
 /* The counters a login is charged to, each pinned while it admits. */
@@ -105,6 +106,7 @@ typedef enum RGVerdictKind
 	RG_ADMIT_UNCOUNTED,			/* a needed counter is missing; not refused */
 	RG_REFUSE_HOST,
 	RG_REFUSE_BUDGET,
+	RG_REFUSE_RESERVED,			/* would take a slot reservations keep */
 	RG_REFUSE_FULL
 } RGVerdictKind;
 
@@ -125,6 +127,9 @@ typedef struct RGVerdict
 	const RGEntry *worst;		/* the full budget with least room */
 	RGCounter  *worst_counter;	/* ... the counter that keeps its count */
 	RGViolation violation;		/* ... as reported */
+	bool		reserved;		/* it would take a slot reservations keep */
+	int			reserved_unused;	/* ... their unused places */
+	int			slots_used;		/* ... and the slots in use */
 } RGVerdict;
 
 /*
@@ -285,6 +290,40 @@ rg_report_budget_refusal(const RGLogin *login, const RGViolation *v)
 			 errdetail("%s", detail)));
 }
 
+/* The DETAIL of a refusal for reservations. */
+static void
+rg_reserved_detail(char *buf, size_t len, const RGVerdict *v)
+{
+	snprintf(buf, len,
+			 "role_guard.reservations keeps %d connection slots free for reserved roles and groups; %d of %d slots are in use.",
+			 v->reserved_unused, v->slots_used, rg_connection_slots());
+}
+
+/*
+ * A login that would take a slot the reservations keep: refuse it, or in
+ * monitor mode record that enforce would have.  No lock held.
+ */
+static void
+rg_report_reserved(const RGLogin *login, const RGVerdict *v, bool refuse)
+{
+	char		detail[256];
+
+	rg_reserved_detail(detail, sizeof(detail), v);
+	rg_login_event(login, refuse ? RG_EVENT_REJECTED : RG_EVENT_WOULD_REJECT, detail);
+	if (!refuse)
+	{
+		ereport(LOG,
+				(errmsg("role_guard: connection of role \"%s\" would be refused",
+						NameStr(login->rolname)),
+				 errdetail("%s", detail)));
+		return;
+	}
+	ereport(FATAL,
+			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+			 errmsg("remaining connection slots are reserved for roles with role_guard reservations"),
+			 errdetail("%s", detail)));
+}
+
 /* A login admitted although a budget is full: monitor mode, or exempt. */
 static void
 rg_report_over_budget(const RGLogin *login, const RGViolation *v)
@@ -354,20 +393,22 @@ rg_release_at_exit(int code, Datum arg)
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	/* decrement everything first: a counter may be charged twice */
-	role->connections--;
+	rg_counter_add(role, false, -1);
 	if (my_db_counter)
-		my_db_counter->connections--;
+		rg_counter_add(my_db_counter, false, -1);
 	if (my_roledb_counter)
-		my_roledb_counter->connections--;
+		rg_counter_add(my_roledb_counter, false, -1);
 	for (i = -1; i < slot->ngroups; i++)
 	{
 		c = rg_counter_find(RG_COUNTER_ROLE,
 							i < 0 ? slot->roleid : slot->groups[i], NULL);
 		if (c && c->members_tracked)
-			c->member_connections--;
+			rg_counter_add(c, true, -1);
 	}
 	for (i = 0; i < my_noverflow; i++)
-		my_overflow[i]->member_connections--;
+		rg_counter_add(my_overflow[i], true, -1);
+	if (!slot->walsender)
+		rg_shared->regular_sessions--;
 
 	rg_counter_forget_if_unused(my_db_counter);
 	rg_counter_forget_if_unused(my_roledb_counter);
@@ -415,8 +456,9 @@ rg_identify(Port *port, RGLogin *login)
 
 	login->mode = rg_mode;
 	login->policy = rg_budgets;
-	/* superusers over the Unix socket are never refused by a budget */
-	login->exempt = login->rolsuper && port->raddr.addr.ss_family == AF_UNIX;
+	/* superusers over the Unix socket: by default never refused by a budget */
+	login->exempt = login->rolsuper && port->raddr.addr.ss_family == AF_UNIX &&
+		rg_superuser_socket_exempt;
 	login->deny_host = login->mode != RG_MODE_OFF && rg_host_denied(&port->raddr);
 	return true;
 }
@@ -457,6 +499,8 @@ rg_prepare(RGLogin *login, RGCharges *charges)
 		before_shmem_exit(rg_release_at_exit, (Datum) 0);
 		exit_registered = true;
 	}
+	/* reservations whose names need resolving to OIDs: before the lock */
+	rg_reserve_resolve(&login->reserve);
 	login->now = GetCurrentTimestamp();
 }
 
@@ -651,7 +695,13 @@ rg_decide(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		}
 	}
 	if (!charges->full && login->mode != RG_MODE_OFF)
+	{
 		rg_check_budgets(login, charges, v);
+		if (!am_walsender && !login->exempt)
+			v->reserved = rg_reserve_refuses(charges->role, charges->groups,
+											 m->ngroups, &v->reserved_unused,
+											 &v->slots_used);
+	}
 
 	if (v->deny && enforce)
 		v->kind = RG_REFUSE_HOST;
@@ -659,6 +709,8 @@ rg_decide(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		v->kind = enforce && !login->exempt ? RG_REFUSE_FULL : RG_ADMIT_UNCOUNTED;
 	else if (v->worst && enforce && !login->exempt)
 		v->kind = RG_REFUSE_BUDGET;
+	else if (v->reserved && enforce)
+		v->kind = RG_REFUSE_RESERVED;
 	else
 		v->kind = RG_ADMIT;
 }
@@ -674,6 +726,8 @@ rg_count_refusal(const RGLogin *login, RGCounter *role, const RGVerdict *v,
 	rg_outcome_count(&role->stats.rejected, monitor);
 	if (!monitor)
 		role->stats.last_rejected = login->now;
+	if (v->worst == NULL)
+		return;					/* refused for reservations: no entry */
 	switch ((RGEntryKind) v->worst->kind)
 	{
 		case RG_ENTRY_DEFAULT:
@@ -698,15 +752,13 @@ rg_charge(const RGLogin *login, const RGCharges *charges)
 	Port	   *port = login->port;
 	int			i;
 
-	role->connections++;
-	if (role->connections > role->stats.peak)
-		role->stats.peak = role->connections;
+	rg_counter_add(role, false, 1);
 	if (role->members_tracked)
-		role->member_connections++;
+		rg_counter_add(role, true, 1);
 	if (charges->db)
 	{
-		charges->db->connections++;
-		charges->roledb->connections++;
+		rg_counter_add(charges->db, false, 1);
+		rg_counter_add(charges->roledb, false, 1);
 	}
 	my_noverflow = 0;
 	for (i = 0; i < m->ngroups; i++)
@@ -715,10 +767,12 @@ rg_charge(const RGLogin *login, const RGCharges *charges)
 
 		if (c == NULL)
 			continue;
-		c->member_connections++;
+		rg_counter_add(c, true, 1);
 		if (i >= RG_SLOT_GROUPS)
 			my_overflow[my_noverflow++] = c;
 	}
+	if (!am_walsender)
+		rg_shared->regular_sessions++;
 
 	memset(slot, 0, sizeof(*slot));
 	slot->pid = MyProcPid;
@@ -756,10 +810,11 @@ rg_apply(const RGLogin *login, const RGCharges *charges, const RGVerdict *v)
 		case RG_ADMIT:
 			rg_charge(login, charges);
 			/* monitor: count what enforce would refuse (not exempt logins) */
-			if (v->worst && monitor && !login->exempt)
+			if ((v->worst || v->reserved) && monitor && !login->exempt)
 				rg_count_refusal(login, role, v, true);
 			break;
 		case RG_REFUSE_BUDGET:
+		case RG_REFUSE_RESERVED:
 			rg_count_refusal(login, role, v, false);
 			break;
 		case RG_REFUSE_HOST:
@@ -780,6 +835,9 @@ rg_report(const RGLogin *login, const RGVerdict *v)
 		case RG_REFUSE_BUDGET:
 			rg_report_budget_refusal(login, &v->violation);
 			break;
+		case RG_REFUSE_RESERVED:
+			rg_report_reserved(login, v, true);
+			break;
 		case RG_REFUSE_FULL:
 		case RG_ADMIT_UNCOUNTED:
 			rg_report_full(login, v->kind == RG_REFUSE_FULL);
@@ -787,6 +845,8 @@ rg_report(const RGLogin *login, const RGVerdict *v)
 		case RG_ADMIT:
 			if (v->worst)
 				rg_report_over_budget(login, &v->violation);
+			else if (v->reserved)
+				rg_report_reserved(login, v, false);
 			break;
 		case RG_REFUSE_HOST:
 			break;
@@ -807,6 +867,7 @@ rg_admit(Port *port)
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	rg_resolve_groups(&login, &charges);
+	rg_reserve_apply(&login.reserve);
 	rg_enter_counters(&login, &charges);
 	rg_decide(&login, &charges, &verdict);
 	rg_apply(&login, &charges, &verdict);

@@ -64,6 +64,36 @@ rg_superuser_reserved(void)
 }
 
 /*
+ * The connection slots a login without special privileges may use, as core
+ * counts them when it admits one (InitPostgres): max_connections, less
+ * superuser_reserved_connections and, from PG16, reserved_connections
+ * (kept for pg_use_reserved_connections).  Walsenders, background workers
+ * and autovacuum have PGPROCs of their own and use none of these.
+ */
+static inline int
+rg_connection_slots(void)
+{
+#if PG_VERSION_NUM >= 160000
+	return MaxConnections - SuperuserReservedConnections - ReservedConnections;
+#else
+	return MaxConnections - ReservedBackends;
+#endif
+}
+
+/* The same arithmetic, in words, for messages. */
+static inline void
+rg_connection_slots_text(char *buf, size_t len)
+{
+#if PG_VERSION_NUM >= 160000
+	snprintf(buf, len, "max_connections %d, less superuser_reserved_connections %d and reserved_connections %d",
+			 MaxConnections, SuperuserReservedConnections, ReservedConnections);
+#else
+	snprintf(buf, len, "max_connections %d, less superuser_reserved_connections %d",
+			 MaxConnections, ReservedBackends);
+#endif
+}
+
+/*
  * ExecutorRun's arguments: PG18 dropped execute_once.  A hook is declared
  * as rg_ExecutorRun(RG_EXECUTOR_RUN_PARAMS) and passes RG_EXECUTOR_RUN_ARGS.
  */

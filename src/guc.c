@@ -21,6 +21,7 @@
 
 #include <limits.h>
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
@@ -33,6 +34,10 @@ const RGPolicy *rg_budgets = NULL;
 const RGHostList *rg_deny_hosts = NULL;
 const RGPolicy *rg_idle_timeouts = NULL;
 const RGPolicy *rg_idle_in_transaction_timeouts = NULL;
+const RGPolicy *rg_reservations = NULL;
+uint32		rg_reservations_hash = 0;
+int			rg_reservations_total = 0;
+bool		rg_superuser_socket_exempt = true;
 int			rg_reap_interval = 10000;
 int			rg_event_log_size = 1000;
 
@@ -40,6 +45,7 @@ static char *rg_budgets_text = NULL;
 static char *rg_deny_hosts_text = NULL;
 static char *rg_idle_timeouts_text = NULL;
 static char *rg_iit_timeouts_text = NULL;
+static char *rg_reservations_text = NULL;
 
 static const struct config_enum_entry rg_mode_options[] = {
 	{"enforce", RG_MODE_ENFORCE, false},
@@ -181,6 +187,55 @@ rg_preload_check_int(const char *name, int flags, int min, int max)
 						val, flags ? " ms" : "", name, min, max)));
 }
 
+/*
+ * role_guard.reservations: the grammar, and no more places than there are
+ * connection slots (each entry's places may be needed at once).
+ */
+static bool
+rg_check_reservations(char **newval, void **extra, GucSource source)
+{
+	const RGPolicy *policy;
+	int64		total = 0;
+	int			slots = rg_connection_slots();
+	int			i;
+
+	if (!rg_check_policy("role_guard.reservations", RG_POLICY_RESERVATIONS,
+						 newval, extra))
+		return false;
+	policy = (const RGPolicy *) *extra;
+	for (i = 0; i < policy->nentries; i++)
+		total += policy->entries[i].value;
+	if (total > slots)
+	{
+		char		err[512];
+		char		how[256];
+
+		rg_connection_slots_text(how, sizeof(how));
+		snprintf(err, sizeof(err),
+				 "The reservations add up to " INT64_FORMAT " connection slots, but only %d exist (%s).",
+				 total, slots, how);
+		rg_guc_free(*extra);
+		*extra = NULL;
+		return rg_reject("role_guard.reservations", *newval, err);
+	}
+	return true;
+}
+
+static void
+rg_assign_reservations(const char *newval, void *extra)
+{
+	const RGPolicy *policy = (const RGPolicy *) extra;
+	int			i;
+
+	rg_reservations = policy;
+	rg_reservations_total = 0;
+	for (i = 0; policy && i < policy->nentries; i++)
+		rg_reservations_total += policy->entries[i].value;
+	/* what identifies this list in shared memory (see reserve.c) */
+	rg_reservations_hash = newval ? hash_bytes((const unsigned char *) newval,
+											   strlen(newval)) : 0;
+}
+
 static bool
 rg_check_hosts(char **newval, void **extra, GucSource source)
 {
@@ -249,6 +304,24 @@ rg_guc_init(void)
 							   PGC_SIGHUP,
 							   GUC_LIST_INPUT,
 							   rg_check_iit_timeouts, rg_assign_iit_timeouts, NULL);
+
+	DefineCustomStringVariable("role_guard.reservations",
+							   "Connection slots kept for roles and groups: comma-separated name=N, +group=N.",
+							   NULL,
+							   &rg_reservations_text,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   rg_check_reservations, rg_assign_reservations, NULL);
+
+	DefineCustomBoolVariable("role_guard.superuser_socket_exempt",
+							 "Superusers over the Unix socket are never refused by a budget or a reservation.",
+							 NULL,
+							 &rg_superuser_socket_exempt,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	rg_preload_check_int("role_guard.reap_interval", GUC_UNIT_MS, 100, INT_MAX);
 	DefineCustomIntVariable("role_guard.reap_interval",

@@ -105,6 +105,13 @@ rg_members_invalidate(void)
 		pg_atomic_fetch_add_u64(&rg_members_shared->generation, 1);
 }
 
+/* The cache's generation: it changes whenever a role or membership may have. */
+uint64
+rg_members_generation(void)
+{
+	return pg_atomic_read_u64(&rg_members_shared->generation);
+}
+
 static void
 rg_members_syscache_cb(Datum arg, int cacheid, uint32 hashvalue)
 {

@@ -201,6 +201,8 @@ parse_count(RGParser *ps, const char *v, size_t len, int32 *out)
 	int64		val = 0;
 	size_t		i = 0;
 
+	if (len > 0 && v[0] == '-' && ps->type == RG_POLICY_RESERVATIONS)
+		return entry_error(ps, "has a negative number: a reservation is 0 or more.");
 	if (len > 0 && v[0] == '-')
 		return entry_error(ps, "has a negative limit: a budget is 0 or more.");
 	if (len > 0 && v[0] == '+')
@@ -326,6 +328,10 @@ parse_entry(RGParser *ps, RGEntry *e)
 	if (ps->type == RG_POLICY_TIMEOUTS &&
 		(e->kind == RG_ENTRY_DATABASE || e->kind == RG_ENTRY_ROLE_DATABASE))
 		return entry_error(ps, "names a database: timeouts take only name, +group or *.");
+	if (ps->type == RG_POLICY_RESERVATIONS &&
+		e->kind != RG_ENTRY_ROLE && e->kind != RG_ENTRY_GROUP)
+		return entry_error(ps, "%s: reservations take only name or +group.",
+						   e->kind == RG_ENTRY_DEFAULT ? "is a default (*)" : "names a database");
 
 	name_end = ps->p;
 	skip_space(ps);
@@ -349,7 +355,7 @@ parse_entry(RGParser *ps, RGEntry *e)
 	while (vend > v && is_space(vend[-1]))
 		vend--;
 
-	if (ps->type == RG_POLICY_BUDGETS)
+	if (ps->type != RG_POLICY_TIMEOUTS)
 		return parse_count(ps, v, (size_t) (vend - v), &e->value);
 	return parse_duration(ps, v, (size_t) (vend - v), &e->value);
 }

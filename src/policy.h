@@ -32,7 +32,8 @@ typedef enum RGEntryKind
 typedef enum RGPolicyType
 {
 	RG_POLICY_BUDGETS,			/* values are session counts >= 0 */
-	RG_POLICY_TIMEOUTS			/* values are durations, kept in ms; 0 = never */
+	RG_POLICY_TIMEOUTS,			/* values are durations, kept in ms; 0 = never */
+	RG_POLICY_RESERVATIONS		/* name=N and +group=N only, N >= 0 */
 } RGPolicyType;
 
 typedef struct RGEntry

@@ -498,6 +498,13 @@ rg_reap_scan(void)
 	 * brings replayed role changes to the membership cache (members.c).
 	 */
 	AcceptInvalidationMessages();
+	/* a reload or role change reaches the reservations without a login */
+	if (rg_reserve_stale())
+	{
+		StartTransactionCommand();
+		rg_reserve_sync();
+		CommitTransactionCommand();
+	}
 	if (mode == RG_MODE_OFF)
 		return;
 	if ((rg_idle_timeouts == NULL || rg_idle_timeouts->nentries == 0) &&

@@ -69,6 +69,10 @@ extern const RGPolicy *rg_budgets;
 extern const RGPolicy *rg_idle_timeouts;
 extern const RGPolicy *rg_idle_in_transaction_timeouts;
 extern const RGHostList *rg_deny_hosts;
+extern const RGPolicy *rg_reservations;
+extern uint32 rg_reservations_hash;
+extern int	rg_reservations_total;
+extern bool rg_superuser_socket_exempt;
 extern void rg_guc_init(void);
 
 /* shmem.c (the shared structs are in shmem.h) */
@@ -85,6 +89,9 @@ extern RGBackendState rg_backend_state(int procno, const RGBackend *slot,
 									   TimestampTz *idle_start);
 extern bool rg_slot_counts_member(const RGBackend *slot, Oid roleid);
 extern void rg_counter_track_members(RGCounter *counter);
+extern void rg_counter_set(RGCounter *c, bool member, int32 value);
+extern void rg_counter_add(RGCounter *c, bool member, int delta);
+extern void rg_counter_reserve(RGCounter *c, bool member, int32 places);
 extern void rg_reaper_pid_set(int pid);
 extern int	rg_reaper_pid(void);
 extern RGCounter *rg_counter_find(RGCounterKind kind, Oid roleid,
@@ -145,10 +152,27 @@ extern Size rg_members_shmem_size(void);
 extern void rg_members_shmem_init(void);
 extern void rg_members_init(void);
 extern void rg_members_invalidate(void);
+extern uint64 rg_members_generation(void);
 extern void rg_members_resolve(Oid roleid, const NameData *rolname,
 							   bool rolsuper, RGMembers *m, bool lock_held,
 							   void (*sized) (int ngroups, void *arg),
 							   void *arg);
+
+/* reserve.c */
+typedef struct RGReserveResolved
+{
+	uint32		hash;			/* the list (rg_reservations_hash) */
+	uint64		generation;		/* membership-cache generation */
+	int			nentries;
+	Oid		   *oids;			/* per entry; NULL: nothing to apply */
+} RGReserveResolved;
+
+extern bool rg_reserve_stale(void);
+extern bool rg_reserve_resolve(RGReserveResolved *resolved);
+extern void rg_reserve_apply(const RGReserveResolved *resolved);
+extern void rg_reserve_sync(void);
+extern bool rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
+							   int ngroups, int *unused, int *used);
 
 /* executor.c */
 extern void rg_executor_init(void);

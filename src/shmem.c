@@ -269,8 +269,50 @@ rg_counter_track_members(RGCounter *counter)
 		if (slot->pid != 0 && rg_slot_counts_member(slot, counter->key.roleid))
 			n++;
 	}
-	counter->member_connections = n;
+	rg_counter_set(counter, true, n);
 	counter->members_tracked = true;
+}
+
+/* Places a count leaves unused of what is reserved for it. */
+static inline int32
+rg_unused(int32 reserved, int32 count)
+{
+	return reserved > count ? reserved - count : 0;
+}
+
+/*
+ * Set a counter's connections (or, "member", its member count), keeping
+ * the places reservations keep free in step: every change of a count goes
+ * through here or rg_counter_add.  Lock held exclusively.
+ */
+void
+rg_counter_set(RGCounter *c, bool member, int32 value)
+{
+	int32	   *count = member ? &c->member_connections : &c->connections;
+	int32		reserved = member ? c->member_reserved : c->reserved;
+
+	rg_shared->reserve.unused += rg_unused(reserved, value) - rg_unused(reserved, *count);
+	*count = value;
+	if (!member && c->key.kind == RG_COUNTER_ROLE && value > c->stats.peak)
+		c->stats.peak = value;
+}
+
+/* Add delta (+1 or -1) to a count: see rg_counter_set. */
+void
+rg_counter_add(RGCounter *c, bool member, int delta)
+{
+	rg_counter_set(c, member, (member ? c->member_connections : c->connections) + delta);
+}
+
+/* Set a counter's reservation (or member reservation), as rg_counter_set. */
+void
+rg_counter_reserve(RGCounter *c, bool member, int32 places)
+{
+	int32	   *reserved = member ? &c->member_reserved : &c->reserved;
+	int32		count = member ? c->member_connections : c->connections;
+
+	rg_shared->reserve.unused += rg_unused(places, count) - rg_unused(*reserved, count);
+	*reserved = places;
 }
 
 void
@@ -312,6 +354,7 @@ rg_counter_unused(const RGCounter *c)
 	static const RGCounterStats zero;
 
 	return c->pins == 0 && c->connections == 0 && c->member_connections == 0 &&
+		c->reserved == 0 && c->member_reserved == 0 && c->waiting == 0 &&
 		memcmp(&c->stats, &zero, sizeof(zero)) == 0 &&
 		pg_atomic_read_u64((pg_atomic_uint64 *) &c->statements) == 0;
 }
@@ -331,6 +374,7 @@ rg_counter_evict(void)
 	while ((c = hash_seq_search(&status)) != NULL)
 	{
 		if (c->connections == 0 && c->member_connections == 0 &&
+			c->reserved == 0 && c->member_reserved == 0 && c->waiting == 0 &&
 			c->pins == 0 && !rg_counter_unused(c))
 		{
 			hash_seq_term(&status);

@@ -95,6 +95,9 @@ typedef struct RGCounterStats
 	RGOutcome	group_rejected; /* ROLE: refusals charged to +name */
 	RGOutcome	superuser_denied;	/* ROLE: superuser denials */
 	RGOutcome	reaped;			/* ROLE: sessions reaped */
+	RGOutcome	evicted;		/* ROLE: sessions ended to make room */
+	int64		waited;			/* ROLE: logins admitted after waiting */
+	int64		wait_timeouts;	/* ROLE: logins that waited and were refused */
 	TimestampTz last_rejected;	/* ROLE: 0 = never */
 } RGCounterStats;
 
@@ -109,6 +112,11 @@ typedef struct RGCounter
 								 * (never evicted meanwhile) */
 	int32		connections;	/* [lock] */
 	int32		member_connections; /* [lock] ROLE, while members_tracked */
+	int32		reserved;		/* [lock] ROLE: places role_guard.reservations
+								 * keeps for its sessions (name=N) */
+	int32		member_reserved;	/* [lock] ROLE: ... for its members
+									 * (+name=N); implies members_tracked */
+	int32		waiting;		/* [lock] ROLE: its logins waiting now */
 	RGCounterStats stats;		/* [lock] */
 	pg_atomic_uint64 statements;	/* [atomic] run by sessions of this role */
 } RGCounter;
@@ -189,12 +197,34 @@ typedef struct RGGlobalStats
 	RGOutcome	default_rejected;	/* [lock] refusals charged to "*" */
 } RGGlobalStats;
 
+/*
+ * Reservations as applied (reserve.c): the counters' reserved and
+ * member_reserved, and these totals, always from one list.
+ */
+typedef struct RGReserveState
+{
+	bool		applied;		/* [lock] a list has been applied */
+	uint32		hash;			/* [lock] which list (rg_reservations_hash) */
+	uint64		generation;		/* [lock] membership-cache generation it
+								 * was resolved under */
+	int32		unbacked;		/* [lock] places of entries that name no
+								 * role: kept free for nobody */
+	int32		unused;			/* [lock] places reservations keep free now:
+								 * unbacked plus, over every counter,
+								 * reserved - connections and member_reserved
+								 * - member_connections where positive */
+} RGReserveState;
+
 typedef struct RGShared
 {
 	LWLock	   *lock;			/* [startup] */
 	int			nbackends;		/* [startup] slots in backends[] */
 	int			capacity;		/* [startup] most counters the hash holds */
 	pg_atomic_uint32 reaper_pid;	/* [atomic] the reaper's pid, or 0 */
+	int32		regular_sessions;	/* [lock] admitted sessions that use a
+									 * connection slot (not walsenders) */
+	int32		waiting;		/* [lock] logins waiting for a place now */
+	RGReserveState reserve;		/* [lock] */
 	RGGlobalStats stats;		/* [lock] */
 	RGBackend	backends[FLEXIBLE_ARRAY_MEMBER];
 } RGShared;

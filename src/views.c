@@ -31,6 +31,9 @@ PG_FUNCTION_INFO_V1(role_guard_reset);
 PG_FUNCTION_INFO_V1(role_guard_role_timeouts);
 PG_FUNCTION_INFO_V1(role_guard_events);
 PG_FUNCTION_INFO_V1(role_guard_budget_rows);
+PG_FUNCTION_INFO_V1(role_guard_reservation_rows);
+PG_FUNCTION_INFO_V1(role_guard_reserve_stats);
+PG_FUNCTION_INFO_V1(role_guard_role_waits);
 
 static const char *const rg_kind_names[] = {
 	[RG_ENTRY_ROLE] = "role",
@@ -73,6 +76,8 @@ typedef struct RGSnapshot
 	RGSlotCopy *slots;
 	int			nslots;
 	RGGlobalStats stats;
+	RGReserveState reserve;
+	int32		regular_sessions;
 } RGSnapshot;
 
 /*
@@ -121,6 +126,8 @@ rg_snapshot(RGSnapshot *snap)
 		snap->nslots++;
 	}
 	snap->stats = *rg_global_stats();
+	snap->reserve = rg_shared->reserve;
+	snap->regular_sessions = rg_shared->regular_sessions;
 	LWLockRelease(rg_lock());
 }
 
@@ -686,5 +693,111 @@ role_guard_events(PG_FUNCTION_ARGS)
 	}
 	if (copy != NULL)
 		pfree(copy);
+	return (Datum) 0;
+}
+
+/*
+ * role_guard_reservation_rows(): one row per reservation entry, with the
+ * sessions it covers now (a role's sessions, or a group's members'), and
+ * its unused places.
+ */
+Datum
+role_guard_reservation_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const RGPolicy *policy = rg_reservations;
+	RGSnapshot	snap;
+	RGLookup	lk;
+	int			i;
+
+	rg_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	if (policy == NULL || policy->nentries == 0)
+		return (Datum) 0;
+	rg_snapshot(&snap);
+	rg_lookup_build(&lk, &snap);
+	for (i = 0; i < policy->nentries; i++)
+	{
+		const RGEntry *e = &policy->entries[i];
+		const RGRoleRow *row = rg_lookup_role(&lk, e->name);
+		char		text[RG_ENTRY_TEXT_LEN];
+		NameData	name;
+		int32		used = 0;
+		Datum		values[6];
+		bool		nulls[6] = {0};
+
+		if (row)
+			used = e->kind == RG_ENTRY_GROUP ? row->members : row->counter.connections;
+		rg_entry_format(e, text, sizeof(text));
+		namestrcpy(&name, e->name);
+		values[0] = CStringGetTextDatum(text);
+		values[1] = CStringGetTextDatum(rg_kind_names[e->kind]);
+		values[2] = NameGetDatum(&name);
+		values[3] = Int32GetDatum(e->value);
+		values[4] = Int32GetDatum(used);
+		values[5] = Int32GetDatum(Max(e->value - used, 0));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * role_guard_reserve_stats(): the reservations' totals and the slots in
+ * use, as the login path counts them.
+ */
+Datum
+role_guard_reserve_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[5];
+	bool		nulls[5] = {0};
+	RGReserveState rs;
+	int32		used;
+	int32		waiting;
+
+	rg_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	rg_reserve_sync();
+	LWLockAcquire(rg_lock(), LW_SHARED);
+	rs = rg_shared->reserve;
+	used = rg_shared->regular_sessions;
+	waiting = rg_shared->waiting;
+	LWLockRelease(rg_lock());
+	values[0] = Int32GetDatum(rg_reservations_total);
+	values[1] = Int32GetDatum(rs.unused);
+	values[2] = Int32GetDatum(rg_connection_slots());
+	values[3] = Int32GetDatum(used);
+	values[4] = Int32GetDatum(waiting);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* role_guard_role_waits(): per role counter, its waits and evictions. */
+Datum
+role_guard_role_waits(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RGSnapshot	snap;
+	int			i;
+
+	rg_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	rg_snapshot(&snap);
+	for (i = 0; i < snap.ncounters; i++)
+	{
+		const RGCounter *c = &snap.counters[i];
+		Datum		values[6];
+		bool		nulls[6] = {0};
+
+		if (c->key.kind != RG_COUNTER_ROLE)
+			continue;
+		values[0] = ObjectIdGetDatum(c->key.roleid);
+		values[1] = Int32GetDatum(c->waiting);
+		values[2] = Int64GetDatum(c->stats.waited);
+		values[3] = Int64GetDatum(c->stats.wait_timeouts);
+		values[4] = Int64GetDatum(c->stats.evicted.done);
+		values[5] = Int64GetDatum(c->stats.evicted.would);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	return (Datum) 0;
 }

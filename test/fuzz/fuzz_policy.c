@@ -92,7 +92,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size == 0)
 		return 0;
-	which = data[0] % 3;
+	which = data[0] % 4;
 	text = malloc(size);
 	memcpy(text, data + 1, size - 1);
 	text[size - 1] = '\0';
@@ -111,7 +111,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	else
 	{
-		RGPolicy   *p = rg_policy_parse(which == 0 ? RG_POLICY_BUDGETS : RG_POLICY_TIMEOUTS,
+		RGPolicy   *p = rg_policy_parse(which == 0 ? RG_POLICY_BUDGETS :
+										which == 1 ? RG_POLICY_TIMEOUTS : RG_POLICY_RESERVATIONS,
 										text, fuzz_alloc, fuzz_free, err, sizeof(err));
 
 		if (p)

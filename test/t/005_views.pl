@@ -52,14 +52,18 @@ my %columns = (
 	  . 'rejected bigint, would_reject bigint, superuser_denied bigint, reaped bigint, '
 	  . 'statements bigint, active_statements integer, '
 	  . 'last_rejected timestamp with time zone, idle_timeout interval, '
-	  . 'idle_in_transaction_timeout interval',
+	  . 'idle_in_transaction_timeout interval, reserved integer, waiting integer, '
+	  . 'waited bigint, wait_timeouts bigint, evicted bigint',
 	role_guard_budgets =>
 	  'entry text, kind text, budget integer, connections integer, '
 	  . 'rejected bigint, would_reject bigint',
 	role_guard_summary =>
 	  'max_connections integer, superuser_reserved_connections integer, '
 	  . 'budgeted integer, connections integer, headroom integer, '
-	  . 'overcommitted boolean');
+	  . 'overcommitted boolean, reserved integer, reserved_unused integer, '
+	  . 'waiting integer',
+	role_guard_reservations =>
+	  'entry text, kind text, reserved integer, connections integer, unused integer');
 foreach my $view (sort keys %columns)
 {
 	is( $node->safe_psql(

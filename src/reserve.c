@@ -1,0 +1,189 @@
+/*-------------------------------------------------------------------------
+ *
+ * reserve.c
+ *	  Reservations: connection slots kept for roles and groups
+ *	  (role_guard.reservations).
+ *
+ * A reservation "crit=4" keeps places for 4 sessions of role crit, "+ops=3"
+ * for 3 sessions of the members of ops together.  role_guard keeps, at every
+ * moment, at least as many free connection slots as the reservations have
+ * unused places, counting slots as core does for a login without special
+ * privileges (rg_connection_slots: max_connections less the reserved ones):
+ *
+ *	  slots - sessions using a slot  >=  unused places
+ *
+ * A login that would break this is refused; a login that fills an unused
+ * place of a reservation covering it never breaks it (both sides drop by
+ * one), so it is never refused for the sake of reservations.  Walsenders
+ * have slots of their own: they are neither refused nor counted as using a
+ * slot (they do count toward their role's reservation).
+ *
+ * The state is in shared memory (shmem.h): each reservation's places sit in
+ * the counter whose count it covers (a role's "reserved" beside its
+ * connections, a group's "member_reserved" beside its member count), and
+ * RGReserveState.unused is kept in step by every change of a count or a
+ * reservation (rg_counter_set, rg_counter_add, rg_counter_reserve).  So a
+ * login's check is O(its role and groups), whatever the number of entries,
+ * and exits give places back without knowing the policy.
+ *
+ * Applying a list: counters are keyed by OID and entries name roles, so the
+ * names are resolved (syscache, before the lock) by the first login that
+ * finds the applied list stale: another list (a reload) or another
+ * generation of the membership cache (a role created, renamed or dropped,
+ * members.c).  Under the lock it then sets every counter's reservation from
+ * scratch and recounts the unused places: O(counters + entries), once per
+ * change.  An entry that names no role keeps its places free for nobody
+ * until the role exists.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/hsearch.h"
+
+#include "compat.h"
+#include "role_guard.h"
+
+/*
+ * Before the lock: if the applied list is not this backend's, resolve the
+ * entries' names to role OIDs into *resolved (palloc'd, one per entry;
+ * InvalidOid for a name with no role).  The shared fields are read without
+ * the lock: rg_reserve_apply checks again under it.
+ */
+/* Is the applied list other than this process's?  (No lock: a glance.) */
+bool
+rg_reserve_stale(void)
+{
+	RGReserveState *rs = &rg_shared->reserve;
+
+	return !rs->applied || rs->hash != rg_reservations_hash ||
+		rs->generation != rg_members_generation();
+}
+
+bool
+rg_reserve_resolve(RGReserveResolved *resolved)
+{
+	const RGPolicy *policy = rg_reservations;
+	uint64		generation = rg_members_generation();
+	int			i;
+
+	resolved->oids = NULL;
+	if (!rg_reserve_stale())
+		return false;
+	resolved->hash = rg_reservations_hash;
+	resolved->generation = generation;
+	resolved->nentries = policy ? policy->nentries : 0;
+	resolved->oids = palloc(sizeof(Oid) * Max(resolved->nentries, 1));
+	for (i = 0; i < resolved->nentries; i++)
+		resolved->oids[i] = get_role_oid(policy->entries[i].name, true);
+	return true;
+}
+
+/*
+ * Under the lock, exclusively: make the resolved list the applied one,
+ * unless another login did so meanwhile.  Every counter's reservation is
+ * set from scratch and the unused places recounted.
+ */
+void
+rg_reserve_apply(const RGReserveResolved *resolved)
+{
+	const RGPolicy *policy = rg_reservations;
+	RGReserveState *rs = &rg_shared->reserve;
+	HASH_SEQ_STATUS status;
+	RGCounter  *c;
+	int			i;
+
+	if (resolved->oids == NULL ||
+		(rs->applied && rs->hash == resolved->hash &&
+		 rs->generation == resolved->generation))
+		return;
+
+	hash_seq_init(&status, rg_counter_table());
+	while ((c = hash_seq_search(&status)) != NULL)
+	{
+		rg_counter_reserve(c, false, 0);
+		rg_counter_reserve(c, true, 0);
+	}
+	rs->unused = 0;
+	rs->unbacked = 0;
+	for (i = 0; i < resolved->nentries; i++)
+	{
+		const RGEntry *e = &policy->entries[i];
+		bool		member = e->kind == RG_ENTRY_GROUP;
+
+		c = OidIsValid(resolved->oids[i]) ?
+			rg_counter_enter(RG_COUNTER_ROLE, resolved->oids[i], NULL) : NULL;
+		if (c == NULL)
+		{
+			rs->unbacked += e->value;	/* no such role, or no room */
+			continue;
+		}
+		if (member)
+			rg_counter_track_members(c);
+		rg_counter_reserve(c, member, e->value);
+		rg_counter_unpin(c);
+	}
+	rs->unused += rs->unbacked;
+
+	/* counters that only held an old reservation go */
+	hash_seq_init(&status, rg_counter_table());
+	while ((c = hash_seq_search(&status)) != NULL)
+		rg_counter_forget_if_unused(c);
+	rs->applied = true;
+	rs->hash = resolved->hash;
+	rs->generation = resolved->generation;
+}
+
+/* Does this counter have an unused reserved place for one more session? */
+static inline bool
+rg_has_unused(const RGCounter *c, bool member)
+{
+	return c != NULL &&
+		(member ? c->member_reserved > c->member_connections :
+		 c->reserved > c->connections);
+}
+
+/*
+ * Would admitting this login break the reservations?  Lock held.  "role"
+ * is the login role's counter; "groups" its groups' counters whose member
+ * counts are kept (NULL for others).  On a refusal, *unused and *used say
+ * why.
+ */
+bool
+rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
+				   int ngroups, int *unused, int *used)
+{
+	int			slots = rg_connection_slots();
+	int			i;
+
+	*unused = rg_shared->reserve.unused;
+	*used = rg_shared->regular_sessions;
+	if (*unused <= 0)
+		return false;
+	if (rg_has_unused(role, false) ||
+		(role->members_tracked && rg_has_unused(role, true)))
+		return false;
+	for (i = 0; i < ngroups; i++)
+		if (rg_has_unused(groups[i], true))
+			return false;
+	return slots - (*used + 1) < *unused;
+}
+
+/*
+ * Bring the applied list up to date outside a login (the reaper at every
+ * scan, the views before they read): resolve, then apply under the lock.
+ */
+void
+rg_reserve_sync(void)
+{
+	RGReserveResolved resolved;
+
+	if (!rg_reserve_resolve(&resolved))
+		return;
+	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+	rg_reserve_apply(&resolved);
+	LWLockRelease(rg_lock());
+	pfree(resolved.oids);
+}
