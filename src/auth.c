@@ -56,6 +56,7 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "login.h"
 #include "role_guard.h"
 
 static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
@@ -71,66 +72,12 @@ static RGCounter **my_overflow = NULL;	/* member counts charged for groups
 static int	my_noverflow = 0;
 static bool exit_registered = false;
 
-/* What is known of a login before the lock is taken. */
-typedef struct RGLogin
-{
-	Port	   *port;
-	Oid			roleid;
-	NameData	rolname;
-	bool		rolsuper;
-	const char *dbname;			/* NULL: physical replication */
-	bool		exempt;			/* superuser over the Unix socket */
-	bool		deny_host;		/* client listed in superuser_deny_hosts */
-	int			mode;
-	const RGPolicy *policy;
-	TimestampTz now;
-	RGMembers	members;		/* its groups (names and SUPERUSER wanted) */
-	RGReserveResolved reserve;	/* reservations to apply, if stale */
-} RGLogin;
+/* A login waiting for a place holds these pinned: unpinned at exit too. */
+static RGCharges *my_pending = NULL;
+static const RGLogin *my_pending_login = NULL;
 
-/* The counters a login is charged to, each pinned while it admits. */
-typedef struct RGCharges
-{
-	RGCounter  *role;			/* connections of the role; its member count
-								 * too if members_tracked */
-	RGCounter  *db;				/* NULL without a database */
-	RGCounter  *roledb;
-	RGCounter **groups;			/* per group: its counter if its member
-								 * count is kept, else NULL */
-	bool		full;			/* a counter it needs could not be made */
-} RGCharges;
+static void rg_unpin_counters(const RGLogin *login, RGCharges *charges);
 
-typedef enum RGVerdictKind
-{
-	RG_ADMIT,
-	RG_ADMIT_UNCOUNTED,			/* a needed counter is missing; not refused */
-	RG_REFUSE_HOST,
-	RG_REFUSE_BUDGET,
-	RG_REFUSE_RESERVED,			/* would take a slot reservations keep */
-	RG_REFUSE_FULL
-} RGVerdictKind;
-
-/* The entry a login was (or would have been) refused by. */
-typedef struct RGViolation
-{
-	RGEntryKind kind;
-	char		entry[RG_ENTRY_TEXT_LEN];
-	int			limit;
-	int			used;
-} RGViolation;
-
-typedef struct RGVerdict
-{
-	RGVerdictKind kind;
-	bool		deny;			/* a superuser on a listed host */
-	NameData	supername;		/* the superuser role it is a member of */
-	const RGEntry *worst;		/* the full budget with least room */
-	RGCounter  *worst_counter;	/* ... the counter that keeps its count */
-	RGViolation violation;		/* ... as reported */
-	bool		reserved;		/* it would take a slot reservations keep */
-	int			reserved_unused;	/* ... their unused places */
-	int			slots_used;		/* ... and the slots in use */
-} RGVerdict;
 
 /*
  * The client's TCP address as 4 or 16 bytes, an IPv4-mapped IPv6 address
@@ -267,12 +214,18 @@ rg_report_denial(const RGLogin *login, const RGVerdict *v)
 
 /* Refuse a login for a full budget.  No lock held. */
 static void
-rg_report_budget_refusal(const RGLogin *login, const RGViolation *v)
+rg_report_budget_refusal(const RGLogin *login, const RGViolation *v,
+						 double waited_s)
 {
-	char		detail[RG_ENTRY_TEXT_LEN + 128];
+	char		detail[RG_ENTRY_TEXT_LEN + 160];
 
 	rg_budget_detail(detail, sizeof(detail), v);
-	rg_login_event(login, RG_EVENT_REJECTED, detail);
+	if (waited_s > 0)
+		snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
+				 " The login waited %.1f s for a place (role_guard.login_waits).",
+				 waited_s);
+	rg_login_event(login, waited_s > 0 ? RG_EVENT_WAIT_TIMEOUT : RG_EVENT_REJECTED,
+				   detail);
 	if (v->kind == RG_ENTRY_DATABASE)
 		ereport(FATAL,
 				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
@@ -381,6 +334,18 @@ rg_release_at_exit(int code, Datum arg)
 	RGCounter  *c;
 	int			i;
 
+	if (my_pending != NULL)
+	{
+		/* a FATAL (terminate, timeout) while it waited for a place */
+		lock = rg_lock();
+		if (LWLockHeldByMe(lock))
+			LWLockRelease(lock);
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		rg_wait_abandon();
+		rg_unpin_counters(my_pending_login, my_pending);
+		LWLockRelease(lock);
+		my_pending = NULL;
+	}
 	if (slot == NULL)
 		return;
 	/* the executor hooks stop touching the slot and the counter now */
@@ -420,6 +385,8 @@ rg_release_at_exit(int code, Datum arg)
 		rg_counter_forget_if_unused(rg_counter_find(RG_COUNTER_ROLE,
 													my_overflow[i]->key.roleid, NULL));
 	memset(slot, 0, sizeof(*slot));
+	/* a place is free: the logins waiting for one look again */
+	rg_wake_waiters();
 	LWLockRelease(lock);
 	my_db_counter = my_roledb_counter = NULL;
 	my_noverflow = 0;
@@ -477,7 +444,9 @@ rg_login_arrays(RGLogin *login, RGCharges *charges, int n)
 	m->names = NULL;
 	m->super = NULL;
 	if ((login->policy && login->policy->ngroups > 0) ||
-		(login->deny_host && !login->rolsuper))
+		(login->deny_host && !login->rolsuper) ||
+		(rg_login_waits && rg_login_waits->ngroups > 0) ||
+		(rg_evict_idle && rg_evict_idle->ngroups > 0))
 	{
 		m->names = palloc(sizeof(NameData) * n);
 		m->super = palloc(sizeof(bool) * n);
@@ -501,6 +470,9 @@ rg_prepare(RGLogin *login, RGCharges *charges)
 	}
 	/* reservations whose names need resolving to OIDs: before the lock */
 	rg_reserve_resolve(&login->reserve);
+	/* a custom wait event is registered in shared memory: not under it */
+	if (rg_login_waits && rg_login_waits->nentries > 0)
+		(void) rg_login_wait_event();
 	login->now = GetCurrentTimestamp();
 }
 
@@ -527,8 +499,15 @@ rg_groups_sized(int ngroups, void *arg)
 static void
 rg_resolve_groups(RGLogin *login, RGCharges *charges)
 {
+	const RGMembers *m = &login->members;
+
 	rg_members_resolve(login->roleid, &login->rolname, login->rolsuper,
 					   &login->members, true, rg_groups_sized, charges);
+	/* its limits by name and groups (O(1) look-ups in local memory) */
+	login->wait_ms = rg_policy_limit(rg_login_waits, NameStr(login->rolname),
+									 m->names, m->names ? m->ngroups : 0);
+	login->evict_ms = rg_policy_limit(rg_evict_idle, NameStr(login->rolname),
+									  m->names, m->names ? m->ngroups : 0);
 }
 
 /* Does a +group entry name this role? */
@@ -612,21 +591,29 @@ rg_unpin_counters(const RGLogin *login, RGCharges *charges)
 	rg_counter_unpin(charges->role);
 }
 
-/* One budget entry that applies: is it the fullest so far? */
+/*
+ * One budget entry that applies: is it the fullest so far?  Its room is
+ * what the count leaves, less the logins that wait for a place in it and
+ * came before this one (all of them, for a login that does not wait): a
+ * new login never takes a place an earlier waiter waits for.
+ */
 static void
-rg_check_entry(RGVerdict *v, const RGEntry *e, RGCounter *c)
+rg_check_entry(const RGLogin *login, RGVerdict *v, const RGEntry *e,
+			   RGCounter *c)
 {
 	int			room;
 
 	if (e == NULL || c == NULL)
 		return;
-	room = e->value - rg_entry_used(e, c);
+	room = e->value - rg_entry_used(e, c) -
+		rg_waiters_ahead(c, e->kind == RG_ENTRY_GROUP, login->ticket);
 	if (room > 0)
 		return;
-	if (v->worst == NULL || room < v->worst->value - rg_entry_used(v->worst, v->worst_counter))
+	if (v->worst == NULL || room < v->worst_room)
 	{
 		v->worst = e;
 		v->worst_counter = c;
+		v->worst_room = room;
 	}
 }
 
@@ -644,23 +631,23 @@ rg_check_budgets(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 	int			i;
 
 	e = rg_policy_lookup(policy, RG_ENTRY_ROLE, NameStr(login->rolname), NULL);
-	rg_check_entry(v, e ? e : rg_policy_default(policy), charges->role);
+	rg_check_entry(login, v, e ? e : rg_policy_default(policy), charges->role);
 	if (policy && policy->ngroups > 0)
 	{
-		rg_check_entry(v, rg_policy_lookup(policy, RG_ENTRY_GROUP,
+		rg_check_entry(login, v, rg_policy_lookup(policy, RG_ENTRY_GROUP,
 										   NameStr(login->rolname), NULL),
 					   charges->role);
 		for (i = 0; i < m->ngroups; i++)
-			rg_check_entry(v, rg_policy_lookup(policy, RG_ENTRY_GROUP,
+			rg_check_entry(login, v, rg_policy_lookup(policy, RG_ENTRY_GROUP,
 											   NameStr(m->names[i]), NULL),
 						   charges->groups[i]);
 	}
 	if (login->dbname)
 	{
-		rg_check_entry(v, rg_policy_lookup(policy, RG_ENTRY_DATABASE, NULL,
+		rg_check_entry(login, v, rg_policy_lookup(policy, RG_ENTRY_DATABASE, NULL,
 										   login->dbname),
 					   charges->db);
-		rg_check_entry(v, rg_policy_lookup(policy, RG_ENTRY_ROLE_DATABASE,
+		rg_check_entry(login, v, rg_policy_lookup(policy, RG_ENTRY_ROLE_DATABASE,
 										   NameStr(login->rolname), login->dbname),
 					   charges->roledb);
 	}
@@ -674,7 +661,7 @@ rg_check_budgets(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 }
 
 /* Step "decide": the verdict.  Lock held; reads only. */
-static void
+void
 rg_decide(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 {
 	const RGMembers *m = &login->members;
@@ -699,7 +686,8 @@ rg_decide(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		rg_check_budgets(login, charges, v);
 		if (!am_walsender && !login->exempt)
 			v->reserved = rg_reserve_refuses(charges->role, charges->groups,
-											 m->ngroups, &v->reserved_unused,
+											 m->ngroups, login->ticket != 0,
+											 &v->reserved_unused,
 											 &v->slots_used);
 	}
 
@@ -782,6 +770,7 @@ rg_charge(const RGLogin *login, const RGCharges *charges)
 	slot->groups_overflow = m->ngroups > RG_SLOT_GROUPS;
 	memcpy(slot->groups, m->groups, sizeof(Oid) * slot->ngroups);
 	slot->beentry = MyBEEntry;
+	slot->evict_ms = login->evict_ms;
 	slot->idle_since = login->now;
 	if (login->dbname)
 		strlcpy(NameStr(slot->datname), login->dbname, NAMEDATALEN);
@@ -819,6 +808,7 @@ rg_apply(const RGLogin *login, const RGCharges *charges, const RGVerdict *v)
 			break;
 		case RG_REFUSE_HOST:
 		case RG_REFUSE_FULL:
+		case RG_REFUSE_GONE:
 		case RG_ADMIT_UNCOUNTED:
 			break;
 	}
@@ -833,7 +823,13 @@ rg_report(const RGLogin *login, const RGVerdict *v)
 	switch (v->kind)
 	{
 		case RG_REFUSE_BUDGET:
-			rg_report_budget_refusal(login, &v->violation);
+			rg_report_budget_refusal(login, &v->violation, v->waited_s);
+			break;
+		case RG_REFUSE_GONE:
+			ereport(FATAL,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("role_guard: client of role \"%s\" went away while waiting %.1f s for a place",
+							NameStr(login->rolname), v->waited_s)));
 			break;
 		case RG_REFUSE_RESERVED:
 			rg_report_reserved(login, v, true);
@@ -870,12 +866,21 @@ rg_admit(Port *port)
 	rg_reserve_apply(&login.reserve);
 	rg_enter_counters(&login, &charges);
 	rg_decide(&login, &charges, &verdict);
+	if (rg_wait_wanted(&login, &verdict))
+	{
+		my_pending = &charges;
+		my_pending_login = &login;
+		rg_wait(&login, &charges, &verdict);
+	}
 	rg_apply(&login, &charges, &verdict);
 	rg_unpin_counters(&login, &charges);
+	my_pending = NULL;
 	LWLockRelease(lock);
 
 	if (verdict.kind == RG_ADMIT)
 		rg_reaper_backend_admitted();
+	if (verdict.kind == RG_ADMIT && verdict.worst && login.mode == RG_MODE_MONITOR)
+		rg_evict_monitor(&login, &verdict);
 	rg_report(&login, &verdict);
 }
 

@@ -17,6 +17,7 @@
 #include "postmaster/postmaster.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/wait_event.h"
 #include "utils/guc.h"
 
 #if PG_VERSION_NUM < 150000
@@ -137,6 +138,25 @@ rg_has_connect_privilege(Oid dboid, Oid roleid)
 	return object_aclcheck(DatabaseRelationId, dboid, roleid, ACL_CONNECT) == ACLCHECK_OK;
 #else
 	return pg_database_aclcheck(dboid, roleid, ACL_CONNECT) == ACLCHECK_OK;
+#endif
+}
+
+/*
+ * The wait event a login waiting for a place reports: a custom one named
+ * "RoleGuardLoginWait" from PG17 (shown by pg_stat_activity, which on PG18
+ * lists backends still authenticating), the generic "Extension" before.
+ */
+static inline uint32
+rg_login_wait_event(void)
+{
+#if PG_VERSION_NUM >= 170000
+	static uint32 event = 0;
+
+	if (event == 0)
+		event = WaitEventExtensionNew("RoleGuardLoginWait");
+	return event;
+#else
+	return PG_WAIT_EXTENSION;
 #endif
 }
 

@@ -48,6 +48,9 @@ static const char *const rg_event_names[] = {
 	[RG_EVENT_REAPED_IDLE] = "reaped_idle",
 	[RG_EVENT_REAPED_IDLE_IN_TRANSACTION] = "reaped_idle_in_transaction",
 	[RG_EVENT_WOULD_REAP] = "would_reap",
+	[RG_EVENT_EVICTED] = "evicted",
+	[RG_EVENT_WOULD_EVICT] = "would_evict",
+	[RG_EVENT_WAIT_TIMEOUT] = "wait_timeout",
 };
 
 /* An event kind's name, as role_guard_events shows it. */

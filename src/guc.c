@@ -38,6 +38,9 @@ const RGPolicy *rg_reservations = NULL;
 uint32		rg_reservations_hash = 0;
 int			rg_reservations_total = 0;
 bool		rg_superuser_socket_exempt = true;
+const RGPolicy *rg_login_waits = NULL;
+const RGPolicy *rg_evict_idle = NULL;
+int			rg_max_waiting_logins = 10;
 int			rg_reap_interval = 10000;
 int			rg_event_log_size = 1000;
 
@@ -46,6 +49,8 @@ static char *rg_deny_hosts_text = NULL;
 static char *rg_idle_timeouts_text = NULL;
 static char *rg_iit_timeouts_text = NULL;
 static char *rg_reservations_text = NULL;
+static char *rg_login_waits_text = NULL;
+static char *rg_evict_idle_text = NULL;
 
 static const struct config_enum_entry rg_mode_options[] = {
 	{"enforce", RG_MODE_ENFORCE, false},
@@ -187,6 +192,32 @@ rg_preload_check_int(const char *name, int flags, int min, int max)
 						val, flags ? " ms" : "", name, min, max)));
 }
 
+static bool
+rg_check_login_waits(char **newval, void **extra, GucSource source)
+{
+	return rg_check_policy("role_guard.login_waits", RG_POLICY_TIMEOUTS,
+						   newval, extra);
+}
+
+static void
+rg_assign_login_waits(const char *newval, void *extra)
+{
+	rg_login_waits = (const RGPolicy *) extra;
+}
+
+static bool
+rg_check_evict_idle(char **newval, void **extra, GucSource source)
+{
+	return rg_check_policy("role_guard.evict_idle", RG_POLICY_TIMEOUTS,
+						   newval, extra);
+}
+
+static void
+rg_assign_evict_idle(const char *newval, void *extra)
+{
+	rg_evict_idle = (const RGPolicy *) extra;
+}
+
 /*
  * role_guard.reservations: the grammar, and no more places than there are
  * connection slots (each entry's places may be needed at once).
@@ -322,6 +353,35 @@ rg_guc_init(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("role_guard.login_waits",
+							   "How long a login that finds its place taken may wait for one: name=DURATION, +group=DURATION, *=DURATION.",
+							   NULL,
+							   &rg_login_waits_text,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   rg_check_login_waits, rg_assign_login_waits, NULL);
+
+	rg_preload_check_int("role_guard.max_waiting_logins", 0, 0, 100000);
+	DefineCustomIntVariable("role_guard.max_waiting_logins",
+							"The most logins waiting for a place at one time.",
+							NULL,
+							&rg_max_waiting_logins,
+							10,
+							0, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("role_guard.evict_idle",
+							   "Sessions that may be ended to make room, idle at least: name=DURATION, +group=DURATION, *=DURATION.",
+							   NULL,
+							   &rg_evict_idle_text,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   rg_check_evict_idle, rg_assign_evict_idle, NULL);
 
 	rg_preload_check_int("role_guard.reap_interval", GUC_UNIT_MS, 100, INT_MAX);
 	DefineCustomIntVariable("role_guard.reap_interval",

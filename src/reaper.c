@@ -128,6 +128,13 @@ rg_emit_log(ErrorData *edata)
 									  host);
 			edata->detail = pstrdup("The session's role became a superuser (or a member of one) after it logged in, and role_guard.superuser_deny_hosts lists this host.");
 		}
+		else if (reason == RG_REAP_EVICT)
+		{
+			edata->sqlerrcode = ERRCODE_IDLE_SESSION_TIMEOUT;
+			edata->message = pstrdup("terminating idle connection to make room for another login");
+			edata->detail = psprintf("role_guard.evict_idle lets this role's sessions be ended after %.1f s idle when their place is needed.",
+									 rg_reap_limit_ms / 1000.0);
+		}
 		else
 		{
 			bool		idle = reason == RG_REAP_IDLE;
@@ -147,9 +154,10 @@ rg_emit_log(ErrorData *edata)
 }
 
 /*
- * SIGTERM in an admitted backend.  From the worker, for this process: go
- * only if the session has done nothing since the worker saw it idle (a
- * superuser denial goes whatever the session does).  Anything else: die().
+ * SIGTERM in an admitted backend.  A request to end it (from the worker,
+ * or from a login evicting it), sent by the process the request names: go
+ * only if the session has done nothing since it was seen idle (a superuser
+ * denial goes whatever the session does).  Anything else: die().
  */
 static void
 rg_sigterm(int signo, siginfo_t *info, void *context)
@@ -158,7 +166,7 @@ rg_sigterm(int signo, siginfo_t *info, void *context)
 	RGBackend  *slot = rg_my_slot;
 
 	if (slot != NULL && info != NULL && info->si_pid != 0 &&
-		info->si_pid == rg_reaper_pid() && slot->reap_pid == MyProcPid)
+		slot->reap_pid == MyProcPid && info->si_pid == slot->reap_sender)
 	{
 		int			reason;
 
@@ -319,35 +327,44 @@ rg_count_reap(Oid roleid, RGReapReason reason, bool monitor)
 }
 
 /*
- * Ask a backend to end: under the lock, check that the slot still holds
- * the same session (and, for a reap, that it has done nothing since
- * "seq"), write the request, count it and signal.  The backend checks
- * again when the signal arrives (rg_sigterm).  True if signalled.
+ * Ask a backend to end (the reaper, or a login evicting a session): check
+ * that the slot still holds the same session (and, but for a superuser
+ * denial, that it has done nothing since "seq"), write the request and send
+ * SIGTERM.  The backend checks again when the signal arrives (rg_sigterm).
+ * True if signalled.  Lock held exclusively.
  */
+bool
+rg_request_end(RGBackend *slot, int pid, uint32 seq, RGReapReason reason,
+			   int32 limit)
+{
+	if (slot->pid != pid || (reason != RG_REAP_SUPERUSER && slot->seq != seq))
+		return false;
+	slot->reap_seq = seq;
+	slot->reap_reason = reason;
+	slot->reap_limit_ms = limit;
+	slot->reap_sender = MyProcPid;
+	pg_write_barrier();
+	slot->reap_pid = pid;
+	pg_memory_barrier();
+	if (kill(pid, SIGTERM) == 0)
+		return true;
+	slot->reap_pid = 0;
+	ereport(LOG,
+			(errmsg("role_guard: could not signal pid %d: %m", pid)));
+	return false;
+}
+
+/* The reaper's request: under the lock, counted when sent. */
 static bool
 rg_signal_backend(RGBackend *slot, int pid, uint32 seq, RGReapReason reason,
 				  int32 limit, Oid roleid)
 {
-	bool		sent = false;
+	bool		sent;
 
 	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
-	if (slot->pid == pid && (reason == RG_REAP_SUPERUSER || slot->seq == seq))
-	{
-		slot->reap_seq = seq;
-		slot->reap_reason = reason;
-		slot->reap_limit_ms = limit;
-		pg_write_barrier();
-		slot->reap_pid = pid;
-		pg_memory_barrier();
-		if (kill(pid, SIGTERM) == 0)
-		{
-			rg_count_reap(roleid, reason, false);
-			sent = true;
-		}
-		else
-			ereport(LOG,
-					(errmsg("role_guard: could not signal pid %d: %m", pid)));
-	}
+	sent = rg_request_end(slot, pid, seq, reason, limit);
+	if (sent)
+		rg_count_reap(roleid, reason, false);
 	LWLockRelease(rg_lock());
 	return sent;
 }
@@ -430,6 +447,14 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 	limits = hash_search(rg_limits, &roleid, HASH_FIND, NULL);
 	if (limits == NULL)
 		return;
+	if (slot->evict_ms != limits->info.evict_ms)
+	{
+		/* a reload changed role_guard.evict_idle, or the role's groups */
+		LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+		if (slot->pid == pid)
+			slot->evict_ms = limits->info.evict_ms;
+		LWLockRelease(rg_lock());
+	}
 	if (rg_deny_hosts != NULL)
 		rg_deny_check(slot, r, pid, limits, monitor);
 
@@ -505,12 +530,20 @@ rg_reap_scan(void)
 		rg_reserve_sync();
 		CommitTransactionCommand();
 	}
+	/* waiting logins look again: a reload may have made room */
+	if (rg_shared->waiting > 0)
+	{
+		LWLockAcquire(rg_lock(), LW_SHARED);
+		rg_wake_waiters();
+		LWLockRelease(rg_lock());
+	}
 	if (mode == RG_MODE_OFF)
 		return;
 	if ((rg_idle_timeouts == NULL || rg_idle_timeouts->nentries == 0) &&
 		(rg_idle_in_transaction_timeouts == NULL ||
 		 rg_idle_in_transaction_timeouts->nentries == 0) &&
-		rg_deny_hosts == NULL)
+		rg_deny_hosts == NULL &&
+		(rg_evict_idle == NULL || rg_evict_idle->nentries == 0))
 		return;
 
 	if (rg_limits_stale || rg_limits == NULL)
@@ -532,7 +565,6 @@ rg_reaper_main(Datum arg)
 	/* no database: pg_authid and pg_auth_members are shared catalogs */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("role_guard reaper");
-	rg_reaper_pid_set(MyProcPid);
 
 	CacheRegisterSyscacheCallback(AUTHOID, rg_limits_invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, rg_limits_invalidate, (Datum) 0);

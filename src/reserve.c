@@ -148,18 +148,19 @@ rg_has_unused(const RGCounter *c, bool member)
 /*
  * Would admitting this login break the reservations?  Lock held.  "role"
  * is the login role's counter; "groups" its groups' counters whose member
- * counts are kept (NULL for others).  On a refusal, *unused and *used say
- * why.
+ * counts are kept (NULL for others).  Logins waiting for a place hold a
+ * slot each ("waiter": this login is one of them, its slot counted
+ * already).  On a refusal, *unused and *used say why.
  */
 bool
 rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
-				   int ngroups, int *unused, int *used)
+				   int ngroups, bool waiter, int *unused, int *used)
 {
 	int			slots = rg_connection_slots();
 	int			i;
 
 	*unused = rg_shared->reserve.unused;
-	*used = rg_shared->regular_sessions;
+	*used = rg_shared->regular_sessions + rg_shared->waiting;
 	if (*unused <= 0)
 		return false;
 	if (rg_has_unused(role, false) ||
@@ -168,7 +169,7 @@ rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
 	for (i = 0; i < ngroups; i++)
 		if (rg_has_unused(groups[i], true))
 			return false;
-	return slots - (*used + 1) < *unused;
+	return slots - (*used + (waiter ? 0 : 1)) < *unused;
 }
 
 /*

@@ -40,7 +40,10 @@ typedef enum RGEventKind
 	RG_EVENT_WOULD_DENY,
 	RG_EVENT_REAPED_IDLE,
 	RG_EVENT_REAPED_IDLE_IN_TRANSACTION,
-	RG_EVENT_WOULD_REAP
+	RG_EVENT_WOULD_REAP,
+	RG_EVENT_EVICTED,
+	RG_EVENT_WOULD_EVICT,
+	RG_EVENT_WAIT_TIMEOUT
 } RGEventKind;
 
 typedef struct RGEvent
@@ -73,6 +76,9 @@ extern const RGPolicy *rg_reservations;
 extern uint32 rg_reservations_hash;
 extern int	rg_reservations_total;
 extern bool rg_superuser_socket_exempt;
+extern const RGPolicy *rg_login_waits;
+extern const RGPolicy *rg_evict_idle;
+extern int	rg_max_waiting_logins;
 extern void rg_guc_init(void);
 
 /* shmem.c (the shared structs are in shmem.h) */
@@ -92,8 +98,10 @@ extern void rg_counter_track_members(RGCounter *counter);
 extern void rg_counter_set(RGCounter *c, bool member, int32 value);
 extern void rg_counter_add(RGCounter *c, bool member, int delta);
 extern void rg_counter_reserve(RGCounter *c, bool member, int32 places);
-extern void rg_reaper_pid_set(int pid);
-extern int	rg_reaper_pid(void);
+extern bool rg_slot_in_count(const RGBackend *slot, const RGCounter *c,
+							 bool member);
+extern int	rg_waiters_ahead(const RGCounter *c, bool member, uint64 ticket);
+extern void rg_wake_waiters(void);
 extern RGCounter *rg_counter_find(RGCounterKind kind, Oid roleid,
 								  const char *dbname);
 extern RGCounter *rg_counter_enter(RGCounterKind kind, Oid roleid,
@@ -132,8 +140,11 @@ typedef struct RGRoleInfo
 	NameData	supername;		/* ... that role, if super_member */
 	int32		idle_ms;		/* effective limits, 0 = none */
 	int32		iit_ms;
+	int32		evict_ms;		/* role_guard.evict_idle, 0 = never */
 } RGRoleInfo;
 extern bool rg_role_info(Oid roleid, RGRoleInfo *info);
+extern int32 rg_policy_limit(const RGPolicy *policy, const char *rolname,
+							 const NameData *groupnames, int ngroups);
 extern bool rg_role_groups(Oid roleid, NameData *rolname, bool *rolsuper,
 						   struct RGMembers *m);
 
@@ -172,7 +183,8 @@ extern bool rg_reserve_resolve(RGReserveResolved *resolved);
 extern void rg_reserve_apply(const RGReserveResolved *resolved);
 extern void rg_reserve_sync(void);
 extern bool rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
-							   int ngroups, int *unused, int *used);
+							   int ngroups, bool waiter, int *unused,
+							   int *used);
 
 /* executor.c */
 extern void rg_executor_init(void);
@@ -181,6 +193,8 @@ extern void rg_executor_init(void);
 extern void rg_reaper_register(void);
 extern void rg_reaper_backend_init(void);
 extern void rg_reaper_backend_admitted(void);
+extern bool rg_request_end(RGBackend *slot, int pid, uint32 seq,
+						   RGReapReason reason, int32 limit);
 extern PGDLLEXPORT void rg_reaper_main(Datum arg);
 
 #endif							/* ROLE_GUARD_H */

@@ -133,8 +133,8 @@ rg_role_fresh(Oid roleid, NameData *name, bool *rolsuper)
  * roles it is a member of (the role itself included; 0 there means never,
  * so it only wins when every group entry says 0); otherwise "*".
  */
-static int32
-rg_timeout_lookup(const RGPolicy *policy, const char *rolname,
+int32
+rg_policy_limit(const RGPolicy *policy, const char *rolname,
 				  const NameData *groupnames, int ngroups)
 {
 	const RGEntry *e;
@@ -184,8 +184,9 @@ rg_role_info(Oid roleid, RGRoleInfo *info)
 	m.super = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
 	if (!rg_role_groups(roleid, &info->rolname, &info->rolsuper, &m))
 	{
-		info->idle_ms = rg_timeout_lookup(rg_idle_timeouts, "", NULL, 0);
-		info->iit_ms = rg_timeout_lookup(rg_idle_in_transaction_timeouts, "", NULL, 0);
+		info->idle_ms = rg_policy_limit(rg_idle_timeouts, "", NULL, 0);
+		info->iit_ms = rg_policy_limit(rg_idle_in_transaction_timeouts, "", NULL, 0);
+		info->evict_ms = rg_policy_limit(rg_evict_idle, "", NULL, 0);
 		return false;
 	}
 	for (i = 0; i < m.ngroups && !info->super_member; i++)
@@ -196,10 +197,12 @@ rg_role_info(Oid roleid, RGRoleInfo *info)
 			info->supername = m.names[i];
 		}
 	}
-	info->idle_ms = rg_timeout_lookup(rg_idle_timeouts, NameStr(info->rolname),
+	info->idle_ms = rg_policy_limit(rg_idle_timeouts, NameStr(info->rolname),
 									  m.names, m.ngroups);
-	info->iit_ms = rg_timeout_lookup(rg_idle_in_transaction_timeouts,
+	info->iit_ms = rg_policy_limit(rg_idle_in_transaction_timeouts,
 									 NameStr(info->rolname), m.names, m.ngroups);
+	info->evict_ms = rg_policy_limit(rg_evict_idle, NameStr(info->rolname),
+									 m.names, m.ngroups);
 	pfree(m.groups);
 	pfree(m.names);
 	pfree(m.super);

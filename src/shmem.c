@@ -103,7 +103,6 @@ rg_shmem_startup(void)
 		rg_shared->lock = &(GetNamedLWLockTranche("role_guard"))->lock;
 		rg_shared->nbackends = rg_total_procs();
 		rg_shared->capacity = capacity;
-		pg_atomic_init_u32(&rg_shared->reaper_pid, 0);
 	}
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(RGCounterKey);
@@ -315,16 +314,63 @@ rg_counter_reserve(RGCounter *c, bool member, int32 places)
 	*reserved = places;
 }
 
-void
-rg_reaper_pid_set(int pid)
+/*
+ * Is a slot's session (or waiting login) in this count of this counter:
+ * does it charge it, or would its admission?  Lock held.
+ */
+bool
+rg_slot_in_count(const RGBackend *slot, const RGCounter *c, bool member)
 {
-	pg_atomic_write_u32(&rg_shared->reaper_pid, (uint32) pid);
+	switch ((RGCounterKind) c->key.kind)
+	{
+		case RG_COUNTER_ROLE:
+			return member ? rg_slot_counts_member(slot, c->key.roleid) :
+				slot->roleid == c->key.roleid;
+		case RG_COUNTER_DB:
+			return strcmp(NameStr(slot->datname), NameStr(c->key.dbname)) == 0;
+		case RG_COUNTER_ROLEDB:
+			return slot->roleid == c->key.roleid &&
+				strcmp(NameStr(slot->datname), NameStr(c->key.dbname)) == 0;
+	}
+	return false;
 }
 
+/*
+ * How many logins that came before "ticket" (0: a login that does not
+ * wait, after them all) wait for a place in this count.  O(slots), and
+ * only while some login waits.  Lock held.
+ */
 int
-rg_reaper_pid(void)
+rg_waiters_ahead(const RGCounter *c, bool member, uint64 ticket)
 {
-	return (int) pg_atomic_read_u32(&rg_shared->reaper_pid);
+	int			procno;
+	int			n = 0;
+
+	if (rg_shared->waiting == 0)
+		return 0;
+	for (procno = 0; procno < rg_shared->nbackends; procno++)
+	{
+		RGBackend  *slot = &rg_shared->backends[procno];
+
+		if (slot->wait_ticket != 0 &&
+			(ticket == 0 || slot->wait_ticket < ticket) &&
+			rg_slot_in_count(slot, c, member))
+			n++;
+	}
+	return n;
+}
+
+/* Wake every waiting login to look again.  Lock held (shared is enough). */
+void
+rg_wake_waiters(void)
+{
+	int			procno;
+
+	if (rg_shared->waiting == 0)
+		return;
+	for (procno = 0; procno < rg_shared->nbackends; procno++)
+		if (rg_shared->backends[procno].wait_ticket != 0)
+			SetLatch(&GetPGProcByNumber(procno)->procLatch);
 }
 
 static void

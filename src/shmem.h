@@ -15,8 +15,9 @@
  *				exclusively;
  *	[owner]		written by the backend that owns the slot, without the
  *				lock; others read it as a snapshot that may be a moment old;
- *	[reaper]	written by the reaper under the lock exclusively, read by
- *				the owning backend's signal handler (see reaper.c);
+ *	[reaper]	written under the lock exclusively by the process that asks
+ *				the backend to end (the reaper, or a login evicting it), read
+ *				by the owning backend's SIGTERM handler (see reaper.c);
  *	[atomic]	an atomic, read and changed without the lock;
  *	[startup]	set once when shared memory is created.
  * Under the lock nothing may ERROR, allocate or do I/O (hence
@@ -142,7 +143,9 @@ typedef enum RGReapReason
 	RG_REAP_NONE = 0,
 	RG_REAP_IDLE,				/* idle past role_guard.idle_timeouts */
 	RG_REAP_IDLE_IN_TRANSACTION,	/* ... idle_in_transaction_timeouts */
-	RG_REAP_SUPERUSER			/* became a superuser on a denied host */
+	RG_REAP_SUPERUSER,			/* became a superuser on a denied host */
+	RG_REAP_EVICT				/* idle past role_guard.evict_idle, and its
+								 * place is wanted by a login */
 } RGReapReason;
 
 /*
@@ -173,10 +176,23 @@ typedef struct RGBackend
 	TimestampTz idle_since;		/* [owner] end of the last work for the
 								 * client (or of login): a lower bound of
 								 * the idle start */
-	int			reap_pid;		/* [reaper] the process a request is for */
-	uint32		reap_seq;		/* [reaper] seq when it saw the slot idle */
+	int32		evict_ms;		/* [lock] its role's role_guard.evict_idle
+								 * (0: never), set at admission, kept
+								 * current by the reaper */
+	int			reap_pid;		/* [reaper] the process a request to end is
+								 * for (0: none) */
+	int			reap_sender;	/* [reaper] who sends its SIGTERM: the
+								 * reaper, or a login evicting it */
+	uint32		reap_seq;		/* [reaper] seq when it was seen idle */
 	int32		reap_reason;	/* [reaper] RGReapReason */
 	int32		reap_limit_ms;	/* [reaper] */
+
+	/*
+	 * A login waiting for a place (wait.c) fills roleid, groups and datname
+	 * above as at admission, but not pid: it is not admitted.
+	 */
+	uint64		wait_ticket;	/* [lock] its place in line, 0: not waiting */
+	int			wait_pid;		/* [lock] */
 } RGBackend;
 
 /*
@@ -220,10 +236,10 @@ typedef struct RGShared
 	LWLock	   *lock;			/* [startup] */
 	int			nbackends;		/* [startup] slots in backends[] */
 	int			capacity;		/* [startup] most counters the hash holds */
-	pg_atomic_uint32 reaper_pid;	/* [atomic] the reaper's pid, or 0 */
 	int32		regular_sessions;	/* [lock] admitted sessions that use a
 									 * connection slot (not walsenders) */
 	int32		waiting;		/* [lock] logins waiting for a place now */
+	uint64		next_ticket;	/* [lock] the last waiter's ticket */
 	RGReserveState reserve;		/* [lock] */
 	RGGlobalStats stats;		/* [lock] */
 	RGBackend	backends[FLEXIBLE_ARRAY_MEMBER];

@@ -32,7 +32,7 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use RoleGuardTest;
+use RoleGuardTest qw(:DEFAULT write_hba);
 
 my %conf = (
 	'role_guard.mode' => 'enforce',
@@ -44,6 +44,11 @@ my %conf = (
 	'role_guard.superuser_deny_hosts'         => '127.0.0.1/32',
 	'role_guard.max_roles'                    => '512',
 	'role_guard.event_log_size'               => '200',
+	'role_guard.reservations'                 => 'pwrole=1',
+	'role_guard.superuser_socket_exempt'      => 'on',
+	'role_guard.login_waits'                  => 'idler=1s',
+	'role_guard.max_waiting_logins'           => '5',
+	'role_guard.evict_idle'                   => 'idler=1h',
 );
 # What a session tries to set each of them to.
 my %attempt = (
@@ -55,6 +60,11 @@ my %attempt = (
 	'role_guard.superuser_deny_hosts'         => '10.0.0.0/8',
 	'role_guard.max_roles'                    => '64',
 	'role_guard.event_log_size'               => '0',
+	'role_guard.reservations'                 => '',
+	'role_guard.superuser_socket_exempt'      => 'off',
+	'role_guard.login_waits'                  => '*=1h',
+	'role_guard.max_waiting_logins'           => '1000',
+	'role_guard.evict_idle'                   => '',
 );
 my @settings = sort keys %conf;
 
@@ -66,17 +76,12 @@ $node->append_conf('postgresql.conf',
 	  . "log_error_verbosity = verbose\n"
 	  . "log_min_messages = info\n"
 	  . join('', map { "$_ = '$conf{$_}'\n" } @settings));
-{
-	my $hba = $node->data_dir . '/pg_hba.conf';
-	open(my $fh, '>', $hba) or die "cannot write $hba: $!";
-	print $fh <<'EOT';
+write_hba($node, <<'EOT');
 local   all  all                                                  trust
 host    all  pwrole,pwsuper                          127.0.0.1/32 scram-sha-256
 host    all  rejrole,rejsuper                        127.0.0.1/32 reject
 host    all  plain,mon,granted,full,su2,idler        127.0.0.1/32 trust
 EOT
-	close($fh);
-}
 $node->start;
 my $su = $node->safe_psql('postgres', 'SELECT current_user');
 die "the bootstrap superuser must be postgres for this test's budgets"

@@ -1,0 +1,93 @@
+/*-------------------------------------------------------------------------
+ *
+ * login.h
+ *	  The login path's own types, shared by auth.c (the steps) and wait.c
+ *	  (waiting for a place, and eviction).  Nothing else includes it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RG_LOGIN_H
+#define RG_LOGIN_H
+
+#include "libpq/libpq-be.h"
+
+#include "role_guard.h"
+
+/* What is known of a login before the lock is taken. */
+typedef struct RGLogin
+{
+	Port	   *port;
+	Oid			roleid;
+	NameData	rolname;
+	bool		rolsuper;
+	const char *dbname;			/* NULL: physical replication */
+	bool		exempt;			/* superuser over the Unix socket */
+	bool		deny_host;		/* client listed in superuser_deny_hosts */
+	int			mode;
+	const RGPolicy *policy;
+	TimestampTz now;
+	RGMembers	members;		/* its groups (names and SUPERUSER wanted) */
+	RGReserveResolved reserve;	/* reservations to apply, if stale */
+	uint64		ticket;			/* its place in line while it waits, or 0 */
+	int32		wait_ms;		/* role_guard.login_waits for it (0: none) */
+	int32		evict_ms;		/* role_guard.evict_idle for its sessions */
+} RGLogin;
+
+/* The counters a login is charged to, each pinned while it admits. */
+typedef struct RGCharges
+{
+	RGCounter  *role;			/* connections of the role; its member count
+								 * too if members_tracked */
+	RGCounter  *db;				/* NULL without a database */
+	RGCounter  *roledb;
+	RGCounter **groups;			/* per group: its counter if its member
+								 * count is kept, else NULL */
+	bool		full;			/* a counter it needs could not be made */
+} RGCharges;
+
+typedef enum RGVerdictKind
+{
+	RG_ADMIT,
+	RG_ADMIT_UNCOUNTED,			/* a needed counter is missing; not refused */
+	RG_REFUSE_HOST,
+	RG_REFUSE_BUDGET,
+	RG_REFUSE_RESERVED,			/* would take a slot reservations keep */
+	RG_REFUSE_FULL,
+	RG_REFUSE_GONE				/* the client went away while it waited */
+} RGVerdictKind;
+
+/* The entry a login was (or would have been) refused by. */
+typedef struct RGViolation
+{
+	RGEntryKind kind;
+	char		entry[RG_ENTRY_TEXT_LEN];
+	int			limit;
+	int			used;
+} RGViolation;
+
+typedef struct RGVerdict
+{
+	RGVerdictKind kind;
+	bool		deny;			/* a superuser on a listed host */
+	NameData	supername;		/* the superuser role it is a member of */
+	const RGEntry *worst;		/* the full budget with least room */
+	RGCounter  *worst_counter;	/* ... the counter that keeps its count */
+	int			worst_room;		/* ... its room (0 or less) */
+	RGViolation violation;		/* ... as reported */
+	bool		reserved;		/* it would take a slot reservations keep */
+	int			reserved_unused;	/* ... their unused places */
+	int			slots_used;		/* ... and the slots in use */
+	double		waited_s;		/* how long it waited (0: it did not) */
+} RGVerdict;
+
+/* auth.c */
+extern void rg_decide(const RGLogin *login, const RGCharges *charges,
+					  RGVerdict *v);
+
+/* wait.c */
+extern bool rg_wait_wanted(const RGLogin *login, const RGVerdict *v);
+extern void rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v);
+extern void rg_wait_abandon(void);
+extern void rg_evict_monitor(const RGLogin *login, const RGVerdict *v);
+
+#endif							/* RG_LOGIN_H */

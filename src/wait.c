@@ -1,0 +1,333 @@
+/*-------------------------------------------------------------------------
+ *
+ * wait.c
+ *	  When a budget is full: a login may wait for a place
+ *	  (role_guard.login_waits), and may make one by ending a long-idle
+ *	  session that the full entry counts (role_guard.evict_idle).
+ *
+ * Only a login that a full budget refuses in enforce mode waits, and only
+ * if fewer than role_guard.max_waiting_logins wait already and the slot it
+ * holds meanwhile is not one that reservations keep: a waiting login holds
+ * a connection slot (its process), so it may wait only if the reservations
+ * would still have their free slots with it counted.  (A login refused by
+ * the reservations themselves is therefore never let wait: it would hold
+ * one of the slots they keep.)
+ *
+ * A waiter is a backend that has taken a ticket (its place in line) and
+ * recorded in its own slot who it is (role, groups, database; not its pid,
+ * as it is not admitted).  Every admission check subtracts from an entry's
+ * room the waiters that wait for a place in that count and came before
+ * (rg_waiters_ahead; a login that does not wait counts them all): so
+ * waiters for the same place are admitted in the order they arrived, and a
+ * new login never takes a place an earlier waiter waits for.  A place
+ * freed by any exit (or a waiter leaving, or a reload: the reaper wakes
+ * waiters at every scan) sets the waiters' latches (rg_wake_waiters); each
+ * looks again under the lock.  No polling.
+ *
+ * A waiter sleeps on its latch and its client's socket, so it notices at
+ * once a client that goes away (WL_SOCKET_CLOSED) and leaves the line; it
+ * stays interruptible (pg_terminate_backend, postmaster death, and
+ * authentication_timeout, which is still running: the wait ends a moment
+ * before it, so the client gets role_guard's refusal rather than core's
+ * timeout).  Whatever way it leaves, its ticket is given back (by
+ * rg_wait_abandon from the exit callback on a FATAL).
+ *
+ * Eviction: before waiting, a login refused by a full entry looks for the
+ * longest-idle session that the entry counts (rg_slot_in_count), of a role
+ * with an evict_idle limit it has passed, idle and not in a transaction,
+ * not already asked to end; it asks that session to end (rg_request_end:
+ * the session's own SIGTERM handler checks it is still idle, so an active
+ * session is never ended) and waits for the place, at least until that
+ * session has gone and at most login_waits or 5 s, whichever is longer.
+ * A session asked to end is not chosen by another login: two logins racing
+ * for one evictable session, one gets it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/ps_status.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "login.h"
+
+/* How long a login that evicted a session waits, at least. */
+#define RG_EVICT_WAIT_MS 5000
+
+/* A wait ends this long before authentication_timeout would end it. */
+#define RG_AUTH_MARGIN_MS 200
+
+/* This backend is in line: what rg_wait_abandon must give back. */
+static RGCounter *my_wait_role = NULL;
+
+/* Is the request to end "pid" (sent by this backend) still pending? */
+static bool
+rg_request_pending(int pid)
+{
+	int			procno;
+
+	for (procno = 0; procno < rg_backend_count(); procno++)
+	{
+		RGBackend  *slot = rg_backend(procno);
+
+		if (slot->pid == pid)
+			return slot->reap_pid == pid && slot->reap_sender == MyProcPid;
+	}
+	return false;
+}
+
+/* Take a ticket and show who waits.  Lock held. */
+static void
+rg_wait_register(RGLogin *login, const RGCharges *charges)
+{
+	RGBackend  *slot = rg_backend(rg_my_procno());
+	const RGMembers *m = &login->members;
+
+	login->ticket = ++rg_shared->next_ticket;
+	memset(slot, 0, sizeof(*slot));
+	slot->roleid = login->roleid;
+	slot->ngroups = Min(m->ngroups, RG_SLOT_GROUPS);
+	memcpy(slot->groups, m->groups, sizeof(Oid) * slot->ngroups);
+	if (login->dbname)
+		strlcpy(NameStr(slot->datname), login->dbname, NAMEDATALEN);
+	slot->wait_pid = MyProcPid;
+	slot->wait_ticket = login->ticket;
+	rg_shared->waiting++;
+	charges->role->waiting++;
+	my_wait_role = charges->role;
+}
+
+/* Leave the line, and let the others look again.  Lock held. */
+static void
+rg_wait_unregister(void)
+{
+	RGBackend  *slot = rg_backend(rg_my_procno());
+
+	if (my_wait_role == NULL)
+		return;
+	memset(slot, 0, sizeof(*slot));
+	rg_shared->waiting--;
+	my_wait_role->waiting--;
+	my_wait_role = NULL;
+	rg_wake_waiters();
+}
+
+/* At exit (a FATAL while waiting): leave the line.  Lock held. */
+void
+rg_wait_abandon(void)
+{
+	rg_wait_unregister();
+}
+
+/*
+ * The longest-idle session that the full entry counts and that may be
+ * ended for it (see the top of the file), or -1.  Lock held.
+ */
+static int
+rg_evict_candidate(const RGVerdict *v, TimestampTz now, TimestampTz *since)
+{
+	bool		member = v->worst->kind == RG_ENTRY_GROUP;
+	int			best = -1;
+	int			procno;
+
+	for (procno = 0; procno < rg_backend_count(); procno++)
+	{
+		RGBackend  *slot = rg_backend(procno);
+		TimestampTz idle_start;
+
+		if (slot->pid == 0 || slot->walsender || slot->evict_ms <= 0 ||
+			slot->reap_pid != 0 || !rg_slot_in_count(slot, v->worst_counter, member))
+			continue;
+		if (rg_backend_state(procno, slot, &idle_start) != RG_STATE_IDLE ||
+			TimestampDifferenceMilliseconds(idle_start, now) < slot->evict_ms)
+			continue;
+		if (best < 0 || idle_start < *since)
+		{
+			best = procno;
+			*since = idle_start;
+		}
+	}
+	return best;
+}
+
+/*
+ * End (or, in monitor mode, report) the longest-idle session the full
+ * entry counts, if there is one.  Lock held; the event is filled for the
+ * caller to add once the lock is let go.  Returns the pid asked to end, or
+ * 0.
+ */
+static int
+rg_evict(const RGLogin *login, const RGVerdict *v, bool monitor, RGEvent *ev)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz since = 0;
+	int			procno;
+	RGBackend  *slot;
+	RGCounter  *victim_role;
+	int			pid;
+
+	if (rg_evict_idle == NULL || rg_evict_idle->nentries == 0 || v->worst == NULL)
+		return 0;
+	procno = rg_evict_candidate(v, now, &since);
+	if (procno < 0)
+		return 0;
+	slot = rg_backend(procno);
+	pid = slot->pid;
+	if (!monitor && !rg_request_end(slot, pid, slot->seq, RG_REAP_EVICT, slot->evict_ms))
+		return 0;
+	victim_role = rg_counter_find(RG_COUNTER_ROLE, slot->roleid, NULL);
+	if (victim_role)
+		rg_outcome_count(&victim_role->stats.evicted, monitor);
+
+	rg_event_init(ev, monitor ? RG_EVENT_WOULD_EVICT : RG_EVENT_EVICTED);
+	ev->pid = pid;
+	if (victim_role)
+		ev->rolname = victim_role->rolname;
+	ev->datname = slot->datname;
+	memcpy(ev->application_name, slot->application_name, sizeof(ev->application_name));
+	ev->application_name[sizeof(ev->application_name) - 1] = '\0';
+	rg_event_client(ev, &slot->client);
+	snprintf(ev->detail, sizeof(ev->detail),
+			 "Idle for %.1f s, role_guard.evict_idle allows %.1f s; its place in \"%s=%d\" is wanted by a login of role \"%s\".",
+			 TimestampDifferenceMilliseconds(since, now) / 1000.0,
+			 slot->evict_ms / 1000.0, v->violation.entry, v->violation.limit,
+			 NameStr(login->rolname));
+	return monitor ? 0 : pid;
+}
+
+/* Monitor mode: a login over budget records the eviction enforce would make. */
+void
+rg_evict_monitor(const RGLogin *login, const RGVerdict *v)
+{
+	RGEvent		ev;
+
+	memset(&ev, 0, sizeof(ev));
+	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+	(void) rg_evict(login, v, true, &ev);
+	LWLockRelease(rg_lock());
+	if (ev.at != 0)
+		rg_event_add(&ev);
+}
+
+/* May this login wait, or evict, instead of being refused?  Lock held. */
+bool
+rg_wait_wanted(const RGLogin *login, const RGVerdict *v)
+{
+	int			unused = rg_shared->reserve.unused;
+
+	if (v->kind != RG_REFUSE_BUDGET)
+		return false;
+	if (login->wait_ms <= 0 &&
+		(rg_evict_idle == NULL || rg_evict_idle->nentries == 0))
+		return false;
+	if (rg_shared->waiting >= rg_max_waiting_logins)
+		return false;
+	/* the slot it holds while it waits must not be one reservations keep */
+	return unused <= 0 ||
+		rg_connection_slots() - (rg_shared->regular_sessions + rg_shared->waiting + 1) >= unused;
+}
+
+/* When a wait must end: its limit, or just before authentication_timeout. */
+static TimestampTz
+rg_wait_deadline(TimestampTz start, int32 wait_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(start, wait_ms);
+
+	if (get_timeout_active(STATEMENT_TIMEOUT))
+	{
+		TimestampTz auth = TimestampTzPlusMilliseconds(get_timeout_finish_time(STATEMENT_TIMEOUT),
+													   -RG_AUTH_MARGIN_MS);
+
+		if (auth < deadline)
+			deadline = auth;
+	}
+	return deadline;
+}
+
+/*
+ * Wait for a place (evicting a session first if one may be ended).  Called
+ * with the lock held and a refusing verdict; returns with the lock held and
+ * the final verdict: admitted, refused after waiting (v->waited_s says how
+ * long), or the client gone.
+ */
+void
+rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
+{
+	LWLock	   *lock = rg_lock();
+	RGEvent		ev;
+	int32		wait_ms = login->wait_ms;
+	int			victim;
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz deadline;
+	TimestampTz now = start;
+	uint32		wait_event = rg_login_wait_event();
+
+	memset(&ev, 0, sizeof(ev));
+	victim = rg_evict(login, v, false, &ev);
+	if (victim != 0)
+		wait_ms = Max(wait_ms, RG_EVICT_WAIT_MS);
+	if (wait_ms <= 0)
+		return;
+	deadline = rg_wait_deadline(start, wait_ms);
+	rg_wait_register(login, charges);
+	set_ps_display("waiting for a place (role_guard)");
+
+	for (;;)
+	{
+		int			rc;
+
+		LWLockRelease(lock);
+		if (ev.at != 0)
+		{
+			rg_event_add(&ev);
+			ev.at = 0;
+		}
+		rc = WaitLatchOrSocket(MyLatch,
+							   WL_LATCH_SET | WL_TIMEOUT | WL_SOCKET_CLOSED | WL_EXIT_ON_PM_DEATH,
+							   MyProcPort->sock,
+							   Max(TimestampDifferenceMilliseconds(now, deadline), 1),
+							   wait_event);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		now = GetCurrentTimestamp();
+		if (rc & WL_SOCKET_CLOSED)
+		{
+			v->kind = RG_REFUSE_GONE;
+			break;
+		}
+		rg_decide(login, charges, v);
+		if (v->kind != RG_REFUSE_BUDGET || now >= deadline)
+			break;
+		/* the session it ended is gone, or stayed (it was busy): another? */
+		if (victim == 0 || !rg_request_pending(victim))
+			victim = rg_evict(login, v, false, &ev);
+	}
+	rg_wait_unregister();
+	login->ticket = 0;
+	v->waited_s = TimestampDifferenceMilliseconds(start, now) / 1000.0;
+	if (v->kind == RG_ADMIT)
+		charges->role->stats.waited++;
+	else if (v->kind == RG_REFUSE_BUDGET)
+		charges->role->stats.wait_timeouts++;
+	if (ev.at != 0)
+	{
+		/* an eviction decided on the last look: record it after the lock */
+		LWLockRelease(lock);
+		rg_event_add(&ev);
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		/* the counts may have moved meanwhile: look once more */
+		if (v->kind == RG_ADMIT || v->kind == RG_REFUSE_BUDGET)
+		{
+			double		waited = v->waited_s;
+
+			rg_decide(login, charges, v);
+			v->waited_s = waited;
+		}
+	}
+}
