@@ -21,7 +21,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use RoleGuardTest qw(:DEFAULT wait_log superuser_denied_ok admitted_quietly_ok
-  denied_counters_ok set_deny_hosts_ok connect_fails_log_level);
+  denied_counters_ok set_deny_hosts_ok connect_fails_log_level write_hba);
 
 # Can this machine bind ::1?  (No IPv6 on lo in some containers.)
 my ($have_v6, $v6_reason) = (1, '');
@@ -61,10 +61,7 @@ role_guard.superuser_deny_hosts = '127.0.0.0/8'
 
 # pg_hba.conf written whole: the password role gets scram-sha-256 over TCP,
 # everything else is trusted.
-{
-	my $hba = $node->data_dir . '/pg_hba.conf';
-	open(my $fh, '>', $hba) or die "cannot write $hba: $!";
-	print $fh <<'EOT';
+write_hba($node, <<'EOT');
 local   all          all                     trust
 local   replication  all                     trust
 host    all          pwsuper  127.0.0.1/32   scram-sha-256
@@ -74,8 +71,6 @@ host    replication  all      ::1/128        trust
 host    all          all      127.0.0.1/32   trust
 host    all          all      ::1/128        trust
 EOT
-	close($fh);
-}
 $node->start;
 
 $node->safe_psql(

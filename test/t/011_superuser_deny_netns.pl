@@ -33,7 +33,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use RoleGuardTest qw(:DEFAULT superuser_denied_ok admitted_quietly_ok
-  denied_counters_ok set_deny_hosts_ok);
+  denied_counters_ok set_deny_hosts_ok write_hba);
 
 my $netns_sh = "$FindBin::RealBin/../netns.sh";
 
@@ -146,10 +146,7 @@ wal_level = replica
 max_wal_senders = 4
 role_guard.superuser_deny_hosts = '$client'
 });
-{
-	my $hba = $node->data_dir . '/pg_hba.conf';
-	open(my $fh, '>', $hba) or die "cannot write $hba: $!";
-	print $fh <<"EOT";
+write_hba($node, <<"EOT");
 local   all          all                   trust
 local   replication  all                   trust
 host    replication  all    $client/32     trust
@@ -157,8 +154,6 @@ host    replication  all    127.0.0.1/32   trust
 host    all          all    $client/32     trust
 host    all          all    127.0.0.1/32   trust
 EOT
-	close($fh);
-}
 $node->start;
 
 $node->safe_psql(

@@ -47,7 +47,8 @@ use IO::Socket::IP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use RoleGuardTest qw(:DEFAULT superuser_denied_ok connect_fails_log_level);
+use RoleGuardTest qw(:DEFAULT superuser_denied_ok connect_fails_log_level
+  write_hba);
 
 my $netns_ll_sh = "$FindBin::RealBin/../netns_ll.sh";
 my @keys = qw(NAME IFNAME SERVER CLIENT PORT SOCKDIR);
@@ -239,15 +240,10 @@ role_guard.superuser_deny_hosts = 'fe80::/10'
 role_guard.idle_timeouts = 'idler=1s'
 role_guard.reap_interval = '200ms'
 });
-{
-	my $hba = $node->data_dir . '/pg_hba.conf';
-	open(my $fh, '>', $hba) or die "cannot write $hba: $!";
-	print $fh <<"EOT";
+write_hba($node, <<"EOT");
 local   all          all                   trust
 host    all          all    fe80::/10      trust
 EOT
-	close($fh);
-}
 $node->start;
 
 $node->safe_psql(

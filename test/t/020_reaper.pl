@@ -38,7 +38,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use RoleGuardTest qw(:DEFAULT wait_log activity_state watch_sessions
   reaped_in_time_ok not_early_ok reap_log_re ts_epoch client_gone_ok
-  still_there_ok);
+  still_there_ok monitor_session);
 
 my $INTERVAL = 0.3;    # role_guard.reap_interval, seconds
 my $SLACK    = 2.0;    # scheduling slack on a loaded 2-core machine
@@ -118,16 +118,8 @@ GRANT SELECT, INSERT ON copy_t TO copy_r;
 
 # The monitor: a superuser session that watches the others.  postgres has
 # no entry (and gets postgres=0 once '*' is set), so it is never reaped.
-my $mon = bg_session($node, sock_connstr($node, 'postgres'));
-die "monitor session did not start: " . $mon->stderr unless $mon->connected;
-
-sub mq
-{
-	my ($sql) = @_;
-	my $out = $mon->query($sql);
-	die "monitor session lost: " . $mon->stderr unless defined $out;
-	return $out;
-}
+my $mon = monitor_session($node);
+sub mq { return $mon->query_or_die(@_); }
 
 sub usage
 {

@@ -18,7 +18,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
-use RoleGuardTest;
+use RoleGuardTest qw(:DEFAULT events_where);
 
 my $node = rg_node(
 	'events',
@@ -42,27 +42,11 @@ CREATE EXTENSION role_guard;
 sub tcp  { return tcp_connstr($node, @_); }
 sub sock { return sock_connstr($node, @_); }
 
-my @cols = qw(event rolname datname client_addr application_name pid detail);
-
 # The rows of role_guard_events in the view's order, as hashes ('<null>'
 # for NULL).
 sub events
 {
-	my $list = join(', ',
-		map { $_ eq 'client_addr' ? "coalesce(host($_), '<null>')" : "coalesce(${_}::text, '<null>')" }
-		  @cols);
-	my $out = $node->safe_psql(
-		'postgres',
-		"SELECT $list FROM role_guard_events",
-		extra_params => [ '-F', "\t" ]);
-	my @rows;
-	foreach my $line (split /\n/, $out)
-	{
-		my %h;
-		@h{@cols} = split(/\t/, $line, -1);
-		push @rows, \%h;
-	}
-	return @rows;
+	return events_where($node, {});
 }
 
 sub newest

@@ -22,6 +22,7 @@ package RoleGuardTest;
 use strict;
 use warnings FATAL => 'all';
 
+use Digest::MD5 qw(md5_hex);
 use Exporter 'import';
 use IO::Select;
 use IO::Socket::INET;
@@ -44,6 +45,8 @@ our @EXPORT_OK = qw(
   superuser_denied_ok admitted_quietly_ok denied_counters_ok set_deny_hosts_ok
   activity_state watch_sessions reaped_in_time_ok not_early_ok reap_log_re
   ts_epoch client_gone_ok still_there_ok connect_fails_log_level
+  raw_hold_ok raw_close raw_result write_hba events_where event_is
+  no_event_ok monitor_session
 );
 
 our $wait_seconds = 30;
@@ -77,6 +80,17 @@ role_guard.budgets = '$budgets'
 	);
 	$node->start unless defined $opts{start} && !$opts{start};
 	return $node;
+}
+
+# Replace the node's pg_hba.conf with $text (before it starts, or reload).
+sub write_hba
+{
+	my ($node, $text) = @_;
+	my $hba = $node->data_dir . '/pg_hba.conf';
+	open(my $fh, '>', $hba) or die "cannot write $hba: $!";
+	print $fh $text;
+	close($fh);
+	return;
 }
 
 sub _q
@@ -309,6 +323,84 @@ sub _row
 	return \%h;
 }
 
+# The columns of role_guard_events that events_where reads.
+my @event_cols =
+  qw(event rolname datname client_addr application_name pid detail);
+
+# The rows of role_guard_events that match %$where, in the view's order
+# (newest first), each a hash of @event_cols ('<null>' for NULL,
+# client_addr as host() writes it).  %$where: column => value, or column
+# => [values] for any of them; {} for every row.
+sub events_where
+{
+	my ($node, $where) = @_;
+	my $list = join(', ',
+		map { $_ eq 'client_addr' ? "coalesce(host($_), '<null>')" : "coalesce(${_}::text, '<null>')" }
+		  @event_cols);
+	my @cond;
+	foreach my $k (sort keys %$where)
+	{
+		my $v = $where->{$k};
+		push @cond,
+		  ref $v eq 'ARRAY'
+		  ? "$k IN (" . join(', ', map { _sqlstr($_) } @$v) . ')'
+		  : "$k = " . _sqlstr($v);
+	}
+	my $out = $node->safe_psql(
+		'postgres',
+		"SELECT $list FROM role_guard_events"
+		  . (@cond ? ' WHERE ' . join(' AND ', @cond) : ''),
+		extra_params => [ '-F', "\t" ]);
+	my @rows;
+	foreach my $line (split /\n/, $out)
+	{
+		my %h;
+		@h{@event_cols} = split(/\t/, $line, -1);
+		push @rows, \%h;
+	}
+	return @rows;
+}
+
+# An events_where row in one line, for a diag.
+sub _event_text
+{
+	my ($row) = @_;
+	return join(' ', map { "$_=$row->{$_}" } @event_cols);
+}
+
+# One test: exactly one role_guard_events row matches %$where (as in
+# events_where, e.g. { pid => $pid, event => 'reaped_idle' }), and each
+# column in %$want is what it says there: a string it equals, or a regex
+# it matches.  The rows that match are in the diag when it fails.
+sub event_is
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($node, $where, $want, $name) = @_;
+	my @rows = events_where($node, $where);
+	my $ok   = @rows == 1;
+	foreach my $k (sort keys %$want)
+	{
+		last unless $ok;
+		die "event_is: no column $k" unless exists $rows[0]{$k};
+		my $v = $rows[0]{$k};
+		$ok = ref $want->{$k} eq 'Regexp' ? $v =~ $want->{$k} : $v eq $want->{$k};
+	}
+	ok($ok, $name)
+	  or diag scalar(@rows) . " matching rows:\n"
+	  . join("\n", map { _event_text($_) } @rows);
+	return $ok;
+}
+
+# One test: no role_guard_events row matches %$where (as in
+# events_where).
+sub no_event_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($node, $where, $name) = @_;
+	return is(join("\n", map { _event_text($_) } events_where($node, $where)),
+		'', $name);
+}
+
 # The messages role_guard must give.  %w: role => 'app' or db => 'limdb'
 # (or both, for a role@database entry), entry => 'app=1', used => 1,
 # limit => 1.
@@ -406,50 +498,73 @@ sub entry_text
 	return qq{"$q"};
 }
 
-# A hand-made protocol-3 login over TCP (trust authentication).  Returns a
-# hash: sock (open socket when admitted), pid (backend pid from
-# BackendKeyData), sqlstate/message/detail when an ErrorResponse came.
+# A hand-made protocol-3 login over TCP, trust or md5 authentication.
+# %opts: replication ('true' or 'database': a walsender), password (the
+# answer when the server asks for an MD5 password).  Returns a hash: sock
+# (open socket when admitted), pid (backend pid from BackendKeyData),
+# severity/sqlstate/message/detail when an ErrorResponse came, else eof,
+# timeout, or error (no connection, or an authentication request it cannot
+# answer).
 sub raw_login
 {
-	my ($node, $user, $db) = @_;
+	my ($node, $user, $db, %opts) = @_;
 	$db //= 'postgres';
 	my %r;
 	my $sock = IO::Socket::INET->new(
 		PeerAddr => '127.0.0.1',
 		PeerPort => $node->port,
 		Proto    => 'tcp',
-		Timeout  => 10) or die "raw_login: cannot connect: $!";
-	my $params = "user\0$user\0database\0$db\0application_name\0rg_raw\0\0";
+		Timeout  => 10);
+	if (!$sock)
+	{
+		$r{error} = "raw_login: cannot connect: $!";
+		return \%r;
+	}
+	my $params = "user\0$user\0database\0$db\0application_name\0rg_raw\0";
+	$params .= "replication\0$opts{replication}\0"
+	  if defined $opts{replication};
+	$params .= "\0";
 	my $pkt = pack('NN', 8 + length($params), 196608) . $params;
-	syswrite($sock, $pkt) == length($pkt) or die "raw_login: short write";
+	if ((syswrite($sock, $pkt) // 0) != length($pkt))
+	{
+		$r{error} = 'raw_login: short write';
+		close($sock);
+		return \%r;
+	}
 	my $sel      = IO::Select->new($sock);
 	my $buf      = '';
 	my $deadline = time + $wait_seconds;
 	while (time < $deadline)
 	{
-		# Parse whole messages from $buf.
-		while (length($buf) >= 5)
+		foreach my $m (_split_msgs(\$buf))
 		{
-			my ($type, $len) = unpack('a N', $buf);
-			last if length($buf) < 1 + $len;
-			my $body = substr($buf, 5, $len - 4);
-			$buf = substr($buf, 1 + $len);
-			if ($type eq 'K')
+			my ($type, $body) = @$m;
+			if ($type eq 'R')
+			{
+				my ($code) = unpack('N', $body);
+				next if $code == 0;
+				if ($code != 5)
+				{
+					$r{error} = "raw_login: unsupported authentication request $code";
+					close($sock);
+					return \%r;
+				}
+				my $salt = substr($body, 4, 4);
+				my $h = 'md5'
+				  . md5_hex(md5_hex(($opts{password} // '') . $user) . $salt)
+				  . "\0";
+				syswrite($sock, pack('a N', 'p', 4 + length($h)) . $h);
+			}
+			elsif ($type eq 'K')
 			{
 				($r{pid}) = unpack('N', $body);
 			}
 			elsif ($type eq 'E')
 			{
-				foreach my $f (split(/\0/, $body))
-				{
-					next if $f eq '';
-					my $code = substr($f, 0, 1);
-					my $val  = substr($f, 1);
-					$r{sqlstate} = $val if $code eq 'C';
-					$r{message}  = $val if $code eq 'M';
-					$r{detail}   = $val if $code eq 'D';
-					$r{severity} = $val if $code eq 'V';
-				}
+				my $e = _error_fields($body);
+				my %key = (C => 'sqlstate', M => 'message', D => 'detail',
+					V => 'severity');
+				$r{ $key{$_} } = $e->{$_} foreach grep { defined $e->{$_} } keys %key;
 				close($sock);
 				return \%r;
 			}
@@ -472,6 +587,78 @@ sub raw_login
 	$r{timeout} = 1;
 	close($sock);
 	return \%r;
+}
+
+# Take the whole protocol-3 messages off the front of $$buf: a list of
+# [type, body].
+sub _split_msgs
+{
+	my ($buf) = @_;
+	my @msgs;
+	while (length($$buf) >= 5)
+	{
+		my ($type, $len) = unpack('a N', $$buf);
+		last if length($$buf) < 1 + $len;
+		push @msgs, [ $type, substr($$buf, 5, $len - 4) ];
+		substr($$buf, 0, 1 + $len) = '';
+	}
+	return @msgs;
+}
+
+# The fields of an ErrorResponse's body, by field code (C: SQLSTATE, M:
+# message, D: detail, V: severity).
+sub _error_fields
+{
+	my ($body) = @_;
+	my %e;
+	foreach my $f (split(/\0/, $body))
+	{
+		next if $f eq '';
+		$e{ substr($f, 0, 1) } = substr($f, 1);
+	}
+	return \%e;
+}
+
+# raw_login's result in one line: 'admitted', "SQLSTATE message[ DETAIL:
+# detail]", or what went wrong.
+sub raw_result
+{
+	my ($r) = @_;
+	return 'admitted' if $r->{sock};
+	return ($r->{sqlstate} // '?') . ' ' . ($r->{message} // '')
+	  . (defined $r->{detail} ? " DETAIL: $r->{detail}" : '')
+	  if defined $r->{sqlstate};
+	return $r->{error} // ($r->{eof} ? 'eof' : 'timeout');
+}
+
+# A raw_login (%opts as there) that must get in; returns its socket.
+sub raw_hold_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($node, $user, $db, $name, %opts) = @_;
+	my $r = raw_login($node, $user, $db, %opts);
+	ok($r->{sock}, $name) or diag raw_result($r);
+	return $r->{sock};
+}
+
+# End an admitted raw session and wait (at most 10 s) until its backend
+# has closed the socket: it gives its places back before that
+# (before_shmem_exit).
+sub raw_close
+{
+	my ($sock) = @_;
+	return unless $sock;
+	syswrite($sock, pack('a N', 'X', 4));
+	my $sel      = IO::Select->new($sock);
+	my $deadline = time + 10;
+	while (time < $deadline)
+	{
+		next unless $sel->can_read(0.2);
+		my $got = sysread($sock, my $chunk, 65536);
+		last if !$got;
+	}
+	close($sock);
+	return;
 }
 
 # A streaming standby of $primary named $name, started.  It is made from
@@ -644,6 +831,19 @@ sub set_deny_hosts_ok
 # after_reload (already idle past a limit that a reload just lowered); for
 # one that must stay: until (s after t0).
 # ---------------------------------------------------------------------------
+
+# The monitor of a reaper test: a session of the bootstrap superuser
+# (postgres) over the Unix socket, so never on a superuser_deny_hosts host;
+# give postgres a 0 entry wherever a '*' idle limit is set.  Dies when it
+# does not start; ask through its query_or_die.
+sub monitor_session
+{
+	my ($node) = @_;
+	my $mon = bg_session($node, sock_connstr($node, 'postgres'));
+	die "monitor session did not start: " . $mon->stderr
+	  unless $mon->connected;
+	return $mon;
+}
 
 # (state_change as a server epoch, state) of backend $pid, asked through
 # $query->($node, $sql); '' for what pg_stat_activity does not give.
@@ -935,6 +1135,16 @@ sub query
 	return $self->wait_query($self->start_query($sql), $secs);
 }
 
+# query() for a session the test cannot go on without (a monitor): dies
+# when psql went away or the wait timed out.
+sub query_or_die
+{
+	my ($self, $sql, $secs) = @_;
+	my $out = $self->query($sql, $secs);
+	die "monitor session lost: " . $self->stderr unless defined $out;
+	return $out;
+}
+
 # Send $sql without waiting for its result.
 sub send
 {
@@ -1007,6 +1217,224 @@ sub DESTROY
 	my ($self) = @_;
 	local ($@, $?);
 	eval { $self->{h}->kill_kill if !$self->{done} && $self->{h}->pumpable; };
+	return;
+}
+
+1;
+
+# ===========================================================================
+# RoleGuardTest::Wire: the extended query protocol over raw_login's socket
+# (Parse/Bind/Describe/Execute/Close/Sync, simple Query), without waiting
+# unless asked.
+#
+#   my $w = RoleGuardTest::Wire->new($node, $user);   # dies if refused
+#   $w->send($w->parse('S1', 'SELECT $1::int', 23), $w->bind('P1', 'S1', '7'),
+#            $w->execute('P1', 1), $w->sync);
+#   my $msgs = $w->wait_ready(1);   # [[type, body], ...] up to 1 ReadyForQuery
+#   $w->rows($msgs);                # DataRows, each as "col|col"
+#   $w->error($msgs);               # the first ErrorResponse's fields, or undef
+# poll() reads what has come without blocking and tells how many
+# ReadyForQuery messages are waiting; is_eof() says the server closed.
+# ===========================================================================
+package RoleGuardTest::Wire;
+
+use strict;
+use warnings FATAL => 'all';
+
+use IO::Select;
+use Time::HiRes qw(time);
+
+# A raw_login of $user into $db (postgres by default) that must get in.
+sub new
+{
+	my ($class, $node, $user, $db) = @_;
+	my $r = RoleGuardTest::raw_login($node, $user, $db);
+	die "RoleGuardTest::Wire: login of $user refused: "
+	  . RoleGuardTest::raw_result($r)
+	  unless $r->{sock};
+	return bless {
+		sock => $r->{sock},
+		pid  => $r->{pid},
+		buf  => '',
+		msgs => [],
+		nz   => 0,
+		eof  => 0,
+	}, $class;
+}
+
+# The backend's pid; has the server closed the connection?
+sub pid { return $_[0]->{pid}; }
+sub is_eof { return $_[0]->{eof}; }
+
+# One message: type byte, length, body.
+sub _msg
+{
+	my ($type, $body) = @_;
+	return $type . pack('N', 4 + length($body)) . $body;
+}
+
+# Message builders: each returns the bytes of one message.
+sub parse
+{
+	my ($self, $stmt, $sql, @oids) = @_;
+	return _msg('P', "$stmt\0$sql\0" . pack('n', scalar @oids) . join('', map { pack('N', $_) } @oids));
+}
+
+# Parameters in text format (undef: NULL); results in text format.
+sub bind
+{
+	my ($self, $portal, $stmt, @params) = @_;
+	my $b = "$portal\0$stmt\0" . pack('n', 0) . pack('n', scalar @params);
+	foreach my $p (@params)
+	{
+		$b .= defined $p ? pack('N', length($p)) . $p : pack('l>', -1);
+	}
+	return _msg('B', $b . pack('n', 0));
+}
+
+sub describe_portal { my ($self, $portal) = @_; return _msg('D', "P$portal\0"); }
+sub execute { my ($self, $portal, $max) = @_; return _msg('E', "$portal\0" . pack('N', $max // 0)); }
+sub close_portal { my ($self, $portal) = @_; return _msg('C', "P$portal\0"); }
+sub sync    { return _msg('S', ''); }
+sub query   { my ($self, $sql) = @_; return _msg('Q', "$sql\0"); }
+
+# Send the messages @msgs (no wait for an answer); false when the
+# connection is gone.
+sub send
+{
+	my ($self, @msgs) = @_;
+	my $data = join('', @msgs);
+	local $SIG{PIPE} = 'IGNORE';
+	while (length $data)
+	{
+		my $n = syswrite($self->{sock}, $data);
+		if (!defined $n || $n == 0)
+		{
+			$self->{eof} = 1;
+			return 0;
+		}
+		substr($data, 0, $n) = '';
+	}
+	return 1;
+}
+
+# Read whatever has arrived (waiting at most $secs, 0 by default); returns
+# the number of ReadyForQuery messages received and not yet taken.
+sub poll
+{
+	my ($self, $secs) = @_;
+	my $sel = IO::Select->new($self->{sock});
+	while (!$self->{eof} && $sel->can_read($secs // 0))
+	{
+		my $got = sysread($self->{sock}, my $chunk, 65536);
+		if (!$got)
+		{
+			$self->{eof} = 1;
+			last;
+		}
+		$self->{buf} .= $chunk;
+		$secs = 0;
+	}
+	foreach my $m (RoleGuardTest::_split_msgs(\$self->{buf}))
+	{
+		push @{ $self->{msgs} }, $m;
+		$self->{nz}++ if $m->[0] eq 'Z';
+	}
+	return $self->{nz};
+}
+
+# Take the messages received up to and including the $n-th ReadyForQuery
+# (1 by default) if they are all there, else undef.
+sub take_ready
+{
+	my ($self, $n) = @_;
+	$n //= 1;
+	return undef if $self->{nz} < $n;
+	my @out;
+	my $z = 0;
+	while (@{ $self->{msgs} })
+	{
+		my $m = shift @{ $self->{msgs} };
+		push @out, $m;
+		if ($m->[0] eq 'Z')
+		{
+			$self->{nz}--;
+			last if ++$z == $n;
+		}
+	}
+	return \@out;
+}
+
+# take_ready once the messages are all there (waiting at most $secs);
+# undef on EOF or timeout (what came stays readable with pending()).
+sub wait_ready
+{
+	my ($self, $n, $secs) = @_;
+	$n //= 1;
+	my $deadline = time + ($secs // $RoleGuardTest::wait_seconds);
+	while ($self->poll(0.05) < $n)
+	{
+		return undef if $self->{eof} || time > $deadline;
+	}
+	return $self->take_ready($n);
+}
+
+# Messages received but not taken (after EOF, say).
+sub pending { return $_[0]->{msgs}; }
+
+# The DataRows in $msgs, each as "col|col" (NULL as '').
+sub rows
+{
+	my ($self, $msgs) = @_;
+	my @rows;
+	foreach my $m (@$msgs)
+	{
+		next unless $m->[0] eq 'D';
+		my $body = $m->[1];
+		my $n = unpack('n', $body);
+		my $off = 2;
+		my @cols;
+		for (1 .. $n)
+		{
+			my $len = unpack('l>', substr($body, $off, 4));
+			$off += 4;
+			if ($len < 0) { push @cols, ''; next; }
+			push @cols, substr($body, $off, $len);
+			$off += $len;
+		}
+		push @rows, join('|', @cols);
+	}
+	return @rows;
+}
+
+# Transaction status of the last ReadyForQuery in $msgs: I, T or E.
+sub status
+{
+	my ($self, $msgs) = @_;
+	my @z = grep { $_->[0] eq 'Z' } @$msgs;
+	return @z ? $z[-1][1] : undef;
+}
+
+# The fields of the first ErrorResponse in $msgs by field code (C, M, ...),
+# or undef.
+sub error
+{
+	my ($self, $msgs) = @_;
+	foreach my $m (@$msgs)
+	{
+		return RoleGuardTest::_error_fields($m->[1]) if $m->[0] eq 'E';
+	}
+	return undef;
+}
+
+# Send Terminate (unless the server closed) and close the socket.
+sub terminate
+{
+	my ($self) = @_;
+	return if $self->{closed};
+	$self->send(_msg('X', '')) unless $self->{eof};
+	close($self->{sock});
+	$self->{closed} = 1;
 	return;
 }
 
