@@ -125,11 +125,13 @@ rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		else
 			standard_ExecutorStart(queryDesc, eflags);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		rg_nesting--;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	rg_nesting--;
 }
 
 /*
@@ -152,11 +154,13 @@ rg_ExecutorRun(RG_EXECUTOR_RUN_PARAMS)
 		else
 			standard_ExecutorRun(RG_EXECUTOR_RUN_ARGS);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		rg_nesting--;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	rg_nesting--;
 	/* a portal may stay open while its client thinks: idle from here */
 	if (top)
 		rg_work_done();
@@ -173,11 +177,13 @@ rg_ExecutorFinish(QueryDesc *queryDesc)
 		else
 			standard_ExecutorFinish(queryDesc);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		rg_nesting--;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	rg_nesting--;
 }
 
 static void
@@ -193,11 +199,13 @@ rg_ExecutorEnd(QueryDesc *queryDesc)
 		else
 			standard_ExecutorEnd(queryDesc);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		rg_nesting--;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	rg_nesting--;
 	if (queryDesc == rg_top_query)
 	{
 		rg_top_query = NULL;
@@ -221,11 +229,13 @@ rg_planner(Query *parse, const char *query_string, int cursorOptions,
 		else
 			result = standard_planner(parse, query_string, cursorOptions, boundParams);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		rg_nesting--;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	rg_nesting--;
 	return result;
 }
 
@@ -255,11 +265,13 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 									params, queryEnv, dest, qc);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		rg_nesting--;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	rg_nesting--;
 	/* its invalidations went to the queue only: see members.c */
 	if (commit_prepared)
 		rg_members_invalidate();
