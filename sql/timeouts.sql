@@ -1,6 +1,7 @@
 --
 -- role_guard.idle_timeouts / idle_in_transaction_timeouts grammar, and
--- role_guard.reap_interval bounds.
+-- role_guard.reap_interval bounds.  (timeouts_1.out: PostgreSQL 16 and later
+-- print the units in the range of the "outside the valid range" message.)
 --
 -- each file stands alone: the extension may exist already
 SET client_min_messages = warning;

@@ -86,8 +86,12 @@ static inline void
 rg_connection_slots_text(char *buf, size_t len)
 {
 #if PG_VERSION_NUM >= 160000
-	snprintf(buf, len, "max_connections %d, less superuser_reserved_connections %d and reserved_connections %d",
-			 MaxConnections, SuperuserReservedConnections, ReservedConnections);
+	if (ReservedConnections > 0)
+		snprintf(buf, len, "max_connections %d, less superuser_reserved_connections %d and reserved_connections %d",
+				 MaxConnections, SuperuserReservedConnections, ReservedConnections);
+	else
+		snprintf(buf, len, "max_connections %d, less superuser_reserved_connections %d",
+				 MaxConnections, SuperuserReservedConnections);
 #else
 	snprintf(buf, len, "max_connections %d, less superuser_reserved_connections %d",
 			 MaxConnections, ReservedBackends);

@@ -70,14 +70,19 @@ rg_ensure_packages() {
 	done
 }
 
-# Packages every version needs to build and run the suites.
-RG_BASE_PACKAGES=(make gcc perl libipc-run-perl libkrb5-dev iproute2)
+# Packages every version needs to build and run the suites; pgbouncer and
+# prometheus-postgres-exporter for the tests of role_guard beside them
+# (test/t/07*.pl; Debian starts their default services, which the tests
+# leave alone: they run their own on free ports).
+RG_BASE_PACKAGES=(make gcc perl libipc-run-perl libkrb5-dev iproute2
+	pgbouncer prometheus-postgres-exporter)
 
 # ---- per-version setup: install what is missing, set RG_PG_CONFIG ----------
 
 rg_setup_pg15() {
 	rg_ensure_packages "${RG_BASE_PACKAGES[@]}" \
-		postgresql-15 postgresql-server-dev-15 postgresql-15-pgaudit || return 1
+		postgresql-15 postgresql-server-dev-15 postgresql-15-pgaudit \
+		postgresql-15-cron || return 1
 	RG_PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 }
 
