@@ -152,8 +152,13 @@ rg_login_event(const RGLogin *login, RGEventKind kind, const char *detail)
 static void
 rg_budget_detail(char *buf, size_t len, const RGViolation *v)
 {
-	snprintf(buf, len, "role_guard budget \"%s=%d\" is full (%d of %d sessions).",
-			 v->entry, v->limit, v->used, v->limit);
+	if (v->waiting > 0)
+		snprintf(buf, len, "role_guard budget \"%s=%d\" is full (%d of %d sessions, and %d earlier %s waiting for a place).",
+				 v->entry, v->limit, v->used, v->limit, v->waiting,
+				 v->waiting == 1 ? "login" : "logins");
+	else
+		snprintf(buf, len, "role_guard budget \"%s=%d\" is full (%d of %d sessions).",
+				 v->entry, v->limit, v->used, v->limit);
 }
 
 /* The DETAIL of a full counter table. */
@@ -657,6 +662,7 @@ rg_check_budgets(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		rg_entry_format(v->worst, v->violation.entry, sizeof(v->violation.entry));
 		v->violation.limit = v->worst->value;
 		v->violation.used = rg_entry_used(v->worst, v->worst_counter);
+		v->violation.waiting = v->worst->value - v->violation.used - v->worst_room;
 	}
 }
 

@@ -63,6 +63,7 @@ typedef struct RGViolation
 	char		entry[RG_ENTRY_TEXT_LEN];
 	int			limit;
 	int			used;
+	int			waiting;		/* earlier logins waiting for a place in it */
 } RGViolation;
 
 typedef struct RGVerdict

@@ -172,12 +172,17 @@ rg_sigterm(int signo, siginfo_t *info, void *context)
 
 		pg_read_barrier();
 		reason = slot->reap_reason;
-		slot->reap_pid = 0;
 		if (reason != RG_REAP_SUPERUSER &&
 			(slot->seq != slot->reap_seq || slot->in_utility ||
 			 MyProc->wait_event_info != WAIT_EVENT_CLIENT_READ))
 		{
-			/* busy again since the worker looked: not idle any more */
+			/*
+			 * Busy again since it was seen idle: not idle any more.  The
+			 * request is dropped (the slot may be asked again later).  One
+			 * that is acted on stays in the slot until the exit clears it,
+			 * so nobody asks this dying session again meanwhile.
+			 */
+			slot->reap_pid = 0;
 			errno = save_errno;
 			return;
 		}
@@ -339,6 +344,8 @@ rg_request_end(RGBackend *slot, int pid, uint32 seq, RGReapReason reason,
 {
 	if (slot->pid != pid || (reason != RG_REAP_SUPERUSER && slot->seq != seq))
 		return false;
+	if (slot->reap_pid == pid)
+		return false;			/* asked already, and going */
 	slot->reap_seq = seq;
 	slot->reap_reason = reason;
 	slot->reap_limit_ms = limit;

@@ -1,0 +1,553 @@
+
+# Copyright: see README.md.
+#
+# role_guard.evict_idle: a login that a full budget entry would refuse
+# ends the longest-idle session that the entry counts, of a role listed in
+# evict_idle and idle (not in a transaction) at least its listed time, and
+# takes its place.
+#
+# Sessions are raw protocol-3 logins (RoleGuardTest::Wire), so the test
+# knows each backend's pid and sees the FATAL an evicted session's client
+# gets.  Newcomers are raw logins too; two at once are started by opening
+# both TCP connections first and then writing both startup packets in one
+# go (the barrier).
+#
+# Sections: 1 the longest-idle session is the one ended (1b: one login
+# ends one session, 8 rounds); 2 active sessions
+# and sessions in a transaction are never ended; 3 a session idle less than
+# its evict_idle time is not ended; 4 two newcomers at once for one
+# evictable session; 5 +group and @database entries; 6 monitor mode; 7 a
+# role not listed in evict_idle.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IO::Select;
+use IO::Socket::INET;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use RoleGuardTest qw(:DEFAULT monitor_session events_where event_is no_event_ok
+  raw_result raw_close);
+
+my $t_start = time;
+
+my $node = rg_node(
+	'eviction',
+	budgets => 'idler=3',
+	conf    => qq{role_guard.evict_idle = 'idler=1s'
+});
+
+$node->safe_psql(
+	'postgres', q{
+CREATE ROLE idler LOGIN;
+CREATE ROLE other LOGIN;
+CREATE ROLE plain LOGIN;
+CREATE ROLE grp NOLOGIN;
+CREATE ROLE g1 LOGIN IN ROLE grp;
+CREATE ROLE g2 LOGIN IN ROLE grp;
+CREATE DATABASE edb;
+CREATE EXTENSION role_guard;
+});
+
+my $mon = monitor_session($node);
+
+my $EVICT_MSG = 'terminating idle connection to make room for another login';
+
+# ===========================================================================
+# Helpers
+# ===========================================================================
+
+# An idle session of $user in $db (a Wire) that ran one statement; dies
+# when refused.
+sub idle_session
+{
+	my ($user, $db) = @_;
+	my $w = RoleGuardTest::Wire->new($node, $user, $db);
+	return $w;
+}
+
+# Make the session active for a moment: its idle time starts now.
+sub touch
+{
+	my ($w) = @_;
+	$w->send($w->query('SELECT 1'));
+	my $r = $w->wait_ready(1, 10);
+	die "touch: no answer from pid " . $w->pid unless $r;
+	return time;
+}
+
+# Of the pids @pids, those that pg_stat_activity still lists.
+sub alive_pids
+{
+	my (@pids) = @_;
+	return () unless @pids;
+	return split /\n/,
+	  $mon->query_or_die(
+		    'SELECT pid FROM pg_stat_activity WHERE pid IN ('
+		  . join(',', @pids)
+		  . ') ORDER BY pid');
+}
+
+# Wait (at most $secs) until exactly the pids in @$want, of @$all, are
+# alive; one test.
+sub alive_is
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($all, $want, $name, $secs) = @_;
+	my $deadline = time + ($secs // 5);
+	my $exp = join(',', sort { $a <=> $b } @$want);
+	my $got;
+	while (1)
+	{
+		$got = join(',', alive_pids(@$all));
+		last if $got eq $exp || time > $deadline;
+		usleep(20_000);
+	}
+	return is($got, $exp, $name);
+}
+
+# A timed raw login: (result of raw_login, seconds it took).
+sub timed_login
+{
+	my ($user, $db) = @_;
+	my $t0 = time;
+	my $r  = raw_login($node, $user, $db);
+	return ($r, time - $t0);
+}
+
+# The client of an evicted session got FATAL 57P05 naming evict_idle.
+sub evicted_client_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($w, $limit, $name) = @_;
+	my $deadline = time + 10;
+	$w->poll(0.2) until $w->is_eof || time > $deadline;
+	my $e = $w->error($w->pending) // {};
+	ok($w->is_eof, "$name: connection closed by the server");
+	is(join(' | ', map { $e->{$_} // '' } qw(V C M D)),
+		"FATAL | 57P05 | $EVICT_MSG | role_guard.evict_idle lets this role's sessions be ended after $limit s idle when their place is needed.",
+		"$name: client got FATAL 57P05 with a DETAIL naming role_guard.evict_idle");
+	return;
+}
+
+sub close_all
+{
+	my (@w) = @_;
+	my @pids = map { $_->pid } @w;
+	$_->terminate for @w;
+	alive_is(\@pids, [], 'sessions closed');
+	return;
+}
+
+sub evicted_count
+{
+	my ($role) = @_;
+	my $v = $mon->query_or_die(
+		"SELECT coalesce((SELECT evicted FROM role_guard_usage WHERE rolname = '$role'), 0)");
+	return $v;
+}
+
+sub reset_stats
+{
+	$mon->query_or_die('SELECT role_guard_reset()');
+	return;
+}
+
+# Two logins at once: both connections opened, then both startup packets
+# written back to back.  Returns the two clients (hashes: sock, state
+# 'admitted'/'refused'/'eof'/'pending', err, t_done).
+sub two_at_once
+{
+	my (@users) = @_;
+	my @c;
+	foreach my $u (@users)
+	{
+		my $sock = IO::Socket::INET->new(
+			PeerAddr => '127.0.0.1',
+			PeerPort => $node->port,
+			Proto    => 'tcp',
+			Timeout  => 10) or die "cannot connect: $!";
+		my $params = "user\0$u\0database\0postgres\0application_name\0rg61\0\0";
+		push @c,
+		  {
+			sock  => $sock,
+			pkt   => pack('NN', 8 + length($params), 196608) . $params,
+			buf   => '',
+			state => 'pending'
+		  };
+	}
+	usleep(100_000);
+	my $t0 = time;
+	syswrite($_->{sock}, $_->{pkt}) for @c;
+	$_->{t0} = $t0 for @c;
+	return @c;
+}
+
+# Read the answers of @c for at most $secs (until none is pending).
+sub c_wait
+{
+	my ($secs, @c) = @_;
+	my $deadline = time + $secs;
+	while (time < $deadline)
+	{
+		my @p = grep { $_->{state} eq 'pending' } @c;
+		last unless @p;
+		my @r = IO::Select->new(map { $_->{sock} } @p)->can_read(0.05);
+		foreach my $c (@p)
+		{
+			next unless grep { $_ == $c->{sock} } @r;
+			my $got = sysread($c->{sock}, my $chunk, 65536);
+			if (!$got)
+			{
+				$c->{state}  = 'eof';
+				$c->{t_done} = time;
+				next;
+			}
+			$c->{buf} .= $chunk;
+			foreach my $m (RoleGuardTest::_split_msgs(\$c->{buf}))
+			{
+				if ($m->[0] eq 'E')
+				{
+					$c->{err}    = RoleGuardTest::_error_fields($m->[1]);
+					$c->{state}  = 'refused';
+					$c->{t_done} = time;
+				}
+				elsif ($m->[0] eq 'K')
+				{
+					($c->{pid}) = unpack('N', $m->[1]);
+				}
+				elsif ($m->[0] eq 'Z' && $c->{state} eq 'pending')
+				{
+					$c->{state}  = 'admitted';
+					$c->{t_done} = time;
+				}
+			}
+		}
+	}
+	return;
+}
+
+sub c_text
+{
+	my ($c) = @_;
+	my $e = $c->{err} // {};
+	return "state $c->{state}"
+	  . (defined $e->{C} ? ", $e->{C} $e->{M}" : '')
+	  . (defined $e->{D} ? ", DETAIL: $e->{D}" : '');
+}
+
+sub c_end
+{
+	my ($c) = @_;
+	syswrite($c->{sock}, pack('a N', 'X', 4)) if $c->{state} eq 'admitted';
+	close($c->{sock});
+	return;
+}
+
+# ===========================================================================
+# 1. The longest-idle session is the one ended.  idler=3, evict_idle
+#    idler=1s.  Sessions A, B, C log in in that order and go idle in the
+#    order B, A, C: B has been idle longest.
+# ===========================================================================
+reset_stats();
+my ($A, $B, $C) = map { idle_session('idler') } 1 .. 3;
+my %name = ($A->pid => 'A', $B->pid => 'B', $C->pid => 'C');
+touch($B);
+usleep(250_000);
+touch($A);
+usleep(250_000);
+my $t_last = touch($C);
+usleep(1_200_000);    # all three idle > 1 s: B ~1.7 s, A ~1.45 s, C ~1.2 s
+my @pids = map { $_->pid } $A, $B, $C;
+my ($r, $el) = timed_login('idler');
+ok($r->{sock}, 'longest idle: newcomer admitted') or diag raw_result($r);
+ok($el < 1, sprintf('longest idle: admitted fast (%.3f s)', $el));
+alive_is(\@pids, [ $A->pid, $C->pid ],
+	'longest idle: B, the longest idle, was ended; A and C are still there');
+evicted_client_ok($B, '1.0', 'longest idle: B');
+event_is($node, { event => 'evicted' },
+	{
+		pid      => $B->pid,
+		rolname  => 'idler',
+		datname  => 'postgres',
+		detail   => qr/^Idle for 1\.[5-9] s, role_guard\.evict_idle allows 1\.0 s; its place in "idler=3" is wanted by a login of role "idler"\.$/
+	},
+	'longest idle: one evicted event, with B\'s pid');
+is(evicted_count('idler'), '1', 'longest idle: role_guard_usage.evicted = 1');
+is($mon->query_or_die(q{SELECT connections FROM role_guard_usage WHERE rolname = 'idler'}),
+	'3', 'longest idle: idler has 3 sessions');
+raw_close($r->{sock});
+close_all($A, $C);
+
+# ===========================================================================
+# 1b. One login ends one session: 8 rounds against three sessions idle
+#     > 1 s, each round's newcomer staying as one of the three (and the
+#     three made up again if a round ended more than one).
+# ===========================================================================
+my @sess = map { idle_session('idler') } 1 .. 3;
+my @bad;
+foreach my $round (1 .. 8)
+{
+	usleep(1_100_000);
+	reset_stats();
+	my @before = map { $_->pid } @sess;
+	my $nw = eval { RoleGuardTest::Wire->new($node, 'idler') };
+	if (!$nw)
+	{
+		push @bad, "round $round: newcomer refused: $@";
+		last;
+	}
+	usleep(200_000);    # a second session wrongly ended has gone by now
+	my @ev    = events_where($node, { event => 'evicted' });
+	my %alive = map { $_ => 1 } alive_pids(@before);
+	my @gone  = grep { !$alive{$_} } @before;
+	push @bad,
+	  "round $round: sessions ended: @gone; evicted events for pids: "
+	  . join(' ', map { $_->{pid} } @ev)
+	  unless @gone == 1 && @ev == 1 && $ev[0]{pid} == $gone[0];
+	@sess = ((grep { $alive{ $_->pid } } @sess), $nw);
+	# a round that ended too many: fill the budget again for the next
+	push @sess, idle_session('idler') while @sess < 3;
+}
+is(scalar(@bad), 0, 'one login, one session: 8 rounds, each ended exactly one session and recorded one evicted event')
+  or diag join("\n", @bad);
+$_->terminate for @sess;
+ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 'idler'}, '0'),
+	'one login, one session: idler back to 0');
+
+# ===========================================================================
+# 2. Active sessions and sessions in a transaction are never ended.
+# ===========================================================================
+reset_stats();
+my $act = idle_session('idler');
+my $iit = idle_session('idler');
+my $abt = idle_session('idler');
+$act->send($act->query('SELECT pg_sleep(4)'));
+$iit->send($iit->query('BEGIN; SELECT 1'));
+$iit->wait_ready(1, 10) or die 'BEGIN failed';
+$abt->send($abt->query('BEGIN; SELECT 1/0'));
+$abt->wait_ready(1, 10) or die 'BEGIN failed';
+usleep(1_300_000);
+@pids = map { $_->pid } $act, $iit, $abt;
+is( $mon->query_or_die(
+		'SELECT string_agg(state, \',\' ORDER BY pid) FROM pg_stat_activity WHERE pid IN ('
+		  . join(',', sort { $a <=> $b } @pids) . ')'),
+	join(',', map { { $act->pid => 'active', $iit->pid => 'idle in transaction', $abt->pid => 'idle in transaction (aborted)' }->{$_} }
+		  sort { $a <=> $b } @pids),
+	'busy: one active, one idle in transaction, one in an aborted transaction');
+($r, $el) = timed_login('idler');
+is(raw_result($r),
+	'53300 too many connections for role "idler" DETAIL: role_guard budget "idler=3" is full (3 of 3 sessions).',
+	'busy: newcomer refused with the plain budget DETAIL');
+ok($el < 0.5, sprintf('busy: at once (%.3f s)', $el));
+alive_is(\@pids, \@pids, 'busy: none of the three was ended');
+ok(set_conf($node, 'role_guard.login_waits' => 'idler=1s'), 'busy: login_waits idler=1s');
+($r, $el) = timed_login('idler');
+is(raw_result($r),
+	'53300 too many connections for role "idler" DETAIL: role_guard budget "idler=3" is full (3 of 3 sessions). The login waited 1.0 s for a place (role_guard.login_waits).',
+	'busy: with login_waits the newcomer waits and times out');
+ok($el > 0.9 && $el < 1.6, sprintf('busy: after ~1 s (%.2f s)', $el));
+alive_is(\@pids, \@pids, 'busy: still none ended');
+no_event_ok($node, { event => [ 'evicted', 'would_evict' ] }, 'busy: no eviction event');
+is(evicted_count('idler'), '0', 'busy: role_guard_usage.evicted = 0');
+ok(set_conf($node, 'role_guard.login_waits' => ''), 'login_waits cleared');
+$iit->send($iit->query('COMMIT'));
+$abt->send($abt->query('ROLLBACK'));
+$mon->query_or_die('SELECT pg_cancel_backend(' . $act->pid . ')');
+close_all($act, $iit, $abt);
+
+# ===========================================================================
+# 3. A session idle less than its evict_idle time is not ended (evict_idle
+#    idler=2s); once it has been, it is.
+# ===========================================================================
+reset_stats();
+ok(set_conf($node, 'role_guard.evict_idle' => 'idler=2s'), 'short idle: evict_idle idler=2s');
+my @s = map { idle_session('idler') } 1 .. 3;
+touch($_) for @s;
+my $t_idle = time;
+usleep(800_000);
+@pids = map { $_->pid } @s;
+($r, $el) = timed_login('idler');
+is(raw_result($r),
+	'53300 too many connections for role "idler" DETAIL: role_guard budget "idler=3" is full (3 of 3 sessions).',
+	sprintf('short idle: idle %.1f s < 2 s: newcomer refused', time - $t_idle));
+alive_is(\@pids, \@pids, 'short idle: none ended');
+no_event_ok($node, { event => 'evicted' }, 'short idle: no evicted event');
+usleep(1_500_000);
+($r, $el) = timed_login('idler');
+ok($r->{sock}, sprintf('short idle: idle %.1f s > 2 s: newcomer admitted', time - $t_idle))
+  or diag raw_result($r);
+alive_is(\@pids, [ grep { $_ != $pids[0] } @pids ],
+	'short idle: then the longest idle (first touched) was ended');
+raw_close($r->{sock});
+close_all(@s[ 1, 2 ]);
+$s[0]->terminate;
+ok(set_conf($node, 'role_guard.evict_idle' => 'idler=1s'), 'evict_idle idler=1s again');
+
+# ===========================================================================
+# 4. Two newcomers at once, one evictable session.  Two sessions in a
+#    transaction hold their places.
+# ===========================================================================
+reset_stats();
+my @tx = map { idle_session('idler') } 1 .. 2;
+for (@tx)
+{
+	$_->send($_->query('BEGIN; SELECT 1'));
+	$_->wait_ready(1, 10) or die 'BEGIN failed';
+}
+my $ev = idle_session('idler');
+usleep(1_200_000);
+my @c = two_at_once('idler', 'idler');
+c_wait(8, @c);
+my @st = sort map { $_->{state} } @c;
+is("@st", 'admitted refused', 'race: exactly one newcomer admitted, the other refused')
+  or diag join('; ', map { c_text($_) } @c);
+my ($loser) = grep { $_->{state} eq 'refused' } @c;
+like($loser && $loser->{err}{D},
+	qr/^role_guard budget "idler=3" is full \([23] of 3 sessions(?:, and 1 earlier login waiting for a place)?\)\.$/,
+	'race: the loser got the budget DETAIL (the place is the winner\'s)');
+note 'race: loser DETAIL: ' . ($loser ? $loser->{err}{D} : '');
+alive_is([ $ev->pid, map { $_->pid } @tx ], [ map { $_->pid } @tx ],
+	'race: the idle session was ended, the ones in a transaction stay');
+is(scalar(events_where($node, { event => 'evicted' })), 1, 'race: one evicted event');
+$ev->terminate;
+c_end($_) for @c;
+
+# The same with login_waits: the loser waits and gets the next place.
+ok(set_conf($node, 'role_guard.login_waits' => 'idler=5s'), 'race: login_waits idler=5s');
+poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 'idler'}, '2');
+$ev = idle_session('idler');
+usleep(1_200_000);
+reset_stats();
+@c = two_at_once('idler', 'idler');
+c_wait(2, @c);
+@st = sort map { $_->{state} } @c;
+is("@st", 'admitted pending', 'race with waits: one admitted, the other waits')
+  or diag join('; ', map { c_text($_) } @c);
+is(scalar(events_where($node, { event => 'evicted' })), 1, 'race with waits: one evicted event');
+my $t_free = time;
+$tx[0]->send($tx[0]->query('COMMIT'));
+$tx[0]->terminate;
+c_wait(5, @c);
+@st = sort map { $_->{state} } @c;
+is("@st", 'admitted admitted', 'race with waits: the waiter gets the next place');
+my ($late) = sort { $b->{t_done} <=> $a->{t_done} } @c;
+ok($late->{t_done} - $t_free < 1, 'race with waits: as soon as it was freed');
+c_end($_) for @c;
+$tx[1]->send($tx[1]->query('COMMIT'));
+$ev->terminate;
+$tx[1]->terminate;
+ok(set_conf($node, 'role_guard.login_waits' => ''), 'login_waits cleared');
+ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 'idler'}, '0'),
+	'race: idler back to 0');
+
+# ===========================================================================
+# 5. +group and @database entries: the session ended is one the full entry
+#    counts, even when a session outside it has been idle longer.
+# ===========================================================================
+reset_stats();
+ok( set_conf(
+		$node,
+		'role_guard.budgets'    => '+grp=2, @edb=2',
+		'role_guard.evict_idle' => '+grp=1s, idler=1s, other=1s'),
+	'group: budgets +grp=2, @edb=2; evict_idle +grp=1s, idler=1s, other=1s');
+my $out  = idle_session('other');          # outside +grp, idle longest
+my $gs1  = idle_session('g1');
+my $gs2  = idle_session('g2');
+touch($out);
+usleep(200_000);
+touch($gs2);
+usleep(200_000);
+touch($gs1);
+usleep(1_200_000);
+@pids = map { $_->pid } $out, $gs1, $gs2;
+($r, $el) = timed_login('g1');
+ok($r->{sock}, sprintf('group: g1 newcomer admitted (%.3f s)', $el)) or diag raw_result($r);
+alive_is(\@pids, [ $out->pid, $gs1->pid ],
+	'group: the longest-idle member of +grp (g2) was ended, not the longer-idle outsider');
+evicted_client_ok($gs2, '1.0', 'group: g2 session');
+event_is($node, { event => 'evicted' },
+	{ pid => $gs2->pid, rolname => 'g2', detail => qr/its place in "\+grp=2" is wanted by a login of role "g1"/ },
+	'group: evicted event names the g2 session and +grp=2');
+raw_close($r->{sock});
+close_all($out, $gs1);
+
+reset_stats();
+my $outdb = idle_session('idler', 'postgres');    # outside @edb, idle longest
+my $d1    = idle_session('idler', 'edb');
+my $d2    = idle_session('other', 'edb');
+touch($outdb);
+usleep(200_000);
+touch($d2);
+usleep(200_000);
+touch($d1);
+usleep(1_200_000);
+@pids = map { $_->pid } $outdb, $d1, $d2;
+($r, $el) = timed_login('other', 'edb');
+ok($r->{sock}, sprintf('database: newcomer in edb admitted (%.3f s)', $el)) or diag raw_result($r);
+alive_is(\@pids, [ $outdb->pid, $d1->pid ],
+	'database: the longest-idle session in edb was ended, not the longer-idle one in postgres');
+evicted_client_ok($d2, '1.0', 'database: ended session');
+event_is($node, { event => 'evicted' },
+	{ pid => $d2->pid, rolname => 'other', datname => 'edb', detail => qr/its place in "\@edb=2"/ },
+	'database: evicted event names it and @edb=2');
+raw_close($r->{sock});
+close_all($outdb, $d1);
+
+# ===========================================================================
+# 6. Monitor mode: nothing ended, a would_evict event, newcomer admitted.
+# ===========================================================================
+ok( set_conf(
+		$node,
+		'role_guard.mode'       => 'monitor',
+		'role_guard.budgets'    => 'idler=3',
+		'role_guard.evict_idle' => 'idler=1s'),
+	'monitor: mode monitor, idler=3, evict_idle idler=1s');
+reset_stats();
+@s = map { idle_session('idler') } 1 .. 3;
+touch($s[1]);
+usleep(200_000);
+touch($s[0]);
+touch($s[2]);
+usleep(1_200_000);
+@pids = map { $_->pid } @s;
+($r, $el) = timed_login('idler');
+ok($r->{sock}, 'monitor: newcomer admitted') or diag raw_result($r);
+ok($el < 0.5, sprintf('monitor: at once (%.3f s)', $el));
+usleep(300_000);
+alive_is(\@pids, \@pids, 'monitor: no session ended');
+event_is($node, { event => 'would_evict' },
+	{ pid => $s[1]->pid, rolname => 'idler', detail => qr/role_guard\.evict_idle allows 1\.0 s/ },
+	'monitor: one would_evict event naming the longest-idle session');
+no_event_ok($node, { event => 'evicted' }, 'monitor: no evicted event');
+is(evicted_count('idler'), '0', 'monitor: role_guard_usage.evicted = 0');
+raw_close($r->{sock});
+close_all(@s);
+ok(set_conf($node, 'role_guard.mode' => 'enforce'), 'mode enforce again');
+
+# ===========================================================================
+# 7. A role not listed in evict_idle is never ended.
+# ===========================================================================
+ok(set_conf($node, 'role_guard.budgets' => 'plain=2'), 'unlisted: budget plain=2 (evict_idle idler=1s)');
+reset_stats();
+@s = map { idle_session('plain') } 1 .. 2;
+usleep(1_300_000);
+@pids = map { $_->pid } @s;
+($r, $el) = timed_login('plain');
+is(raw_result($r),
+	'53300 too many connections for role "plain" DETAIL: role_guard budget "plain=2" is full (2 of 2 sessions).',
+	'unlisted: newcomer refused');
+ok($el < 0.5, sprintf('unlisted: at once (%.3f s)', $el));
+alive_is(\@pids, \@pids, 'unlisted: nobody ended');
+no_event_ok($node, { event => [ 'evicted', 'would_evict' ] }, 'unlisted: no eviction event');
+close_all(@s);
+
+$mon->quit;
+$node->stop;
+note sprintf('061_eviction: %.1f s', time - $t_start);
+done_testing();
