@@ -106,43 +106,27 @@ rg_check_policy(const char *name, RGPolicyType type, char **newval, void **extra
 	return true;
 }
 
-static bool
-rg_check_budgets(char **newval, void **extra, GucSource source)
-{
-	return rg_check_policy("role_guard.budgets", RG_POLICY_BUDGETS, newval, extra);
+/*
+ * The plain list settings: the check hook parses (rg_check_policy), the
+ * assign hook only stores the parsed form.
+ */
+#define RG_POLICY_SETTING(fn, gucname, type, target) \
+static bool \
+rg_check_##fn(char **newval, void **extra, GucSource source) \
+{ \
+	return rg_check_policy(gucname, type, newval, extra); \
+} \
+static void \
+rg_assign_##fn(const char *newval, void *extra) \
+{ \
+	target = (const RGPolicy *) extra; \
 }
 
-static void
-rg_assign_budgets(const char *newval, void *extra)
-{
-	rg_budgets = (const RGPolicy *) extra;
-}
+RG_POLICY_SETTING(budgets, "role_guard.budgets", RG_POLICY_BUDGETS, rg_budgets)
 
-static bool
-rg_check_idle_timeouts(char **newval, void **extra, GucSource source)
-{
-	return rg_check_policy("role_guard.idle_timeouts", RG_POLICY_TIMEOUTS,
-						   newval, extra);
-}
+RG_POLICY_SETTING(idle_timeouts, "role_guard.idle_timeouts", RG_POLICY_TIMEOUTS, rg_idle_timeouts)
 
-static void
-rg_assign_idle_timeouts(const char *newval, void *extra)
-{
-	rg_idle_timeouts = (const RGPolicy *) extra;
-}
-
-static bool
-rg_check_iit_timeouts(char **newval, void **extra, GucSource source)
-{
-	return rg_check_policy("role_guard.idle_in_transaction_timeouts",
-						   RG_POLICY_TIMEOUTS, newval, extra);
-}
-
-static void
-rg_assign_iit_timeouts(const char *newval, void *extra)
-{
-	rg_idle_in_transaction_timeouts = (const RGPolicy *) extra;
-}
+RG_POLICY_SETTING(iit_timeouts, "role_guard.idle_in_transaction_timeouts", RG_POLICY_TIMEOUTS, rg_idle_in_transaction_timeouts)
 
 /*
  * While shared_preload_libraries is processed, a bad value in
@@ -192,31 +176,9 @@ rg_preload_check_int(const char *name, int flags, int min, int max)
 						val, flags ? " ms" : "", name, min, max)));
 }
 
-static bool
-rg_check_login_waits(char **newval, void **extra, GucSource source)
-{
-	return rg_check_policy("role_guard.login_waits", RG_POLICY_TIMEOUTS,
-						   newval, extra);
-}
+RG_POLICY_SETTING(login_waits, "role_guard.login_waits", RG_POLICY_TIMEOUTS, rg_login_waits)
 
-static void
-rg_assign_login_waits(const char *newval, void *extra)
-{
-	rg_login_waits = (const RGPolicy *) extra;
-}
-
-static bool
-rg_check_evict_idle(char **newval, void **extra, GucSource source)
-{
-	return rg_check_policy("role_guard.evict_idle", RG_POLICY_TIMEOUTS,
-						   newval, extra);
-}
-
-static void
-rg_assign_evict_idle(const char *newval, void *extra)
-{
-	rg_evict_idle = (const RGPolicy *) extra;
-}
+RG_POLICY_SETTING(evict_idle, "role_guard.evict_idle", RG_POLICY_TIMEOUTS, rg_evict_idle)
 
 /*
  * role_guard.reservations: the grammar, and no more places than there are
@@ -286,133 +248,83 @@ rg_assign_hosts(const char *newval, void *extra)
 	rg_deny_hosts = (const RGHostList *) extra;
 }
 
+/* The list settings, all PGC_SIGHUP and GUC_LIST_INPUT, default ''. */
+static const struct
+{
+	const char *name;
+	const char *description;
+	char	  **text;
+	GucStringCheckHook check;
+	GucStringAssignHook assign;
+}			rg_list_settings[] =
+{
+	{"role_guard.budgets",
+		"Connection budgets: comma-separated name=N, *=N, +group=N, @db=N, name@db=N.",
+	&rg_budgets_text, rg_check_budgets, rg_assign_budgets},
+	{"role_guard.superuser_deny_hosts",
+		"Addresses and CIDR blocks (or \"all\") from which superusers may not log in over TCP.",
+	&rg_deny_hosts_text, rg_check_hosts, rg_assign_hosts},
+	{"role_guard.idle_timeouts",
+		"Idle-session limits per role: comma-separated name=DURATION, +group=DURATION, *=DURATION.",
+	&rg_idle_timeouts_text, rg_check_idle_timeouts, rg_assign_idle_timeouts},
+	{"role_guard.idle_in_transaction_timeouts",
+		"Idle-in-transaction limits per role: comma-separated name=DURATION, +group=DURATION, *=DURATION.",
+	&rg_iit_timeouts_text, rg_check_iit_timeouts, rg_assign_iit_timeouts},
+	{"role_guard.reservations",
+		"Connection slots kept for roles and groups: comma-separated name=N, +group=N.",
+	&rg_reservations_text, rg_check_reservations, rg_assign_reservations},
+	{"role_guard.login_waits",
+		"How long a login that finds its place taken may wait for one: name=DURATION, +group=DURATION, *=DURATION.",
+	&rg_login_waits_text, rg_check_login_waits, rg_assign_login_waits},
+	{"role_guard.evict_idle",
+		"Sessions that may be ended to make room, idle at least: name=DURATION, +group=DURATION, *=DURATION.",
+	&rg_evict_idle_text, rg_check_evict_idle, rg_assign_evict_idle},
+};
+
+/* An integer setting, its bounds checked at start-up too. */
+static void
+rg_define_int(const char *name, const char *description, int *var,
+			  int boot, int min, int max, GucContext context, int flags)
+{
+	rg_preload_check_int(name, flags, min, max);
+	DefineCustomIntVariable(name, description, NULL, var, boot, min, max,
+							context, flags, NULL, NULL, NULL);
+}
+
 void
 rg_guc_init(void)
 {
+	int			i;
+
 	rg_preload_check_enum("role_guard.mode", rg_mode_options);
 	DefineCustomEnumVariable("role_guard.mode",
 							 "What role_guard does: enforce, monitor (log and count only) or off.",
-							 NULL,
-							 &rg_mode,
-							 RG_MODE_ENFORCE,
-							 rg_mode_options,
-							 PGC_SIGHUP,
-							 0,
-							 NULL, NULL, NULL);
+							 NULL, &rg_mode, RG_MODE_ENFORCE, rg_mode_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
-	DefineCustomStringVariable("role_guard.budgets",
-							   "Connection budgets: comma-separated name=N, *=N, +group=N, @db=N, name@db=N.",
-							   NULL,
-							   &rg_budgets_text,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_LIST_INPUT,
-							   rg_check_budgets, rg_assign_budgets, NULL);
-
-	DefineCustomStringVariable("role_guard.superuser_deny_hosts",
-							   "Addresses and CIDR blocks (or \"all\") from which superusers may not log in over TCP.",
-							   NULL,
-							   &rg_deny_hosts_text,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_LIST_INPUT,
-							   rg_check_hosts, rg_assign_hosts, NULL);
-
-	DefineCustomStringVariable("role_guard.idle_timeouts",
-							   "Idle-session limits per role: comma-separated name=DURATION, +group=DURATION, *=DURATION.",
-							   NULL,
-							   &rg_idle_timeouts_text,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_LIST_INPUT,
-							   rg_check_idle_timeouts, rg_assign_idle_timeouts, NULL);
-
-	DefineCustomStringVariable("role_guard.idle_in_transaction_timeouts",
-							   "Idle-in-transaction limits per role: comma-separated name=DURATION, +group=DURATION, *=DURATION.",
-							   NULL,
-							   &rg_iit_timeouts_text,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_LIST_INPUT,
-							   rg_check_iit_timeouts, rg_assign_iit_timeouts, NULL);
-
-	DefineCustomStringVariable("role_guard.reservations",
-							   "Connection slots kept for roles and groups: comma-separated name=N, +group=N.",
-							   NULL,
-							   &rg_reservations_text,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_LIST_INPUT,
-							   rg_check_reservations, rg_assign_reservations, NULL);
+	for (i = 0; i < (int) lengthof(rg_list_settings); i++)
+		DefineCustomStringVariable(rg_list_settings[i].name,
+								   rg_list_settings[i].description,
+								   NULL, rg_list_settings[i].text, "",
+								   PGC_SIGHUP, GUC_LIST_INPUT,
+								   rg_list_settings[i].check,
+								   rg_list_settings[i].assign, NULL);
 
 	DefineCustomBoolVariable("role_guard.superuser_socket_exempt",
 							 "Superusers over the Unix socket are never refused by a budget or a reservation.",
-							 NULL,
-							 &rg_superuser_socket_exempt,
-							 true,
-							 PGC_SIGHUP,
-							 0,
-							 NULL, NULL, NULL);
+							 NULL, &rg_superuser_socket_exempt, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
-	DefineCustomStringVariable("role_guard.login_waits",
-							   "How long a login that finds its place taken may wait for one: name=DURATION, +group=DURATION, *=DURATION.",
-							   NULL,
-							   &rg_login_waits_text,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_LIST_INPUT,
-							   rg_check_login_waits, rg_assign_login_waits, NULL);
-
-	rg_preload_check_int("role_guard.max_waiting_logins", 0, 0, 100000);
-	DefineCustomIntVariable("role_guard.max_waiting_logins",
-							"The most logins waiting for a place at one time.",
-							NULL,
-							&rg_max_waiting_logins,
-							10,
-							0, 100000,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomStringVariable("role_guard.evict_idle",
-							   "Sessions that may be ended to make room, idle at least: name=DURATION, +group=DURATION, *=DURATION.",
-							   NULL,
-							   &rg_evict_idle_text,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_LIST_INPUT,
-							   rg_check_evict_idle, rg_assign_evict_idle, NULL);
-
-	rg_preload_check_int("role_guard.reap_interval", GUC_UNIT_MS, 100, INT_MAX);
-	DefineCustomIntVariable("role_guard.reap_interval",
-							"How often the reaper looks for idle sessions.",
-							NULL,
-							&rg_reap_interval,
-							10000,
-							100, INT_MAX,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	rg_preload_check_int("role_guard.max_roles", 0, 16, 1000000);
-	DefineCustomIntVariable("role_guard.max_roles",
-							"Roles whose counters role_guard keeps in shared memory.",
-							NULL,
-							&rg_max_roles,
-							1024,
-							16, 1000000,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
-
-	rg_preload_check_int("role_guard.event_log_size", 0, 0, 1000000);
-	DefineCustomIntVariable("role_guard.event_log_size",
-							"Events kept in shared memory for role_guard_events.",
-							NULL,
-							&rg_event_log_size,
-							1000,
-							0, 1000000,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
+	rg_define_int("role_guard.max_waiting_logins",
+				  "The most logins waiting for a place at one time.",
+				  &rg_max_waiting_logins, 10, 0, 100000, PGC_SIGHUP, 0);
+	rg_define_int("role_guard.reap_interval",
+				  "How often the reaper looks for idle sessions.",
+				  &rg_reap_interval, 10000, 100, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS);
+	rg_define_int("role_guard.max_roles",
+				  "Roles whose counters role_guard keeps in shared memory.",
+				  &rg_max_roles, 1024, 16, 1000000, PGC_POSTMASTER, 0);
+	rg_define_int("role_guard.event_log_size",
+				  "Events kept in shared memory for role_guard_events.",
+				  &rg_event_log_size, 1000, 0, 1000000, PGC_POSTMASTER, 0);
 }
