@@ -60,6 +60,27 @@ static planner_hook_type prev_planner = NULL;
 /* role_guard hooks active in this backend right now */
 static int	rg_nesting = 0;
 
+/*
+ * Run the next hook (or core's function) one level deeper, and come back up
+ * on an error too (PG_CATCH rather than PG_FINALLY, which -Wextra flags as
+ * clobbering with some compilers).
+ */
+#define RG_NESTED(call) \
+	do { \
+		rg_nesting++; \
+		PG_TRY(); \
+		{ \
+			call; \
+		} \
+		PG_CATCH(); \
+		{ \
+			rg_nesting--; \
+			PG_RE_THROW(); \
+		} \
+		PG_END_TRY(); \
+		rg_nesting--; \
+	} while (0)
+
 /* the top-level executor statement running now, if any */
 static QueryDesc *rg_top_query = NULL;
 
@@ -117,21 +138,12 @@ rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		rg_top_query = queryDesc;
 		rg_statement_begin();
 	}
-	rg_nesting++;
-	PG_TRY();
-	{
+	RG_NESTED({
 		if (prev_ExecutorStart)
 			prev_ExecutorStart(queryDesc, eflags);
 		else
 			standard_ExecutorStart(queryDesc, eflags);
-	}
-	PG_CATCH();
-	{
-		rg_nesting--;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	rg_nesting--;
+	});
 }
 
 /*
@@ -146,21 +158,12 @@ rg_ExecutorRun(RG_EXECUTOR_RUN_PARAMS)
 
 	if (top && rg_my_slot)
 		rg_my_slot->seq++;
-	rg_nesting++;
-	PG_TRY();
-	{
+	RG_NESTED({
 		if (prev_ExecutorRun)
 			prev_ExecutorRun(RG_EXECUTOR_RUN_ARGS);
 		else
 			standard_ExecutorRun(RG_EXECUTOR_RUN_ARGS);
-	}
-	PG_CATCH();
-	{
-		rg_nesting--;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	rg_nesting--;
+	});
 	/* a portal may stay open while its client thinks: idle from here */
 	if (top)
 		rg_work_done();
@@ -169,21 +172,12 @@ rg_ExecutorRun(RG_EXECUTOR_RUN_PARAMS)
 static void
 rg_ExecutorFinish(QueryDesc *queryDesc)
 {
-	rg_nesting++;
-	PG_TRY();
-	{
+	RG_NESTED({
 		if (prev_ExecutorFinish)
 			prev_ExecutorFinish(queryDesc);
 		else
 			standard_ExecutorFinish(queryDesc);
-	}
-	PG_CATCH();
-	{
-		rg_nesting--;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	rg_nesting--;
+	});
 }
 
 static void
@@ -191,21 +185,12 @@ rg_ExecutorEnd(QueryDesc *queryDesc)
 {
 	bool		top = rg_nesting == 0;
 
-	rg_nesting++;
-	PG_TRY();
-	{
+	RG_NESTED({
 		if (prev_ExecutorEnd)
 			prev_ExecutorEnd(queryDesc);
 		else
 			standard_ExecutorEnd(queryDesc);
-	}
-	PG_CATCH();
-	{
-		rg_nesting--;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	rg_nesting--;
+	});
 	if (queryDesc == rg_top_query)
 	{
 		rg_top_query = NULL;
@@ -221,21 +206,12 @@ rg_planner(Query *parse, const char *query_string, int cursorOptions,
 {
 	PlannedStmt *result;
 
-	rg_nesting++;
-	PG_TRY();
-	{
+	RG_NESTED({
 		if (prev_planner)
 			result = prev_planner(parse, query_string, cursorOptions, boundParams);
 		else
 			result = standard_planner(parse, query_string, cursorOptions, boundParams);
-	}
-	PG_CATCH();
-	{
-		rg_nesting--;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	rg_nesting--;
+	});
 	return result;
 }
 
@@ -255,23 +231,14 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		rg_statement_begin();
 		rg_my_slot->in_utility = true;
 	}
-	rg_nesting++;
-	PG_TRY();
-	{
+	RG_NESTED({
 		if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 		else
 			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 									params, queryEnv, dest, qc);
-	}
-	PG_CATCH();
-	{
-		rg_nesting--;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	rg_nesting--;
+	});
 	/* its invalidations went to the queue only: see members.c */
 	if (commit_prepared)
 		rg_members_invalidate();

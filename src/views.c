@@ -143,6 +143,15 @@ rg_local_hash(const char *name, Size keysize, Size entrysize, long n)
 	return hash_create(name, Max(n, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
+/* The start of a set-returning function over the shared counts. */
+static void
+rg_srf_snapshot(FunctionCallInfo fcinfo, RGSnapshot *snap)
+{
+	rg_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	rg_snapshot(snap);
+}
+
 static RGRoleRow *
 rg_role_row(HTAB *rows, Oid roleid)
 {
@@ -242,9 +251,7 @@ role_guard_role_stats(PG_FUNCTION_ARGS)
 	RGSnapshot	snap;
 	RGRoleRow  *row;
 
-	rg_require_loaded();
-	InitMaterializedSRF(fcinfo, 0);
-	rg_snapshot(&snap);
+	rg_srf_snapshot(fcinfo, &snap);
 
 	hash_seq_init(&status, rg_role_rows(&snap));
 	while ((row = hash_seq_search(&status)) != NULL)
@@ -421,42 +428,67 @@ rg_budget_numbers(const RGEntry *e, const RGLookup *lk, int32 *used,
 	}
 }
 
-/* role_guard_budget_rows(): one row per budget entry, numbers from C. */
-Datum
-role_guard_budget_rows(PG_FUNCTION_ARGS)
+/* The columns after "entry" and "kind" of one entry's row. */
+typedef void (*RGEntryRowFill) (const RGEntry *e, const RGLookup *lk,
+								Datum *values);
+
+/*
+ * One row per entry of a setting: "entry" (its left side as the server
+ * folds and quotes it), "kind", then what "fill" puts.
+ */
+static Datum
+rg_entry_rows(FunctionCallInfo fcinfo, const RGPolicy *policy, int ncolumns,
+			  RGEntryRowFill fill)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	const RGPolicy *policy = rg_budgets;
 	RGSnapshot	snap;
 	RGLookup	lk;
 	int			i;
 
-	rg_require_loaded();
-	InitMaterializedSRF(fcinfo, 0);
 	if (policy == NULL || policy->nentries == 0)
+	{
+		rg_require_loaded();
+		InitMaterializedSRF(fcinfo, 0);
 		return (Datum) 0;
-	rg_snapshot(&snap);
+	}
+	rg_srf_snapshot(fcinfo, &snap);
 	rg_lookup_build(&lk, &snap);
 	for (i = 0; i < policy->nentries; i++)
 	{
 		const RGEntry *e = &policy->entries[i];
 		char		text[RG_ENTRY_TEXT_LEN];
-		int32		used;
-		RGOutcome	rejected;
-		Datum		values[6];
-		bool		nulls[6] = {0};
+		Datum		values[8];
+		bool		nulls[8] = {0};
 
+		Assert(ncolumns <= lengthof(values));
 		rg_entry_format(e, text, sizeof(text));
-		rg_budget_numbers(e, &lk, &used, &rejected);
 		values[0] = CStringGetTextDatum(text);
 		values[1] = CStringGetTextDatum(rg_kind_names[e->kind]);
-		values[2] = Int32GetDatum(e->value);
-		values[3] = Int32GetDatum(used);
-		values[4] = Int64GetDatum(rejected.done);
-		values[5] = Int64GetDatum(rejected.would);
+		fill(e, &lk, values + 2);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* A budget entry: its limit, what it counts now, its refusals. */
+static void
+rg_budget_row(const RGEntry *e, const RGLookup *lk, Datum *values)
+{
+	int32		used;
+	RGOutcome	rejected;
+
+	rg_budget_numbers(e, lk, &used, &rejected);
+	values[0] = Int32GetDatum(e->value);
+	values[1] = Int32GetDatum(used);
+	values[2] = Int64GetDatum(rejected.done);
+	values[3] = Int64GetDatum(rejected.would);
+}
+
+/* role_guard_budget_rows(): one row per budget entry, numbers from C. */
+Datum
+role_guard_budget_rows(PG_FUNCTION_ARGS)
+{
+	return rg_entry_rows(fcinfo, rg_budgets, 6, rg_budget_row);
 }
 
 Datum
@@ -466,9 +498,7 @@ role_guard_db_stats(PG_FUNCTION_ARGS)
 	RGSnapshot	snap;
 	int			i;
 
-	rg_require_loaded();
-	InitMaterializedSRF(fcinfo, 0);
-	rg_snapshot(&snap);
+	rg_srf_snapshot(fcinfo, &snap);
 
 	for (i = 0; i < snap.ncounters; i++)
 	{
@@ -697,48 +727,31 @@ role_guard_events(PG_FUNCTION_ARGS)
 }
 
 /*
- * role_guard_reservation_rows(): one row per reservation entry, with the
+ * A reservation entry: the role or group it names, its places, the
  * sessions it covers now (a role's sessions, or a group's members'), and
  * its unused places.
  */
+static void
+rg_reservation_row(const RGEntry *e, const RGLookup *lk, Datum *values)
+{
+	const RGRoleRow *row = rg_lookup_role(lk, e->name);
+	int32		used = 0;
+	NameData   *name = palloc(sizeof(NameData));
+
+	if (row)
+		used = e->kind == RG_ENTRY_GROUP ? row->members : row->counter.connections;
+	namestrcpy(name, e->name);
+	values[0] = NameGetDatum(name);
+	values[1] = Int32GetDatum(e->value);
+	values[2] = Int32GetDatum(used);
+	values[3] = Int32GetDatum(Max(e->value - used, 0));
+}
+
+/* role_guard_reservation_rows(): one row per reservation entry. */
 Datum
 role_guard_reservation_rows(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	const RGPolicy *policy = rg_reservations;
-	RGSnapshot	snap;
-	RGLookup	lk;
-	int			i;
-
-	rg_require_loaded();
-	InitMaterializedSRF(fcinfo, 0);
-	if (policy == NULL || policy->nentries == 0)
-		return (Datum) 0;
-	rg_snapshot(&snap);
-	rg_lookup_build(&lk, &snap);
-	for (i = 0; i < policy->nentries; i++)
-	{
-		const RGEntry *e = &policy->entries[i];
-		const RGRoleRow *row = rg_lookup_role(&lk, e->name);
-		char		text[RG_ENTRY_TEXT_LEN];
-		NameData	name;
-		int32		used = 0;
-		Datum		values[6];
-		bool		nulls[6] = {0};
-
-		if (row)
-			used = e->kind == RG_ENTRY_GROUP ? row->members : row->counter.connections;
-		rg_entry_format(e, text, sizeof(text));
-		namestrcpy(&name, e->name);
-		values[0] = CStringGetTextDatum(text);
-		values[1] = CStringGetTextDatum(rg_kind_names[e->kind]);
-		values[2] = NameGetDatum(&name);
-		values[3] = Int32GetDatum(e->value);
-		values[4] = Int32GetDatum(used);
-		values[5] = Int32GetDatum(Max(e->value - used, 0));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
+	return rg_entry_rows(fcinfo, rg_reservations, 6, rg_reservation_row);
 }
 
 /*
@@ -780,9 +793,7 @@ role_guard_role_waits(PG_FUNCTION_ARGS)
 	RGSnapshot	snap;
 	int			i;
 
-	rg_require_loaded();
-	InitMaterializedSRF(fcinfo, 0);
-	rg_snapshot(&snap);
+	rg_srf_snapshot(fcinfo, &snap);
 	for (i = 0; i < snap.ncounters; i++)
 	{
 		const RGCounter *c = &snap.counters[i];
