@@ -5,11 +5,11 @@
 # full budget refuses waits for a place instead.
 #
 # Waiters are raw protocol-3 logins made from this process without
-# waiting for their answer: the startup packet is written and the socket
-# read later.  A waiter's AuthenticationOk (and ReadyForQuery) comes only
-# once role_guard admits it, so the time its ReadyForQuery arrives is the
-# time it got its place.  Holders are such logins too, ended with a
-# Terminate message at a time the test knows.
+# waiting for their answer (RoleGuardTest's c_new): the startup packet is
+# written and the socket read later.  A waiter's AuthenticationOk (and
+# ReadyForQuery) comes only once role_guard admits it, so the time its
+# ReadyForQuery arrives is the time it got its place.  Holders are such
+# logins too, ended with a Terminate message at a time the test knows.
 #
 # Sections: 1 admission latency (place freed -> waiter's ReadyForQuery);
 # 2 FIFO order, the views and the process title while waiting; 3 timeout;
@@ -25,13 +25,14 @@ use FindBin;
 use lib $FindBin::RealBin;
 
 use IO::Select;
-use IO::Socket::INET;
 use List::Util qw(max sum);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
-use RoleGuardTest qw(:DEFAULT monitor_session events_where event_is);
+use RoleGuardTest qw(:DEFAULT monitor_session events_where event_is
+  reset_stats c_new c_send_startup c_write c_update c_wait_any c_wait
+  c_hold_ok c_close c_text);
 
 my $t_start = time;
 
@@ -53,176 +54,6 @@ CREATE EXTENSION role_guard;
 });
 
 my $mon = monitor_session($node);
-
-# ===========================================================================
-# Raw logins that do not wait for their answer
-# ===========================================================================
-
-# Open a TCP connection for a login of $user and (unless defer => 1) send
-# its startup packet.  The client's state: 'pending' until the login is
-# answered, then 'admitted' (ReadyForQuery: t_ready), 'refused'
-# (ErrorResponse: err, t_done) or 'eof' (t_done).
-sub c_new
-{
-	my ($user, %o) = @_;
-	my $sock = IO::Socket::INET->new(
-		PeerAddr => '127.0.0.1',
-		PeerPort => $node->port,
-		Proto    => 'tcp',
-		Timeout  => 10) or die "cannot connect: $!";
-	$sock->blocking(0);
-	my $c = {
-		sock  => $sock,
-		port  => $sock->sockport,
-		user  => $user,
-		buf   => '',
-		msgs  => [],
-		state => 'pending',
-	};
-	c_send_startup($c) unless $o{defer};
-	return $c;
-}
-
-sub c_send_startup
-{
-	my ($c) = @_;
-	my $params =
-	  "user\0$c->{user}\0database\0postgres\0application_name\0rg60\0\0";
-	$c->{t0} = time;
-	return c_write($c, pack('NN', 8 + length($params), 196608) . $params);
-}
-
-sub c_write
-{
-	my ($c, $data) = @_;
-	local $SIG{PIPE} = 'IGNORE';
-	while (length $data)
-	{
-		my $n = syswrite($c->{sock}, $data);
-		if (!defined $n)
-		{
-			next if $!{EAGAIN};
-			return 0;
-		}
-		substr($data, 0, $n) = '';
-	}
-	return 1;
-}
-
-# Read what has arrived (no wait) and advance the state.  Messages after
-# the login's ReadyForQuery are kept in $c->{msgs}.
-sub c_update
-{
-	my ($c) = @_;
-	return if $c->{closed} || $c->{eof};
-	while (1)
-	{
-		my $got = sysread($c->{sock}, my $chunk, 65536);
-		if (!defined $got)
-		{
-			last if $!{EAGAIN} || $!{EWOULDBLOCK};
-			$got = 0;    # ECONNRESET and the like: gone
-		}
-		if ($got == 0)
-		{
-			$c->{eof} = 1;
-			last;
-		}
-		$c->{buf} .= $chunk;
-	}
-	my $now = time;
-	foreach my $m (RoleGuardTest::_split_msgs(\$c->{buf}))
-	{
-		my ($type, $body) = @$m;
-		if ($c->{state} ne 'pending')
-		{
-			push @{ $c->{msgs} }, $m;
-			next;
-		}
-		if ($type eq 'K')
-		{
-			($c->{pid}) = unpack('N', $body);
-		}
-		elsif ($type eq 'E')
-		{
-			$c->{err}    = RoleGuardTest::_error_fields($body);
-			$c->{state}  = 'refused';
-			$c->{t_done} = $now;
-		}
-		elsif ($type eq 'Z')
-		{
-			$c->{state}   = 'admitted';
-			$c->{t_ready} = $now;
-		}
-	}
-	if ($c->{eof} && $c->{state} eq 'pending')
-	{
-		$c->{state}  = 'eof';
-		$c->{t_done} = $now;
-	}
-	return;
-}
-
-# Wait (at most $secs) until one of @$cs is no longer pending; returns
-# those that changed.
-sub c_wait_any
-{
-	my ($cs, $secs) = @_;
-	my $deadline = time + $secs;
-	while (1)
-	{
-		my @p = grep { $_->{state} eq 'pending' } @$cs;
-		return () unless @p;
-		my $sel = IO::Select->new(map { $_->{sock} } @p);
-		my @r = $sel->can_read(0.02);
-		my @changed;
-		foreach my $c (@p)
-		{
-			c_update($c);
-			push @changed, $c if $c->{state} ne 'pending';
-		}
-		return @changed if @changed;
-		return () if time > $deadline;
-	}
-}
-
-# Wait (at most $secs) until $c is answered; returns its state.
-sub c_wait
-{
-	my ($c, $secs) = @_;
-	c_wait_any([$c], $secs // 15);
-	return $c->{state};
-}
-
-# A login that must get in (a holder).
-sub c_hold_ok
-{
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my ($user, $name) = @_;
-	my $c = c_new($user);
-	is(c_wait($c), 'admitted', $name) or diag c_text($c);
-	return $c;
-}
-
-# End a session with Terminate (a pending login: just close).
-sub c_close
-{
-	my ($c) = @_;
-	return if $c->{closed};
-	c_write($c, pack('a N', 'X', 4)) if $c->{state} eq 'admitted';
-	close($c->{sock});
-	$c->{closed} = 1;
-	return;
-}
-
-sub c_text
-{
-	my ($c) = @_;
-	my $e = $c->{err} // {};
-	return "state $c->{state}"
-	  . (defined $e->{C} ? ", $e->{C} $e->{M}" : '')
-	  . (defined $e->{D} ? ", DETAIL: $e->{D}" : '');
-}
 
 # ===========================================================================
 # What the server shows
@@ -276,24 +107,18 @@ sub waiting_titles
 	return \%t;
 }
 
-sub reset_stats
-{
-	$mon->query_or_die('SELECT role_guard_reset()');
-	return;
-}
-
 my $DETAIL_FULL = 'role_guard budget "app=1" is full (1 of 1 sessions).';
 
 # ===========================================================================
 # 1. Admission latency: holder ends at a known time, the waiter behind it
 #    gets its ReadyForQuery.  Each round's waiter is the next round's holder.
 # ===========================================================================
-my $holder = c_hold_ok('app', 'latency: first holder in');
+my $holder = c_hold_ok($node, 'app', 'latency: first holder in');
 my @gaps;
 my $rounds_ok = 0;
 foreach my $round (1 .. 20)
 {
-	my $w = c_new('app');
+	my $w = c_new($node, 'app');
 	my $deadline = time + 10;
 	usleep(2_000) until summary_waiting() eq '1' || time > $deadline;
 	c_update($w);
@@ -335,7 +160,7 @@ is(app_usage('connections', 'waiting')->{connections} . '/' . summary_waiting(),
 my @w;
 foreach my $i (0 .. 9)
 {
-	push @w, c_new('app');
+	push @w, c_new($node, 'app');
 	usleep(50_000);
 }
 waiting_is(10, 'FIFO: role_guard_summary.waiting = 10');
@@ -376,8 +201,8 @@ waiting_is(0, 'FIFO: nobody waiting afterwards');
 # 3. Timeout: login_waits app=1s.
 # ===========================================================================
 ok(set_conf($node, 'role_guard.login_waits' => 'app=1s'), 'timeout: login_waits = app=1s');
-reset_stats();
-my $w = c_new('app');
+reset_stats($mon);
+my $w = c_new($node, 'app', app => 'rg60');
 c_wait($w, 10);
 my $el = ($w->{t_done} // time) - $w->{t0};
 is($w->{state}, 'refused', 'timeout: waiter refused') or diag c_text($w);
@@ -402,9 +227,9 @@ ok( set_conf(
 		'role_guard.login_waits'        => 'app=10s',
 		'role_guard.max_waiting_logins' => '2'),
 	'max_waiting: login_waits app=10s, max_waiting_logins = 2');
-my @two = (c_new('app'), c_new('app'));
+my @two = (c_new($node, 'app'), c_new($node, 'app'));
 waiting_is(2, 'max_waiting: two waiting');
-$w = c_new('app');
+$w = c_new($node, 'app');
 c_wait($w, 10);
 $el = ($w->{t_done} // time) - $w->{t0};
 is($w->{state} . ' ' . ($w->{err}{C} // ''), 'refused 53300', 'max_waiting: third login refused');
@@ -421,9 +246,9 @@ ok(set_conf($node, 'role_guard.max_waiting_logins' => '100'), 'max_waiting_login
 # 5. A waiter terminated with pg_terminate_backend: the one behind it is not
 #    blocked.
 # ===========================================================================
-my ($wa, $wb) = (c_new('app'));
+my ($wa, $wb) = (c_new($node, 'app'));
 usleep(50_000);
-$wb = c_new('app');
+$wb = c_new($node, 'app');
 waiting_is(2, 'terminate: two waiting');
 $titles = waiting_titles();
 my $wa_pid = $titles->{ $wa->{port} };
@@ -446,9 +271,9 @@ waiting_is(0, 'terminate: nobody waiting');
 # ===========================================================================
 # 6. A waiter whose client closes its socket leaves the line at once.
 # ===========================================================================
-$wa = c_new('app');
+$wa = c_new($node, 'app');
 usleep(50_000);
-$wb = c_new('app');
+$wb = c_new($node, 'app');
 waiting_is(2, 'client gone: two waiting');
 my $t_close = time;
 close($wa->{sock});
@@ -468,7 +293,7 @@ is(app_usage('connections')->{connections}, '1', 'client gone: one app session')
 # 7. Monitor mode never waits.
 # ===========================================================================
 ok(set_conf($node, 'role_guard.mode' => 'monitor'), 'monitor: mode = monitor');
-$w = c_new('app');
+$w = c_new($node, 'app');
 c_wait($w, 10);
 $el = ($w->{t_ready} // time) - $w->{t0};
 is($w->{state}, 'admitted', 'monitor: over-budget login admitted');
@@ -506,14 +331,14 @@ my $free = $SLOTS - 2;
 ok(set_conf($node, 'role_guard.reservations' => 'crit=' . ($free - 1)),
 	'reservations: all but one free slot reserved');
 settled_ok('reservations, all but one');
-$w = c_new('app');
+$w = c_new($node, 'app');
 waiting_is(1, 'reservations: with one unreserved slot the login waits');
 c_close($w);
 waiting_is(0, 'reservations: it left');
 ok(set_conf($node, 'role_guard.reservations' => "crit=$free"),
 	'reservations: every free slot reserved');
 settled_ok('reservations, all');
-$w = c_new('app');
+$w = c_new($node, 'app');
 c_wait($w, 10);
 $el = ($w->{t_done} // time) - $w->{t0};
 is($w->{state} . ' ' . ($w->{err}{C} // ''), 'refused 53300',
@@ -533,9 +358,9 @@ ok( set_conf(
 		'authentication_timeout' => '2s',
 		'role_guard.login_waits' => 'app=10s'),
 	'auth timeout: authentication_timeout = 2s, login_waits app=10s');
-reset_stats();
+reset_stats($mon);
 my $pos = log_pos($node);
-$w = c_new('app');
+$w = c_new($node, 'app');
 c_wait($w, 10);
 $el = ($w->{t_done} // time) - $w->{t0};
 is($w->{state} . ' ' . ($w->{err}{C} // ''), 'refused 53300',
@@ -557,7 +382,7 @@ ok(set_conf($node, 'authentication_timeout' => '1min'), 'authentication_timeout 
 # 10. The holder SIGKILLed: crash-restart, the waiters go, everything at 0.
 # ===========================================================================
 ok($holder->{pid}, 'crash: holder\'s pid known');
-@two = (c_new('app'), c_new('app'));
+@two = (c_new($node, 'app'), c_new($node, 'app'));
 waiting_is(2, 'crash: two waiting');
 $mon->quit;
 ok(kill('KILL', $holder->{pid}), 'crash: SIGKILL sent to the holder\'s backend');
@@ -572,8 +397,8 @@ ok(poll_until($node, 'SELECT waiting FROM role_guard_summary', '0'),
 $mon = monitor_session($node);
 is_deeply(app_usage('connections', 'waiting'), { connections => 0, waiting => 0 },
 	'crash: app has no connections and no waiters');
-$holder = c_hold_ok('app', 'crash: a new holder gets in');
-$w = c_new('app');
+$holder = c_hold_ok($node, 'app', 'crash: a new holder gets in');
+$w = c_new($node, 'app');
 waiting_is(1, 'crash: waiting works after the restart');
 $t_end = time;
 c_close($holder);
@@ -586,8 +411,8 @@ ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 
 # 11. 100 simultaneous logins against app=5, each session ~0.1 s.
 # ===========================================================================
 ok(set_budgets($node, 'app=5'), 'storm: budget app=5');
-reset_stats();
-my @cl = map { c_new('app', defer => 1) } 1 .. 100;
+reset_stats($mon);
+my @cl = map { c_new($node, 'app', defer => 1) } 1 .. 100;
 usleep(300_000);    # the postmaster has forked a backend for each
 c_send_startup($_) for @cl;    # the barrier
 my $t_storm = time;

@@ -25,14 +25,13 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 
-use IO::Select;
-use IO::Socket::INET;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 use RoleGuardTest qw(:DEFAULT monitor_session events_where event_is no_event_ok
-  raw_result raw_close);
+  raw_result raw_close reset_stats c_new c_send_startup c_wait_all c_close
+  c_text);
 
 my $t_start = time;
 
@@ -152,101 +151,15 @@ sub evicted_count
 	return $v;
 }
 
-sub reset_stats
-{
-	$mon->query_or_die('SELECT role_guard_reset()');
-	return;
-}
-
-# Two logins at once: both connections opened, then both startup packets
-# written back to back.  Returns the two clients (hashes: sock, state
-# 'admitted'/'refused'/'eof'/'pending', err, t_done).
+# Two logins at once (RoleGuardTest's c_new clients): both connections
+# opened, then both startup packets written back to back.
 sub two_at_once
 {
 	my (@users) = @_;
-	my @c;
-	foreach my $u (@users)
-	{
-		my $sock = IO::Socket::INET->new(
-			PeerAddr => '127.0.0.1',
-			PeerPort => $node->port,
-			Proto    => 'tcp',
-			Timeout  => 10) or die "cannot connect: $!";
-		my $params = "user\0$u\0database\0postgres\0application_name\0rg61\0\0";
-		push @c,
-		  {
-			sock  => $sock,
-			pkt   => pack('NN', 8 + length($params), 196608) . $params,
-			buf   => '',
-			state => 'pending'
-		  };
-	}
+	my @c = map { c_new($node, $_, defer => 1) } @users;
 	usleep(100_000);
-	my $t0 = time;
-	syswrite($_->{sock}, $_->{pkt}) for @c;
-	$_->{t0} = $t0 for @c;
+	c_send_startup($_) for @c;
 	return @c;
-}
-
-# Read the answers of @c for at most $secs (until none is pending).
-sub c_wait
-{
-	my ($secs, @c) = @_;
-	my $deadline = time + $secs;
-	while (time < $deadline)
-	{
-		my @p = grep { $_->{state} eq 'pending' } @c;
-		last unless @p;
-		my @r = IO::Select->new(map { $_->{sock} } @p)->can_read(0.05);
-		foreach my $c (@p)
-		{
-			next unless grep { $_ == $c->{sock} } @r;
-			my $got = sysread($c->{sock}, my $chunk, 65536);
-			if (!$got)
-			{
-				$c->{state}  = 'eof';
-				$c->{t_done} = time;
-				next;
-			}
-			$c->{buf} .= $chunk;
-			foreach my $m (RoleGuardTest::_split_msgs(\$c->{buf}))
-			{
-				if ($m->[0] eq 'E')
-				{
-					$c->{err}    = RoleGuardTest::_error_fields($m->[1]);
-					$c->{state}  = 'refused';
-					$c->{t_done} = time;
-				}
-				elsif ($m->[0] eq 'K')
-				{
-					($c->{pid}) = unpack('N', $m->[1]);
-				}
-				elsif ($m->[0] eq 'Z' && $c->{state} eq 'pending')
-				{
-					$c->{state}  = 'admitted';
-					$c->{t_done} = time;
-				}
-			}
-		}
-	}
-	return;
-}
-
-sub c_text
-{
-	my ($c) = @_;
-	my $e = $c->{err} // {};
-	return "state $c->{state}"
-	  . (defined $e->{C} ? ", $e->{C} $e->{M}" : '')
-	  . (defined $e->{D} ? ", DETAIL: $e->{D}" : '');
-}
-
-sub c_end
-{
-	my ($c) = @_;
-	syswrite($c->{sock}, pack('a N', 'X', 4)) if $c->{state} eq 'admitted';
-	close($c->{sock});
-	return;
 }
 
 # ===========================================================================
@@ -254,7 +167,7 @@ sub c_end
 #    idler=1s.  Sessions A, B, C log in in that order and go idle in the
 #    order B, A, C: B has been idle longest.
 # ===========================================================================
-reset_stats();
+reset_stats($mon);
 my ($A, $B, $C) = map { idle_session('idler') } 1 .. 3;
 my %name = ($A->pid => 'A', $B->pid => 'B', $C->pid => 'C');
 touch($B);
@@ -294,7 +207,7 @@ my @bad;
 foreach my $round (1 .. 8)
 {
 	usleep(1_100_000);
-	reset_stats();
+	reset_stats($mon);
 	my @before = map { $_->pid } @sess;
 	my $nw = eval { RoleGuardTest::Wire->new($node, 'idler') };
 	if (!$nw)
@@ -323,7 +236,7 @@ ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 
 # ===========================================================================
 # 2. Active sessions and sessions in a transaction are never ended.
 # ===========================================================================
-reset_stats();
+reset_stats($mon);
 my $act = idle_session('idler');
 my $iit = idle_session('idler');
 my $abt = idle_session('idler');
@@ -365,7 +278,7 @@ close_all($act, $iit, $abt);
 # 3. A session idle less than its evict_idle time is not ended (evict_idle
 #    idler=2s); once it has been, it is.
 # ===========================================================================
-reset_stats();
+reset_stats($mon);
 ok(set_conf($node, 'role_guard.evict_idle' => 'idler=2s'), 'short idle: evict_idle idler=2s');
 my @s = map { idle_session('idler') } 1 .. 3;
 touch($_) for @s;
@@ -393,7 +306,7 @@ ok(set_conf($node, 'role_guard.evict_idle' => 'idler=1s'), 'evict_idle idler=1s 
 # 4. Two newcomers at once, one evictable session.  Two sessions in a
 #    transaction hold their places.
 # ===========================================================================
-reset_stats();
+reset_stats($mon);
 my @tx = map { idle_session('idler') } 1 .. 2;
 for (@tx)
 {
@@ -403,7 +316,7 @@ for (@tx)
 my $ev = idle_session('idler');
 usleep(1_200_000);
 my @c = two_at_once('idler', 'idler');
-c_wait(8, @c);
+c_wait_all(\@c, 8);
 my @st = sort map { $_->{state} } @c;
 is("@st", 'admitted refused', 'race: exactly one newcomer admitted, the other refused')
   or diag join('; ', map { c_text($_) } @c);
@@ -416,16 +329,16 @@ alive_is([ $ev->pid, map { $_->pid } @tx ], [ map { $_->pid } @tx ],
 	'race: the idle session was ended, the ones in a transaction stay');
 is(scalar(events_where($node, { event => 'evicted' })), 1, 'race: one evicted event');
 $ev->terminate;
-c_end($_) for @c;
+c_close($_) for @c;
 
 # The same with login_waits: the loser waits and gets the next place.
 ok(set_conf($node, 'role_guard.login_waits' => 'idler=5s'), 'race: login_waits idler=5s');
 poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 'idler'}, '2');
 $ev = idle_session('idler');
 usleep(1_200_000);
-reset_stats();
+reset_stats($mon);
 @c = two_at_once('idler', 'idler');
-c_wait(2, @c);
+c_wait_all(\@c, 2);
 @st = sort map { $_->{state} } @c;
 is("@st", 'admitted pending', 'race with waits: one admitted, the other waits')
   or diag join('; ', map { c_text($_) } @c);
@@ -433,12 +346,12 @@ is(scalar(events_where($node, { event => 'evicted' })), 1, 'race with waits: one
 my $t_free = time;
 $tx[0]->send($tx[0]->query('COMMIT'));
 $tx[0]->terminate;
-c_wait(5, @c);
+c_wait_all(\@c, 5);
 @st = sort map { $_->{state} } @c;
 is("@st", 'admitted admitted', 'race with waits: the waiter gets the next place');
-my ($late) = sort { $b->{t_done} <=> $a->{t_done} } @c;
-ok($late->{t_done} - $t_free < 1, 'race with waits: as soon as it was freed');
-c_end($_) for @c;
+my ($late) = sort { $b->{t_ready} <=> $a->{t_ready} } @c;
+ok($late->{t_ready} - $t_free < 1, 'race with waits: as soon as it was freed');
+c_close($_) for @c;
 $tx[1]->send($tx[1]->query('COMMIT'));
 $ev->terminate;
 $tx[1]->terminate;
@@ -450,7 +363,7 @@ ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 
 # 5. +group and @database entries: the session ended is one the full entry
 #    counts, even when a session outside it has been idle longer.
 # ===========================================================================
-reset_stats();
+reset_stats($mon);
 ok( set_conf(
 		$node,
 		'role_guard.budgets'    => '+grp=2, @edb=2',
@@ -477,7 +390,7 @@ event_is($node, { event => 'evicted' },
 raw_close($r->{sock});
 close_all($out, $gs1);
 
-reset_stats();
+reset_stats($mon);
 my $outdb = idle_session('idler', 'postgres');    # outside @edb, idle longest
 my $d1    = idle_session('idler', 'edb');
 my $d2    = idle_session('other', 'edb');
@@ -508,7 +421,7 @@ ok( set_conf(
 		'role_guard.budgets'    => 'idler=3',
 		'role_guard.evict_idle' => 'idler=1s'),
 	'monitor: mode monitor, idler=3, evict_idle idler=1s');
-reset_stats();
+reset_stats($mon);
 @s = map { idle_session('idler') } 1 .. 3;
 touch($s[1]);
 usleep(200_000);
@@ -534,7 +447,7 @@ ok(set_conf($node, 'role_guard.mode' => 'enforce'), 'mode enforce again');
 # 7. A role not listed in evict_idle is never ended.
 # ===========================================================================
 ok(set_conf($node, 'role_guard.budgets' => 'plain=2'), 'unlisted: budget plain=2 (evict_idle idler=1s)');
-reset_stats();
+reset_stats($mon);
 @s = map { idle_session('plain') } 1 .. 2;
 usleep(1_300_000);
 @pids = map { $_->pid } @s;

@@ -37,7 +37,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
-use RoleGuardTest qw(:DEFAULT monitor_session);
+use RoleGuardTest qw(:DEFAULT monitor_session c_new c_close);
 
 my $t_start = time;
 
@@ -171,15 +171,7 @@ ok(poll_until($node, q{SELECT evicted FROM role_guard_usage WHERE rolname = 'idl
 	'idler evicted = 1');
 
 my $waiter = hold_ok($node, 'waiter', 'postgres', 'waiter session');
-my $wsock  = IO::Socket::INET->new(
-	PeerAddr => '127.0.0.1',
-	PeerPort => $node->port,
-	Proto    => 'tcp',
-	Timeout  => 10) or die "cannot connect: $!";
-{
-	my $params = "user\0waiter\0database\0postgres\0application_name\0rg71\0\0";
-	syswrite($wsock, pack('NN', 8 + length($params), 196608) . $params);
-}
+my $wlogin = c_new($node, 'waiter', app => 'rg71');
 ok(poll_until($node, q{SELECT waiting FROM role_guard_usage WHERE rolname = 'waiter'}, '1'),
 	'a waiter login waits');
 
@@ -502,7 +494,7 @@ ok(!(grep { /^role_guard_/ } keys %{ $m2 // {} }),
 like(slurp_file($log2), qr/permission denied/, 'phase 3: exporter logs permission denied');
 stop_exporter($exp2);
 
-close($wsock);
+c_close($wlogin);
 $_->quit for grep { $_->alive } ($app[0], $crit, $waiter);
 note sprintf('runtime %.1f s', time - $t_start);
 $node->stop;

@@ -46,7 +46,8 @@ our @EXPORT_OK = qw(
   activity_state watch_sessions reaped_in_time_ok not_early_ok reap_log_re
   ts_epoch client_gone_ok still_there_ok connect_fails_log_level
   raw_hold_ok raw_close raw_result write_hba events_where event_is
-  no_event_ok monitor_session
+  no_event_ok monitor_session reset_stats c_new c_send_startup c_write
+  c_update c_wait_any c_wait c_wait_all c_hold_ok c_close c_text
 );
 
 our $wait_seconds = 30;
@@ -661,6 +662,200 @@ sub raw_close
 	return;
 }
 
+# ---------------------------------------------------------------------------
+# Raw logins that do not wait for their answer: c_new opens a non-blocking
+# TCP connection and writes the startup packet; the socket is read later
+# (c_update, c_wait_any, c_wait), so many logins can be in flight from one
+# process and the time each is answered is known.  A client is a hash:
+# sock, port (its local port, which the backend's process title shows),
+# user, pid (from BackendKeyData), t0 (startup packet written), state
+# ('pending' until the login is answered, then 'admitted' at t_ready when
+# ReadyForQuery came, 'refused' at t_done with err (an ErrorResponse's
+# fields, see _error_fields), or 'eof' at t_done), msgs (the messages after
+# the login's ReadyForQuery, [type, body] each), eof, closed.
+# ---------------------------------------------------------------------------
+
+# A login of $user into postgres.  %opts: app (application_name, rg_raw by
+# default), defer => 1 (connect only: c_send_startup sends the packet, e.g.
+# for many logins at once).
+sub c_new
+{
+	my ($node, $user, %opts) = @_;
+	my $sock = IO::Socket::INET->new(
+		PeerAddr => '127.0.0.1',
+		PeerPort => $node->port,
+		Proto    => 'tcp',
+		Timeout  => 10) or die "cannot connect: $!";
+	$sock->blocking(0);
+	my $c = {
+		sock  => $sock,
+		port  => $sock->sockport,
+		user  => $user,
+		app   => $opts{app} // 'rg_raw',
+		buf   => '',
+		msgs  => [],
+		state => 'pending',
+	};
+	c_send_startup($c) unless $opts{defer};
+	return $c;
+}
+
+sub c_send_startup
+{
+	my ($c) = @_;
+	my $params =
+	  "user\0$c->{user}\0database\0postgres\0application_name\0$c->{app}\0\0";
+	$c->{t0} = time;
+	return c_write($c, pack('NN', 8 + length($params), 196608) . $params);
+}
+
+# Write all of $data to the client's socket; false when the server has
+# gone.
+sub c_write
+{
+	my ($c, $data) = @_;
+	local $SIG{PIPE} = 'IGNORE';
+	while (length $data)
+	{
+		my $n = syswrite($c->{sock}, $data);
+		if (!defined $n)
+		{
+			next if $!{EAGAIN};
+			return 0;
+		}
+		substr($data, 0, $n) = '';
+	}
+	return 1;
+}
+
+# Read what has arrived (no wait) and advance the state.  Messages after
+# the login's ReadyForQuery are kept in $c->{msgs}.
+sub c_update
+{
+	my ($c) = @_;
+	return if $c->{closed} || $c->{eof};
+	while (1)
+	{
+		my $got = sysread($c->{sock}, my $chunk, 65536);
+		if (!defined $got)
+		{
+			last if $!{EAGAIN} || $!{EWOULDBLOCK};
+			$got = 0;    # ECONNRESET and the like: gone
+		}
+		if ($got == 0)
+		{
+			$c->{eof} = 1;
+			last;
+		}
+		$c->{buf} .= $chunk;
+	}
+	my $now = time;
+	foreach my $m (_split_msgs(\$c->{buf}))
+	{
+		my ($type, $body) = @$m;
+		if ($c->{state} ne 'pending')
+		{
+			push @{ $c->{msgs} }, $m;
+			next;
+		}
+		if ($type eq 'K')
+		{
+			($c->{pid}) = unpack('N', $body);
+		}
+		elsif ($type eq 'E')
+		{
+			$c->{err}    = _error_fields($body);
+			$c->{state}  = 'refused';
+			$c->{t_done} = $now;
+		}
+		elsif ($type eq 'Z')
+		{
+			$c->{state}   = 'admitted';
+			$c->{t_ready} = $now;
+		}
+	}
+	if ($c->{eof} && $c->{state} eq 'pending')
+	{
+		$c->{state}  = 'eof';
+		$c->{t_done} = $now;
+	}
+	return;
+}
+
+# Wait (at most $secs) until one of @$cs is no longer pending; returns
+# those that changed.
+sub c_wait_any
+{
+	my ($cs, $secs) = @_;
+	my $deadline = time + $secs;
+	while (1)
+	{
+		my @p = grep { $_->{state} eq 'pending' } @$cs;
+		return () unless @p;
+		IO::Select->new(map { $_->{sock} } @p)->can_read(0.02);
+		my @changed;
+		foreach my $c (@p)
+		{
+			c_update($c);
+			push @changed, $c if $c->{state} ne 'pending';
+		}
+		return @changed if @changed;
+		return () if time > $deadline;
+	}
+}
+
+# Wait (at most $secs, 15 by default) until $c is answered; returns its
+# state.
+sub c_wait
+{
+	my ($c, $secs) = @_;
+	c_wait_any([$c], $secs // 15);
+	return $c->{state};
+}
+
+# Wait (at most $secs in all) until none of @$cs is pending.
+sub c_wait_all
+{
+	my ($cs, $secs) = @_;
+	my $deadline = time + $secs;
+	while (time < $deadline)
+	{
+		last unless c_wait_any($cs, $deadline - time);
+	}
+	return;
+}
+
+# A c_new login of $user that must get in (a holder); returns the client.
+sub c_hold_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($node, $user, $name) = @_;
+	my $c = c_new($node, $user);
+	is(c_wait($c), 'admitted', $name) or diag c_text($c);
+	return $c;
+}
+
+# End a session with Terminate (a pending login: just close).
+sub c_close
+{
+	my ($c) = @_;
+	return if $c->{closed};
+	c_write($c, pack('a N', 'X', 4)) if $c->{state} eq 'admitted';
+	close($c->{sock});
+	$c->{closed} = 1;
+	return;
+}
+
+# A client in one line: "state STATE[, SQLSTATE message][, DETAIL: detail]".
+sub c_text
+{
+	my ($c) = @_;
+	my $e = $c->{err} // {};
+	return "state $c->{state}"
+	  . (defined $e->{C} ? ", $e->{C} $e->{M}" : '')
+	  . (defined $e->{D} ? ", DETAIL: $e->{D}" : '');
+}
+
 # A streaming standby of $primary named $name, started.  It is made from
 # a cold file-system copy rather than $primary->backup: that needs a
 # pg_basebackup of the server's major, which test/run has only for 15 (the
@@ -843,6 +1038,15 @@ sub monitor_session
 	die "monitor session did not start: " . $mon->stderr
 	  unless $mon->connected;
 	return $mon;
+}
+
+# Clear role_guard's counters and events (role_guard_reset()) through the
+# session $mon (a monitor_session).
+sub reset_stats
+{
+	my ($mon) = @_;
+	$mon->query_or_die('SELECT role_guard_reset()');
+	return;
 }
 
 # (state_change as a server epoch, state) of backend $pid, asked through
