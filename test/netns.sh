@@ -12,7 +12,7 @@
 # routed anywhere else, no NAT, no forwarding is turned on).  Inside the
 # namespace it starts a small forwarder, running as OWNER (default postgres):
 # it listens on the Unix socket SOCKDIR/.s.PGSQL.PORT (SOCKDIR default
-# /tmp/rg_netns.NAME, owned by OWNER, mode 0700; PORT default 45432) and
+# /tmp/rg_netns.NAME, owned by OWNER, mode 0700; PORT default 9432, outside the ephemeral and test-node port ranges) and
 # relays each connection over TCP to HOSTADDR:PORT.  A client that cannot
 # enter the namespace (the TAP test runs as postgres) connects with libpq's
 # host=SOCKDIR port=PORT, and the server on HOSTADDR:PORT sees a TCP client
@@ -185,7 +185,7 @@ cmd_down() {
 }
 
 cmd_up() {
-	local name=$1 hostaddr=$2 peeraddr=$3 port=${4:-45432} sockdir=${5:-/tmp/rg_netns.$1}
+	local name=$1 hostaddr=$2 peeraddr=$3 port=${4:-9432} sockdir=${5:-/tmp/rg_netns.$1}
 	local owner=${6:-postgres} lifetime=${RG_NETNS_LIFETIME:-14400} pid
 	check_name "$name"
 	check_v4 "$hostaddr"

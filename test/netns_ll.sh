@@ -14,7 +14,7 @@
 # pair, no forwarding, no NAT).  Inside the namespace it starts a small
 # forwarder, running as OWNER (default postgres): it listens on the Unix
 # socket SOCKDIR/.s.PGSQL.PORT (SOCKDIR default /tmp/rg_netns.NAME, owned by
-# OWNER, mode 0700; PORT default 45433) and relays each connection over TCP
+# OWNER, mode 0700; PORT default 9433) and relays each connection over TCP
 # to [fe80::1%<namespace side>]:PORT.  A server on this host listening on
 # 'fe80::1%<host side>' then sees a TCP client from fe80::2 (scope: the host
 # side of the pair), a link-local second host.
@@ -168,7 +168,7 @@ wait_addr() {
 }
 
 cmd_up() {
-	local name=$1 port=${2:-45433} sockdir=${3:-/tmp/rg_netns.$1}
+	local name=$1 port=${2:-9433} sockdir=${3:-/tmp/rg_netns.$1}
 	local owner=${4:-postgres} lifetime=${RG_NETNS_LIFETIME:-14400} pid
 	check_name "$name"
 	if ! [[ $port =~ ^[0-9]+$ ]] || [ "$port" -lt 1024 ] || [ "$port" -gt 65535 ]; then
