@@ -239,15 +239,21 @@ rg_role_groups(Oid roleid, NameData *rolname, bool *rolsuper, RGMembers *m)
 static bool
 rg_public_may_connect(HeapTuple tup, TupleDesc desc)
 {
-	bool		isnull;
-	Datum		datum = heap_getattr(tup, Anum_pg_database_datacl, desc, &isnull);
+	Datum		values[Natts_pg_database];
+	bool		nulls[Natts_pg_database];
 	Acl		   *acl;
 	AclItem    *items;
 	int			i;
 
-	if (isnull)
+	/*
+	 * heap_deform_tuple, not heap_getattr: the latter is an inline whose
+	 * body changes between minor releases (17.12 calls a function 17.10's
+	 * server does not have), the former a function every server exports.
+	 */
+	heap_deform_tuple(tup, desc, values, nulls);
+	if (nulls[Anum_pg_database_datacl - 1])
 		return true;			/* the default: PUBLIC has CONNECT */
-	acl = DatumGetAclP(datum);
+	acl = DatumGetAclP(values[Anum_pg_database_datacl - 1]);
 	items = ACL_DAT(acl);
 	for (i = 0; i < ACL_NUM(acl); i++)
 		if (items[i].ai_grantee == ACL_ID_PUBLIC &&
