@@ -59,95 +59,8 @@ veth_names() {
 
 # The relay, run inside the namespace.  Arguments: socket path, TCP host
 # (a scoped link-local address), TCP port, owner, pid file, lifetime in s.
-FORWARDER=$(
-	cat <<'PERL'
-use strict;
-use warnings;
-use IO::Socket::UNIX;
-use IO::Socket::IP;
-use IO::Select;
-use POSIX ();
-use Socket qw(SOCK_STREAM);
-
-my ($path, $host, $port, $owner, $pidfile, $lifetime) = @ARGV;
-$0 = "rg_netns_ll forwarder $path -> [$host]:$port";
-if ($> == 0)
-{
-	my (undef, undef, $uid, $gid) = getpwnam($owner)
-	  or die "forwarder: no user $owner\n";
-	POSIX::setgid($gid) or die "forwarder: setgid: $!\n";
-	$) = "$gid $gid";
-	POSIX::setuid($uid) or die "forwarder: setuid: $!\n";
-	die "forwarder: still root\n" if $> == 0 || $< == 0;
-}
-unlink $path;
-umask 077;
-my $l = IO::Socket::UNIX->new(Type => SOCK_STREAM, Local => $path, Listen => 64)
-  or die "forwarder: listen on $path: $!\n";
-open(my $pf, '>', "$pidfile.tmp") or die "forwarder: $pidfile: $!\n";
-print $pf "$$\n";
-close($pf);
-rename("$pidfile.tmp", $pidfile) or die "forwarder: $pidfile: $!\n";
-$SIG{CHLD} = 'IGNORE';
-$SIG{ALRM} = sub { unlink $path; exit 0; };
-alarm($lifetime);
-$SIG{TERM} = sub { unlink $path; exit 0; };
-
-sub relay
-{
-	my ($a, $b) = @_;
-	my %peer = ($a => $b, $b => $a);
-	my $sel = IO::Select->new($a, $b);
-	my $deadline = time + 600;    # no relayed connection lives longer
-	while (time < $deadline)
-	{
-		foreach my $r ($sel->can_read(5))
-		{
-			my $n = sysread($r, my $buf, 65536);
-			return if !$n;
-			my $off = 0;
-			while ($off < $n)
-			{
-				my $w = syswrite($peer{$r}, $buf, $n - $off, $off);
-				return if !defined $w;
-				$off += $w;
-			}
-		}
-	}
-}
-
-while (1)
-{
-	my $c = $l->accept or next;
-	my $pid = fork;
-	if (!defined $pid)
-	{
-		close($c);
-		next;
-	}
-	if ($pid == 0)
-	{
-		$SIG{ALRM} = 'DEFAULT';
-		$SIG{TERM} = 'DEFAULT';
-		alarm(0);
-		close($l);
-		my $s = IO::Socket::IP->new(
-			PeerHost => $host,
-			PeerPort => $port,
-			Proto    => 'tcp',
-			Timeout  => 10);
-		if (!$s)
-		{
-			warn "forwarder: connect to [$host]:$port: $@\n";
-			POSIX::_exit(1);
-		}
-		relay($c, $s);
-		POSIX::_exit(0);
-	}
-	close($c);
-}
-PERL
-)
+# The relay itself: test/netns_forwarder.pl.
+FORWARDER=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/netns_forwarder.pl
 
 cmd_down() {
 	"$HERE/netns.sh" down "$@"
@@ -218,7 +131,7 @@ cmd_up() {
 	rm -rf -- "$sockdir"
 	mkdir -m 0700 -- "$sockdir"
 	chown "$owner" -- "$sockdir"
-	setsid ip netns exec "$name" perl -e "$FORWARDER" \
+	setsid ip netns exec "$name" perl "$FORWARDER" \
 		"$sockdir/.s.PGSQL.$port" "$SERVER_LL%$VETH_NS" "$port" "$owner" \
 		"$sockdir/forwarder.pid" "$lifetime" \
 		</dev/null >>"$sockdir/forwarder.log" 2>&1 &
