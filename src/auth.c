@@ -8,20 +8,22 @@
  * right to log in.  For a login with STATUS_OK, rg_admit runs these steps,
  * top to bottom:
  *
- *	identify	the role (one syscache look-up), the database, the client;
- *				a login that core will refuse after the hook (no such
- *				database, ALLOW_CONNECTIONS false, no CONNECT, NOLOGIN, no
+ *	identify	the role (one syscache look-up), the client; a login that
+ *				core will refuse after the hook for its role (NOLOGIN, no
  *				REPLICATION) is left to core: it takes no place and learns
  *				nothing of the budgets.  No lock.
  *	prepare		register the release callback (before anything is taken).
  *	lock		take role_guard's lock once, exclusively.
+ *	database	likewise for a login core will refuse for its database (no
+ *				such database, ALLOW_CONNECTIONS false, no CONNECT): from the
+ *				database cache (members.c).
  *	groups		the roles it is a member of, from the membership cache
- *				(members.c); a miss lets the lock go, reads the catalogs and
- *				takes the lock again, in this one place.
+ *				(members.c).  A miss of either cache lets the lock go, reads
+ *				the catalogs and takes the lock again.
  *	counters	find or create, and pin, the counters the login is charged
- *				to (the role, the database, the role in the database, and
- *				the member counts of its role and groups that a +group entry
- *				names or that are already kept; see shmem.c).
+ *				to: the role's, and the counts an entry names or that are
+ *				kept already (the database's, the role's in the database,
+ *				the member counts of its role and groups; see shmem.c).
  *	decide		a verdict: admit, admit uncounted, refuse for the host,
  *				refuse for a budget, refuse for a full counter table; and
  *				what monitor mode would have refused.
@@ -65,8 +67,6 @@ static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
  * What this backend holds, besides rg_my_slot and rg_my_counter (shmem.c);
  * given back by rg_release_at_exit.
  */
-static RGCounter *my_db_counter = NULL;
-static RGCounter *my_roledb_counter = NULL;
 static RGCounter **my_overflow = NULL;	/* member counts charged for groups
 										 * past the slot's RG_SLOT_GROUPS */
 static int	my_noverflow = 0;
@@ -336,7 +336,9 @@ rg_release_at_exit(int code, Datum arg)
 	LWLock	   *lock;
 	RGBackend  *slot = rg_my_slot;
 	RGCounter  *role = rg_my_counter;
-	RGCounter  *c;
+	RGCounter  *c,
+			   *db,
+			   *roledb;
 	int			i;
 
 	if (my_pending != NULL)
@@ -362,16 +364,20 @@ rg_release_at_exit(int code, Datum arg)
 		LWLockRelease(lock);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
+	/* the database's counts, if kept: see rg_kept_counter */
+	db = rg_slot_counter(slot, RG_COUNTER_DB);
+	roledb = rg_slot_counter(slot, RG_COUNTER_ROLEDB);
 	/* decrement everything first: a counter may be charged twice */
 	rg_counter_add(role, false, -1);
-	if (my_db_counter)
-		rg_counter_add(my_db_counter, false, -1);
-	if (my_roledb_counter)
-		rg_counter_add(my_roledb_counter, false, -1);
-	for (i = -1; i < slot->ngroups; i++)
+	if (role->members_tracked)
+		rg_counter_add(role, true, -1);
+	if (db)
+		rg_counter_add(db, false, -1);
+	if (roledb)
+		rg_counter_add(roledb, false, -1);
+	for (i = 0; i < slot->ngroups; i++)
 	{
-		c = rg_counter_find(RG_COUNTER_ROLE,
-							i < 0 ? slot->roleid : slot->groups[i], NULL);
+		c = rg_counter_find(RG_COUNTER_ROLE, slot->groups[i], NULL);
 		if (c && c->members_tracked)
 			rg_counter_add(c, true, -1);
 	}
@@ -380,12 +386,12 @@ rg_release_at_exit(int code, Datum arg)
 	if (!slot->walsender)
 		rg_shared->regular_sessions--;
 
-	rg_counter_forget_if_unused(my_db_counter);
-	rg_counter_forget_if_unused(my_roledb_counter);
-	for (i = -1; i < slot->ngroups; i++)
+	rg_counter_forget_if_unused(db);
+	rg_counter_forget_if_unused(roledb);
+	rg_counter_forget_if_unused(role);
+	for (i = 0; i < slot->ngroups; i++)
 		rg_counter_forget_if_unused(rg_counter_find(RG_COUNTER_ROLE,
-													i < 0 ? slot->roleid : slot->groups[i],
-													NULL));
+													slot->groups[i], NULL));
 	for (i = 0; i < my_noverflow; i++)
 		rg_counter_forget_if_unused(rg_counter_find(RG_COUNTER_ROLE,
 													my_overflow[i]->key.roleid, NULL));
@@ -393,15 +399,14 @@ rg_release_at_exit(int code, Datum arg)
 	/* a place is free: the logins waiting for one look again */
 	rg_wake_waiters();
 	LWLockRelease(lock);
-	my_db_counter = my_roledb_counter = NULL;
 	my_noverflow = 0;
 }
 
 /*
  * Step "identify": what the login is, and whether role_guard has a say in
- * it at all.  False for a login core refuses anyway (after this hook):
- * role_guard takes no place for it and says nothing, and core reports its
- * own error.  No lock.
+ * it at all.  False for a login core refuses anyway (after this hook) for
+ * its role alone: role_guard takes no place for it and says nothing, and
+ * core reports its own error.  No lock.
  */
 static bool
 rg_identify(Port *port, RGLogin *login)
@@ -419,13 +424,13 @@ rg_identify(Port *port, RGLogin *login)
 	login->roleid = form->oid;
 	login->rolsuper = form->rolsuper;
 	namestrcpy(&login->rolname, NameStr(form->rolname));
-	/* a physical replication connection has no database */
-	login->dbname = port->database_name[0] != '\0' ? port->database_name : NULL;
-	core_refuses = rg_core_refuses_login(form, login->dbname, am_walsender);
+	core_refuses = rg_role_refuses_login(form, am_walsender);
 	ReleaseSysCache(tup);
 	if (core_refuses)
 		return false;
 
+	/* a physical replication connection has no database */
+	login->dbname = port->database_name[0] != '\0' ? port->database_name : NULL;
 	login->mode = rg_mode;
 	login->policy = rg_budgets;
 	/* superusers over the Unix socket: by default never refused by a budget */
@@ -433,6 +438,21 @@ rg_identify(Port *port, RGLogin *login)
 		rg_superuser_socket_exempt;
 	login->deny_host = login->mode != RG_MODE_OFF && rg_host_denied(&port->raddr);
 	return true;
+}
+
+/*
+ * Step "database": false for a login core will refuse for its database (no
+ * such database, not allowing connections, no CONNECT): like a role core
+ * refuses, it takes no place.  From the database cache; on a miss the lock
+ * is let go while pg_database is read.  Lock held.
+ */
+static bool
+rg_check_database(RGLogin *login)
+{
+	if (login->dbname == NULL)
+		return true;
+	return !rg_database_refuses(login->dbname, login->roleid, login->rolsuper,
+								&login->dboid);
 }
 
 /*
@@ -524,30 +544,33 @@ rg_group_named(const RGPolicy *policy, const NameData *name)
 }
 
 /*
- * The member count of a role (the login role or one of its groups) that
- * this login charges: its counter, pinned, if its member count is kept or
- * a +group entry names it (then kept from now on); else NULL.  *full when
- * a named one could not be made.
+ * A count that is kept only while an entry wants it: a role's member count
+ * (for +group entries), a database's or a role-in-database's (for @db and
+ * name@db entries).  The login charges its counter, pinned, if an entry
+ * names it ("named": made if missing, and then counted from the slots) or
+ * if it is kept already; else NULL.  *full when a named one could not be
+ * made.  An exit gives back to the counters its slot finds, so a count
+ * made while sessions were in stays exact.
  */
 static RGCounter *
-rg_member_counter(const RGLogin *login, Oid roleid, const NameData *name,
-				  bool *full)
+rg_kept_counter(RGCounterKind kind, Oid roleid, const char *dbname,
+				bool named, bool *full)
 {
 	RGCounter  *c;
 
-	if (rg_group_named(login->policy, name))
+	if (named)
 	{
-		c = rg_counter_enter(RG_COUNTER_ROLE, roleid, NULL);
+		c = rg_counter_enter(kind, roleid, dbname);
 		if (c == NULL)
-		{
 			*full = true;
-			return NULL;
-		}
-		rg_counter_track_members(c);
+		else if (kind == RG_COUNTER_ROLE)
+			rg_counter_track_members(c);
 		return c;
 	}
-	c = rg_counter_find(RG_COUNTER_ROLE, roleid, NULL);
-	if (c == NULL || !c->members_tracked)
+	if (kind != RG_COUNTER_ROLE && rg_shared->ndb_counters == 0)
+		return NULL;
+	c = rg_counter_find(kind, roleid, dbname);
+	if (c == NULL || (kind == RG_COUNTER_ROLE && !c->members_tracked))
 		return NULL;
 	c->pins++;
 	return c;
@@ -557,6 +580,7 @@ rg_member_counter(const RGLogin *login, Oid roleid, const NameData *name,
 static void
 rg_enter_counters(RGLogin *login, RGCharges *charges)
 {
+	const RGPolicy *policy = login->policy;
 	RGMembers  *m = &login->members;
 	int			i;
 
@@ -568,19 +592,24 @@ rg_enter_counters(RGLogin *login, RGCharges *charges)
 	}
 	charges->role->rolname = login->rolname;
 	charges->role->rolsuper = login->rolsuper;
-	if (rg_group_named(login->policy, &login->rolname))
+	if (rg_group_named(policy, &login->rolname))
 		rg_counter_track_members(charges->role);
 	if (login->dbname)
 	{
-		charges->db = rg_counter_enter(RG_COUNTER_DB, InvalidOid, login->dbname);
-		charges->roledb = rg_counter_enter(RG_COUNTER_ROLEDB, login->roleid,
-										   login->dbname);
-		if (charges->db == NULL || charges->roledb == NULL)
-			charges->full = true;
+		charges->db = rg_kept_counter(RG_COUNTER_DB, InvalidOid, login->dbname,
+									  policy && rg_policy_lookup(policy, RG_ENTRY_DATABASE,
+																 NULL, login->dbname),
+									  &charges->full);
+		charges->roledb = rg_kept_counter(RG_COUNTER_ROLEDB, login->roleid, login->dbname,
+										  policy && rg_policy_lookup(policy, RG_ENTRY_ROLE_DATABASE,
+																	 NameStr(login->rolname),
+																	 login->dbname),
+										  &charges->full);
 	}
 	for (i = 0; i < m->ngroups && !charges->full; i++)
-		charges->groups[i] = rg_member_counter(login, m->groups[i],
-											   &m->names[i], &charges->full);
+		charges->groups[i] = rg_kept_counter(RG_COUNTER_ROLE, m->groups[i], NULL,
+											 rg_group_named(policy, &m->names[i]),
+											 &charges->full);
 }
 
 /* Unpin every counter the login entered.  Lock held. */
@@ -750,10 +779,9 @@ rg_charge(const RGLogin *login, const RGCharges *charges)
 	if (role->members_tracked)
 		rg_counter_add(role, true, 1);
 	if (charges->db)
-	{
 		rg_counter_add(charges->db, false, 1);
+	if (charges->roledb)
 		rg_counter_add(charges->roledb, false, 1);
-	}
 	my_noverflow = 0;
 	for (i = 0; i < m->ngroups; i++)
 	{
@@ -787,8 +815,6 @@ rg_charge(const RGLogin *login, const RGCharges *charges)
 
 	rg_my_slot = slot;
 	rg_my_counter = role;
-	my_db_counter = charges->db;
-	my_roledb_counter = charges->roledb;
 }
 
 /* Step "apply": carry the verdict out on the shared counts.  Lock held. */
@@ -868,6 +894,11 @@ rg_admit(Port *port)
 	rg_prepare(&login, &charges);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
+	if (!rg_check_database(&login))
+	{
+		LWLockRelease(lock);
+		return;
+	}
 	rg_resolve_groups(&login, &charges);
 	rg_reserve_apply(&login.reserve);
 	rg_enter_counters(&login, &charges);

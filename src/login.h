@@ -21,6 +21,7 @@ typedef struct RGLogin
 	NameData	rolname;
 	bool		rolsuper;
 	const char *dbname;			/* NULL: physical replication */
+	Oid			dboid;			/* its OID (step "database") */
 	bool		exempt;			/* superuser over the Unix socket */
 	bool		deny_host;		/* client listed in superuser_deny_hosts */
 	int			mode;

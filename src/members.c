@@ -4,6 +4,8 @@
  *	  The membership cache: which roles a login role is a member of, and
  *	  those roles' names and SUPERUSER attributes, kept in shared memory so
  *	  that a new backend need not read pg_auth_members at every login.
+ *	  And the database cache: what core checks of a database at login, so
+ *	  that it need not read pg_database either.
  *
  * A new backend starts with an empty syscache, so looking up a role's
  * memberships costs it an index scan of pg_auth_members per role in the
@@ -44,9 +46,22 @@
  * is not cached: its logins read the catalogs.  When the hash has no room
  * for a login's entries, it is emptied first.
  *
- * The structs and what protects their fields are in shmem.h: the hash is
- * under role_guard's main lock (the login path uses it inside the
- * exclusive section it holds anyway), the generation an atomic.
+ * The database cache works the same way with its own generation,
+ * db_generation, bumped by syscache invalidations of DATABASEOID (CREATE,
+ * DROP, RENAME, ALTER DATABASE, GRANT or REVOKE CONNECT, and VACUUM's
+ * in-place updates, which cost one catalog read per database afterwards)
+ * and at the end of a transaction that saw one.  An entry, keyed by name,
+ * holds the database's OID, whether it exists, is valid and allows
+ * connections, and whether PUBLIC has CONNECT on it; a name with no
+ * database is cached too (a client retrying a wrong name costs nothing).
+ * What it does not hold is a role's own CONNECT privilege: for a database
+ * PUBLIC may not connect to, a login by a role that is not a superuser
+ * makes core's privilege check, without the lock.  The hash holds
+ * RG_DATABASES_CACHED entries and is emptied when full.
+ *
+ * The structs and what protects their fields are in shmem.h: the hashes
+ * are under role_guard's main lock (the login path uses them inside the
+ * exclusive section it holds anyway), the generations are atomics.
  *
  *-------------------------------------------------------------------------
  */
@@ -54,24 +69,39 @@
 
 #include "access/xact.h"
 #include "storage/shmem.h"
+#include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "role_guard.h"
 
 
 static RGMembersShared *rg_members_shared = NULL;
 static HTAB *rg_members_hash = NULL;
+static HTAB *rg_databases_hash = NULL;
 
-/* this transaction saw a role invalidation: bump again when it ends */
-static bool rg_members_xact_pending = false;
+/* the caches' generations, as the syscache callbacks' argument */
+#define RG_GEN_ROLES	0
+#define RG_GEN_DATABASES	1
+
+/* this transaction saw such an invalidation: bump again when it ends */
+static bool rg_xact_pending[2];
+
+static pg_atomic_uint64 *
+rg_generation(int which)
+{
+	return which == RG_GEN_ROLES ? &rg_members_shared->generation :
+		&rg_members_shared->db_generation;
+}
 
 Size
 rg_members_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(RGMembersShared)),
-					hash_estimate_size(rg_max_roles, sizeof(RGRoleEntry)));
+	return add_size(add_size(MAXALIGN(sizeof(RGMembersShared)),
+							 hash_estimate_size(rg_max_roles, sizeof(RGRoleEntry))),
+					hash_estimate_size(RG_DATABASES_CACHED, sizeof(RGDatabaseEntry)));
 }
 
 /* Create or attach; caller holds AddinShmemInitLock. */
@@ -87,6 +117,7 @@ rg_members_shmem_init(void)
 	{
 		/* no entry is written with generation 0: it is never valid */
 		pg_atomic_init_u64(&rg_members_shared->generation, 1);
+		pg_atomic_init_u64(&rg_members_shared->db_generation, 1);
 		rg_members_shared->capacity = rg_max_roles;
 	}
 	memset(&info, 0, sizeof(info));
@@ -95,14 +126,23 @@ rg_members_shmem_init(void)
 	rg_members_hash = ShmemInitHash("role_guard membership cache entries",
 									rg_max_roles, rg_max_roles,
 									&info, HASH_ELEM | HASH_BLOBS);
+	memset(&info, 0, sizeof(info));
+	info.keysize = NAMEDATALEN;
+	info.entrysize = sizeof(RGDatabaseEntry);
+	rg_databases_hash = ShmemInitHash("role_guard database cache entries",
+									  RG_DATABASES_CACHED, RG_DATABASES_CACHED,
+									  &info, HASH_ELEM | HASH_STRINGS);
 }
 
-/* Invalidate every entry.  Any process, no lock. */
+/* Invalidate every entry of both caches.  Any process, no lock. */
 void
 rg_members_invalidate(void)
 {
 	if (rg_members_shared)
-		pg_atomic_fetch_add_u64(&rg_members_shared->generation, 1);
+	{
+		pg_atomic_fetch_add_u64(rg_generation(RG_GEN_ROLES), 1);
+		pg_atomic_fetch_add_u64(rg_generation(RG_GEN_DATABASES), 1);
+	}
 }
 
 /* The cache's generation: it changes whenever a role or membership may have. */
@@ -112,18 +152,21 @@ rg_members_generation(void)
 	return pg_atomic_read_u64(&rg_members_shared->generation);
 }
 
+/* arg: which cache's generation (RG_GEN_ROLES, RG_GEN_DATABASES) */
 static void
 rg_members_syscache_cb(Datum arg, int cacheid, uint32 hashvalue)
 {
-	rg_members_invalidate();
-	rg_members_xact_pending = true;
+	if (rg_members_shared == NULL)
+		return;
+	pg_atomic_fetch_add_u64(rg_generation(DatumGetInt32(arg)), 1);
+	rg_xact_pending[DatumGetInt32(arg)] = true;
 }
 
 static void
 rg_members_xact_cb(XactEvent event, void *arg)
 {
-	if (!rg_members_xact_pending)
-		return;
+	int			which;
+
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -131,8 +174,12 @@ rg_members_xact_cb(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			rg_members_invalidate();
-			rg_members_xact_pending = false;
+			for (which = 0; which < lengthof(rg_xact_pending); which++)
+			{
+				if (rg_xact_pending[which] && rg_members_shared)
+					pg_atomic_fetch_add_u64(rg_generation(which), 1);
+				rg_xact_pending[which] = false;
+			}
 			break;
 		default:
 			break;
@@ -143,8 +190,12 @@ rg_members_xact_cb(XactEvent event, void *arg)
 void
 rg_members_init(void)
 {
-	CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, rg_members_syscache_cb, (Datum) 0);
-	CacheRegisterSyscacheCallback(AUTHOID, rg_members_syscache_cb, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, rg_members_syscache_cb,
+								  Int32GetDatum(RG_GEN_ROLES));
+	CacheRegisterSyscacheCallback(AUTHOID, rg_members_syscache_cb,
+								  Int32GetDatum(RG_GEN_ROLES));
+	CacheRegisterSyscacheCallback(DATABASEOID, rg_members_syscache_cb,
+								  Int32GetDatum(RG_GEN_DATABASES));
 	RegisterXactCallback(rg_members_xact_cb, NULL);
 }
 
@@ -301,4 +352,90 @@ rg_members_resolve(Oid roleid, const NameData *rolname, bool rolsuper,
 	rg_members_store(generation, roleid, rolname, rolsuper, m);
 	if (!lock_held)
 		LWLockRelease(lock);
+}
+
+/* A database from the cache, into db.  False on a miss.  Lock held. */
+static bool
+rg_database_lookup(const char *dbname, RGDatabase *db)
+{
+	RGDatabaseEntry *e;
+	NameData	key;
+
+	namestrcpy(&key, dbname);
+	e = hash_search(rg_databases_hash, &key, HASH_FIND, NULL);
+	if (e == NULL ||
+		e->generation != pg_atomic_read_u64(rg_generation(RG_GEN_DATABASES)))
+		return false;
+	*db = e->db;
+	return true;
+}
+
+/*
+ * Store what rg_database_fresh read, under the generation read before it.
+ * Lock held exclusively.
+ */
+static void
+rg_database_store(uint64 generation, const char *dbname, const RGDatabase *db)
+{
+	RGDatabaseEntry *e;
+	NameData	key;
+
+	if (generation != pg_atomic_read_u64(rg_generation(RG_GEN_DATABASES)))
+		return;
+	if (hash_get_num_entries(rg_databases_hash) >= RG_DATABASES_CACHED)
+	{
+		HASH_SEQ_STATUS status;
+
+		hash_seq_init(&status, rg_databases_hash);
+		while ((e = hash_seq_search(&status)) != NULL)
+			hash_search(rg_databases_hash, &e->datname, HASH_REMOVE, NULL);
+	}
+	namestrcpy(&key, dbname);
+	e = hash_search(rg_databases_hash, &key, HASH_ENTER_NULL, NULL);
+	if (e == NULL)
+		return;
+	e->generation = generation;
+	e->db = *db;
+}
+
+/*
+ * The database checks core makes after the hook, for a login to "dbname"
+ * by this role: true if core will refuse it (no such database, invalid,
+ * not allowing connections, or no CONNECT privilege for a role that is not
+ * a superuser).  *dboid is the database's OID.  From the database cache,
+ * or on a miss from the catalog, stored for the next time.  Caller holds
+ * the main lock exclusively; it is let go while the catalogs are read (a
+ * miss, or the privilege check for a database PUBLIC may not connect to)
+ * and taken again.
+ */
+bool
+rg_database_refuses(const char *dbname, Oid roleid, bool rolsuper, Oid *dboid)
+{
+	LWLock	   *lock = rg_lock();
+	RGDatabase	db;
+	bool		hit;
+	bool		refuses;
+	uint64		generation = 0;
+
+	hit = rg_database_lookup(dbname, &db);
+	if (hit && (!db.connectable || db.public_connect || rolsuper))
+	{
+		*dboid = db.oid;
+		return !db.connectable;
+	}
+	LWLockRelease(lock);
+	if (!hit)
+	{
+		/* a full barrier: the catalog is read after the generation */
+		generation = pg_atomic_fetch_add_u64(rg_generation(RG_GEN_DATABASES), 0);
+		rg_database_fresh(dbname, &db);
+	}
+	*dboid = db.oid;
+	refuses = !db.connectable ||
+		(!db.public_connect && !rolsuper &&
+		 !rg_has_connect_privilege(db.oid, roleid));
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	if (!hit)
+		rg_database_store(generation, dbname, &db);
+	return refuses;
 }

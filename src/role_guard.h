@@ -95,6 +95,7 @@ extern RGBackendState rg_backend_state(int procno, const RGBackend *slot,
 									   TimestampTz *idle_start);
 extern bool rg_slot_counts_member(const RGBackend *slot, Oid roleid);
 extern void rg_counter_track_members(RGCounter *counter);
+extern RGCounter *rg_slot_counter(const RGBackend *slot, RGCounterKind kind);
 extern void rg_counter_set(RGCounter *c, bool member, int32 value);
 extern void rg_counter_add(RGCounter *c, bool member, int delta);
 extern void rg_counter_reserve(RGCounter *c, bool member, int32 places);
@@ -129,8 +130,10 @@ extern bool rg_host_denied(const SockAddr *client);
 /* roles.c */
 extern Oid *rg_member_of_fresh(Oid roleid, int *count);
 extern bool rg_role_fresh(Oid roleid, NameData *name, bool *rolsuper);
-extern bool rg_core_refuses_login(const struct FormData_pg_authid *role,
-								  const char *dbname, bool walsender);
+extern bool rg_role_refuses_login(const struct FormData_pg_authid *role,
+								  bool walsender);
+
+extern void rg_database_fresh(const char *dbname, RGDatabase *db);
 /* What the reaper and the views need to know of a role, from the catalogs. */
 typedef struct RGRoleInfo
 {
@@ -148,7 +151,7 @@ extern int32 rg_policy_limit(const RGPolicy *policy, const char *rolname,
 extern bool rg_role_groups(Oid roleid, NameData *rolname, bool *rolsuper,
 						   struct RGMembers *m);
 
-/* members.c: the shared membership cache */
+/* members.c: the shared membership and database caches */
 
 /* A login role's groups, and their names and SUPERUSER attributes. */
 typedef struct RGMembers
@@ -168,6 +171,8 @@ extern void rg_members_resolve(Oid roleid, const NameData *rolname,
 							   bool rolsuper, RGMembers *m, bool lock_held,
 							   void (*sized) (int ngroups, void *arg),
 							   void *arg);
+extern bool rg_database_refuses(const char *dbname, Oid roleid, bool rolsuper,
+								Oid *dboid);
 
 /* reserve.c */
 typedef struct RGReserveResolved

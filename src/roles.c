@@ -3,7 +3,7 @@
  * roles.c
  *	  Catalog look-ups shared by the login hook, the reaper and the views:
  *	  memberships, superuser membership, effective idle limits, and what
- *	  core will check of a login after the hook.
+ *	  core will check of a login's role and database after the hook.
  *
  * pg_authid and pg_auth_members are shared catalogs, so a process with no
  * database can read them.  Everything here needs a transaction.  A role's
@@ -263,32 +263,33 @@ rg_public_may_connect(HeapTuple tup, TupleDesc desc)
 }
 
 /*
- * Will core refuse this login after ClientAuthentication_hook returns?
- * The checks InitPostgres makes that depend on the catalogs alone, in its
- * order: the role may log in; a replication connection needs REPLICATION
- * (or SUPERUSER); the database exists, is valid, allows connections, and
- * the role has CONNECT on it (superusers need not).  The catalogs are read
- * with a fresh catalog snapshot, as core will read them.
+ * Will core refuse this role's login after ClientAuthentication_hook
+ * returns, whatever the database?  The checks InitPostgres makes of the
+ * role alone: it may log in; a replication connection needs REPLICATION
+ * (or SUPERUSER).  The database's checks are rg_database_refuses
+ * (members.c), through the database cache.
  */
 bool
-rg_core_refuses_login(const FormData_pg_authid *role, const char *dbname,
-					  bool walsender)
+rg_role_refuses_login(const FormData_pg_authid *role, bool walsender)
+{
+	return !role->rolcanlogin ||
+		(walsender && !role->rolsuper && !role->rolreplication);
+}
+
+/*
+ * What core checks of a database at login, read from pg_database with a
+ * fresh catalog snapshot, as core will read it: that it exists, is valid
+ * and allows connections, and whether PUBLIC has CONNECT on it.
+ */
+void
+rg_database_fresh(const char *dbname, RGDatabase *db)
 {
 	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
-	Oid			dboid = InvalidOid;
-	bool		refuses = true;
-	bool		public_connect = false;
 
-	if (!role->rolcanlogin)
-		return true;
-	if (walsender && !role->rolsuper && !role->rolreplication)
-		return true;
-	if (dbname == NULL)
-		return false;			/* physical replication: no database */
-
+	memset(db, 0, sizeof(*db));
 	InvalidateCatalogSnapshot();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber,
@@ -298,18 +299,12 @@ rg_core_refuses_login(const FormData_pg_authid *role, const char *dbname,
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
 	{
-		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		Form_pg_database form = (Form_pg_database) GETSTRUCT(tup);
 
-		if (db->datallowconn && !database_is_invalid_form(db))
-		{
-			dboid = db->oid;
-			refuses = false;
-			public_connect = rg_public_may_connect(tup, RelationGetDescr(rel));
-		}
+		db->oid = form->oid;
+		db->connectable = form->datallowconn && !database_is_invalid_form(form);
+		db->public_connect = rg_public_may_connect(tup, RelationGetDescr(rel));
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	if (!refuses && !role->rolsuper && !public_connect)
-		refuses = !rg_has_connect_privilege(dboid, role->oid);
-	return refuses;
 }

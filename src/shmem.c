@@ -23,6 +23,13 @@
  * already in exactly.  A tracked counter is removed like any other once its
  * counts are zero and it has no statistics.
  *
+ * Database counts (@db and name@db budgets) follow the same idea: such a
+ * counter is made only when a login finds an entry that names it, counted
+ * from the slots then (rg_counter_seed), charged by every login while it
+ * exists, and given back by every exit whose slot it counts
+ * (rg_slot_counter).  RGShared.ndb_counters lets a login and an exit skip
+ * the look-ups while there are none, which is the default policy's case.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -412,6 +419,51 @@ rg_counter_unused(const RGCounter *c)
 }
 
 /*
+ * A database's (or role-in-database's) count, made when an entry first
+ * names it: the sessions already in, from the slots.  O(slots), once per
+ * counter.
+ */
+static void
+rg_counter_seed(RGCounter *c)
+{
+	int			procno;
+	int			n = 0;
+
+	for (procno = 0; procno < rg_shared->nbackends; procno++)
+	{
+		RGBackend  *slot = &rg_shared->backends[procno];
+
+		if (slot->pid != 0 && rg_slot_in_count(slot, c, false))
+			n++;
+	}
+	c->connections = n;
+	rg_shared->ndb_counters++;
+}
+
+/* Remove a counter from the table.  Lock held exclusively. */
+static void
+rg_counter_remove(RGCounter *c)
+{
+	if (c->key.kind != RG_COUNTER_ROLE)
+		rg_shared->ndb_counters--;
+	hash_search(rg_counters, &c->key, HASH_REMOVE, NULL);
+}
+
+/*
+ * The kept count of a slot's database (RG_COUNTER_DB) or of its role in it
+ * (RG_COUNTER_ROLEDB), or NULL: no entry has wanted it since it was last
+ * empty.  Lock held.
+ */
+RGCounter *
+rg_slot_counter(const RGBackend *slot, RGCounterKind kind)
+{
+	if (rg_shared->ndb_counters == 0 || NameStr(slot->datname)[0] == '\0')
+		return NULL;
+	return rg_counter_find(kind, kind == RG_COUNTER_DB ? InvalidOid : slot->roleid,
+						   NameStr(slot->datname));
+}
+
+/*
  * Make room by dropping one counter that has statistics (or a kept member
  * count) but no session.  A counter that holds nothing at all is one a
  * login is creating right now
@@ -431,7 +483,7 @@ rg_counter_evict(void)
 			c->pins == 0 && !rg_counter_unused(c))
 		{
 			hash_seq_term(&status);
-			hash_search(rg_counters, &c->key, HASH_REMOVE, NULL);
+			rg_counter_remove(c);
 			return true;
 		}
 	}
@@ -467,6 +519,8 @@ rg_counter_enter(RGCounterKind kind, Oid roleid, const char *dbname)
 			memset((char *) c + sizeof(RGCounterKey), 0,
 				   sizeof(RGCounter) - sizeof(RGCounterKey));
 			pg_atomic_init_u64(&c->statements, 0);
+			if (kind != RG_COUNTER_ROLE)
+				rg_counter_seed(c);
 		}
 	}
 	c->pins++;
@@ -489,7 +543,7 @@ void
 rg_counter_forget_if_unused(RGCounter *counter)
 {
 	if (counter != NULL && rg_counter_unused(counter))
-		hash_search(rg_counters, &counter->key, HASH_REMOVE, NULL);
+		rg_counter_remove(counter);
 }
 
 /*

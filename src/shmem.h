@@ -47,11 +47,14 @@ struct PgBackendStatus;
  *	- RG_COUNTER_ROLE: one role, by OID.  "connections" counts sessions
  *	  logged in as the role; "member_connections", while members_tracked,
  *	  those of the role and of every role that was a member of it at login.
- *	- RG_COUNTER_DB: one database, by name (the login path has no OID yet).
+ *	- RG_COUNTER_DB: one database, by name.
  *	- RG_COUNTER_ROLEDB: one role in one database.
  *
  * Member counts are kept only for roles that a +group entry names (or
- * named once): see "Member counts" in shmem.c.
+ * named once): see "Member counts" in shmem.c.  Database and
+ * role-in-database counters exist only once an @db or name@db entry names
+ * them, counted from the slots when made, and while they count sessions or
+ * keep statistics (rg_kept_counter in auth.c).
  */
 typedef enum RGCounterKind
 {
@@ -241,6 +244,8 @@ typedef struct RGShared
 	int32		regular_sessions;	/* [lock] admitted sessions that use a
 									 * connection slot (not walsenders) */
 	int32		waiting;		/* [lock] logins waiting for a place now */
+	int32		ndb_counters;	/* [lock] counters of databases and roles
+								 * in databases in the table */
 	uint64		next_ticket;	/* [lock] the last waiter's ticket */
 	RGReserveState reserve;		/* [lock] */
 	RGGlobalStats stats;		/* [lock] */
@@ -255,8 +260,10 @@ typedef struct RGShared
 
 typedef struct RGMembersShared
 {
-	pg_atomic_uint64 generation;	/* [atomic] bumped to invalidate all */
-	int			capacity;		/* [startup] entries the hash holds */
+	pg_atomic_uint64 generation;	/* [atomic] bumped to invalidate all
+									 * role entries */
+	pg_atomic_uint64 db_generation; /* [atomic] ... all database entries */
+	int			capacity;		/* [startup] role entries the hash holds */
 } RGMembersShared;
 
 typedef struct RGRoleEntry
@@ -268,5 +275,26 @@ typedef struct RGRoleEntry
 	int16		ngroups;		/* [lock] -1: groups not known */
 	Oid			groups[RG_MEMBERS_CACHED];	/* [lock] */
 } RGRoleEntry;
+
+/*
+ * The database cache (members.c): what core checks of a database at login,
+ * by name, valid while its generation equals the cache's db_generation.
+ */
+#define RG_DATABASES_CACHED 128
+
+/* What core checks of a database at login (roles.c reads it). */
+typedef struct RGDatabase
+{
+	Oid			oid;			/* InvalidOid: no such database */
+	bool		connectable;	/* exists, is valid, allows connections */
+	bool		public_connect; /* PUBLIC has CONNECT on it */
+} RGDatabase;
+
+typedef struct RGDatabaseEntry
+{
+	NameData	datname;		/* [lock] hash key */
+	uint64		generation;		/* [lock] */
+	RGDatabase	db;				/* [lock] */
+} RGDatabaseEntry;
 
 #endif							/* RG_SHMEM_H */

@@ -61,6 +61,7 @@ typedef struct RGRoleRow
 typedef struct RGSlotCopy
 {
 	Oid			roleid;
+	NameData	datname;
 	RGBackendState state;
 	int32		active_statements;
 	bool		groups_overflow;
@@ -119,6 +120,7 @@ rg_snapshot(RGSnapshot *snap)
 		if (slot->pid == 0)
 			continue;
 		copy->roleid = slot->roleid;
+		copy->datname = slot->datname;
 		copy->state = rg_backend_state(procno, slot, NULL);
 		copy->active_statements = slot->active_statements;
 		copy->groups_overflow = slot->groups_overflow;
@@ -426,6 +428,16 @@ rg_budget_numbers(const RGEntry *e, const RGLookup *lk, int32 *used,
 	{
 		*used = c->connections;
 		*rejected = c->stats.entry_rejected;
+	}
+	else if (e->kind == RG_ENTRY_DATABASE || (e->kind == RG_ENTRY_ROLE_DATABASE && row))
+	{
+		/* not counted yet: no login since the entry came (see rg_kept_counter) */
+		int			i;
+
+		for (i = 0; i < lk->snap->nslots; i++)
+			if (strcmp(NameStr(lk->snap->slots[i].datname), e->db) == 0 &&
+				(e->kind == RG_ENTRY_DATABASE || lk->snap->slots[i].roleid == row->roleid))
+				(*used)++;
 	}
 }
 
