@@ -38,13 +38,16 @@
  * reaches the cache when one of the standby's processes reads the
  * invalidation queue; the reaper does so at every reap_interval.
  *
- * Shared memory: RGMembersShared (the generation and the capacity) and a
- * hash of RGRoleEntry keyed by role OID, role_guard.max_roles entries.  A
- * role's entry holds its name and SUPERUSER attribute, and its groups if
- * it logged in (ngroups >= 0) or -1 if the entry was made for a group's
- * name only.  A role that is a member of more than RG_MEMBERS_CACHED roles
- * is not cached: its logins read the catalogs.  When the hash has no room
- * for a login's entries, it is emptied first.
+ * Shared memory: RGMembersShared (the generations, the capacity and a pool
+ * of max_roles x RG_MEMBERS_POOL_AVG group OIDs) and a hash of RGRoleEntry
+ * keyed by role OID, role_guard.max_roles entries.  A role's entry holds
+ * its name and SUPERUSER attribute, and its groups if it logged in
+ * (ngroups >= 0, a run of the pool) or -1 if the entry was made for a
+ * group's name only.  A role that is a member of more than
+ * RG_MEMBERS_CACHED roles is not cached: its logins read the catalogs.
+ * When the hash or the pool has no room for a login's entries, the cache
+ * is emptied first (the pool is only appended to, so the runs of entries
+ * that went stale are reclaimed then).
  *
  * The database cache works the same way with its own generation,
  * db_generation, bumped by syscache invalidations of DATABASEOID (CREATE,
@@ -96,10 +99,19 @@ rg_generation(int which)
 		&rg_members_shared->db_generation;
 }
 
+/* The shared part with its pool of groups' OIDs. */
+static Size
+rg_members_struct_size(void)
+{
+	return add_size(offsetof(RGMembersShared, pool),
+					mul_size(mul_size(rg_max_roles, RG_MEMBERS_POOL_AVG),
+							 sizeof(Oid)));
+}
+
 Size
 rg_members_shmem_size(void)
 {
-	return add_size(add_size(MAXALIGN(sizeof(RGMembersShared)),
+	return add_size(add_size(MAXALIGN(rg_members_struct_size()),
 							 hash_estimate_size(rg_max_roles, sizeof(RGRoleEntry))),
 					hash_estimate_size(RG_DATABASES_CACHED, sizeof(RGDatabaseEntry)));
 }
@@ -112,13 +124,15 @@ rg_members_shmem_init(void)
 	HASHCTL		info;
 
 	rg_members_shared = ShmemInitStruct("role_guard membership cache",
-										sizeof(RGMembersShared), &found);
+										rg_members_struct_size(), &found);
 	if (!found)
 	{
 		/* no entry is written with generation 0: it is never valid */
 		pg_atomic_init_u64(&rg_members_shared->generation, 1);
 		pg_atomic_init_u64(&rg_members_shared->db_generation, 1);
 		rg_members_shared->capacity = rg_max_roles;
+		rg_members_shared->pool_size = rg_max_roles * RG_MEMBERS_POOL_AVG;
+		rg_members_shared->pool_used = 0;
 	}
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(Oid);
@@ -215,7 +229,7 @@ rg_members_lookup(Oid roleid, RGMembers *m)
 	if (e == NULL || e->generation != generation || e->ngroups < 0)
 		return false;
 	m->ngroups = e->ngroups;
-	memcpy(m->groups, e->groups, sizeof(Oid) * e->ngroups);
+	memcpy(m->groups, &rg_members_shared->pool[e->first], sizeof(Oid) * e->ngroups);
 	if (m->names == NULL)
 		return true;
 	for (i = 0; i < m->ngroups; i++)
@@ -287,16 +301,19 @@ rg_members_store(uint64 generation, Oid roleid, const NameData *rolname,
 
 	if (generation != pg_atomic_read_u64(&rg_members_shared->generation) ||
 		m->ngroups > RG_MEMBERS_CACHED ||
-		m->ngroups + 1 > rg_members_shared->capacity)
+		m->ngroups + 1 > rg_members_shared->capacity ||
+		m->ngroups > rg_members_shared->pool_size)
 		return;
 	if (hash_get_num_entries(rg_members_hash) + m->ngroups + 1 >
-		rg_members_shared->capacity)
+		rg_members_shared->capacity ||
+		rg_members_shared->pool_used + m->ngroups > rg_members_shared->pool_size)
 	{
 		HASH_SEQ_STATUS status;
 
 		hash_seq_init(&status, rg_members_hash);
 		while ((e = hash_seq_search(&status)) != NULL)
 			hash_search(rg_members_hash, &e->roleid, HASH_REMOVE, NULL);
+		rg_members_shared->pool_used = 0;
 	}
 	for (i = 0; i < m->ngroups; i++)
 		if (rg_members_enter(m->groups[i], generation, &m->names[i],
@@ -305,7 +322,9 @@ rg_members_store(uint64 generation, Oid roleid, const NameData *rolname,
 	e = rg_members_enter(roleid, generation, rolname, rolsuper);
 	if (e == NULL)
 		return;
-	memcpy(e->groups, m->groups, sizeof(Oid) * m->ngroups);
+	e->first = rg_members_shared->pool_used;
+	memcpy(&rg_members_shared->pool[e->first], m->groups, sizeof(Oid) * m->ngroups);
+	rg_members_shared->pool_used += m->ngroups;
 	e->ngroups = m->ngroups;
 }
 

@@ -254,9 +254,13 @@ typedef struct RGShared
 
 /*
  * The membership cache (members.c).  Validity is one generation number for
- * the whole cache; an entry is valid while its generation equals it.
+ * the whole cache; an entry is valid while its generation equals it.  A
+ * role's groups are a run of OIDs in one shared pool, sized for an average
+ * of RG_MEMBERS_POOL_AVG groups per entry; when the pool or the hash is
+ * full, the cache is emptied and filled again.
  */
 #define RG_MEMBERS_CACHED 64	/* most groups a cached role may have */
+#define RG_MEMBERS_POOL_AVG 8
 
 typedef struct RGMembersShared
 {
@@ -264,6 +268,9 @@ typedef struct RGMembersShared
 									 * role entries */
 	pg_atomic_uint64 db_generation; /* [atomic] ... all database entries */
 	int			capacity;		/* [startup] role entries the hash holds */
+	int			pool_size;		/* [startup] OIDs pool[] holds */
+	int			pool_used;		/* [lock] OIDs of pool[] in use */
+	Oid			pool[FLEXIBLE_ARRAY_MEMBER];	/* [lock] the entries' groups */
 } RGMembersShared;
 
 typedef struct RGRoleEntry
@@ -273,7 +280,8 @@ typedef struct RGRoleEntry
 	NameData	name;			/* [lock] */
 	bool		rolsuper;		/* [lock] */
 	int16		ngroups;		/* [lock] -1: groups not known */
-	Oid			groups[RG_MEMBERS_CACHED];	/* [lock] */
+	int32		first;			/* [lock] its groups: pool[first ..
+								 * first + ngroups - 1] */
 } RGRoleEntry;
 
 /*

@@ -270,6 +270,42 @@ $s1->quit;
 $s2->quit;
 
 # ---------------------------------------------------------------------------
+# The pool of groups' OIDs (max_roles x 8 = 128 here) fills up: each
+# invalidation makes the next login store the role's 5 groups anew in the
+# same hash entries, so after about 25 rounds the pool is full and the
+# cache is emptied and filled again.  Counting stays exact through it.
+# ---------------------------------------------------------------------------
+$node->safe_psql(
+	'postgres', q{
+CREATE ROLE pooled LOGIN;
+GRANT many TO pooled;
+DO $$ BEGIN
+  FOR i IN 1..4 LOOP
+    EXECUTE format('CREATE ROLE %I NOLOGIN', 'pg' || i);
+    EXECUTE format('GRANT %I TO pooled', 'pg' || i);
+  END LOOP;
+END $$;
+CREATE ROLE pool_flip NOLOGIN;
+});
+my $pool_ok = 1;
+for my $round (1 .. 32)
+{
+	# a membership change anywhere invalidates every entry
+	$node->safe_psql('postgres',
+		$round % 2 ? 'GRANT pool_flip TO u' : 'REVOKE pool_flip FROM u');
+	my $s = bg_session($node, tcp('pooled'));
+	$pool_ok &&= $s->connected;
+	$pool_ok &&= group_used($node, 'many') eq '1';
+	$s->quit;
+	$pool_ok &&= poll_until($node,
+		q{SELECT connections FROM role_guard_budgets WHERE entry = '+many'}, '0');
+}
+ok($pool_ok, '32 rounds of invalidation and login through a 128-OID pool: +many counted 1, then 0');
+$s1 = hold_ok($node, 'pooled', 'postgres', 'pooled after the rounds');
+is(group_used($node, 'many'), '1', 'pooled counts in +many');
+$s1->quit;
+
+# ---------------------------------------------------------------------------
 # A standby: a GRANT replayed from the primary reaches the next login
 # ---------------------------------------------------------------------------
 # The primary's reaper reads the invalidation queue only every 10 s (the
