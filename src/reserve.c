@@ -30,9 +30,10 @@
  * names are resolved (syscache, before the lock) by the first login that
  * finds the applied list stale: another list (a reload) or another
  * generation of the membership cache (a role created, renamed or dropped,
- * members.c).  Under the lock it then sets every counter's reservation from
- * scratch and recounts the unused places: O(counters + entries), once per
- * change.  An entry that names no role keeps its places free for nobody
+ * members.c).  Under the lock it then clears the reservations applied before
+ * (the counters that hold one are linked in a list from RGReserveState),
+ * sets the new ones and recounts the unused places: O(entries), once per
+ * change, whatever the number of counters.  An entry that names no role keeps its places free for nobody
  * until the role exists.
  *
  *-------------------------------------------------------------------------
@@ -41,7 +42,6 @@
 
 #include "miscadmin.h"
 #include "utils/acl.h"
-#include "utils/hsearch.h"
 
 #include "compat.h"
 #include "role_guard.h"
@@ -91,8 +91,8 @@ rg_reserve_apply(const RGReserveResolved *resolved)
 {
 	const RGPolicy *policy = rg_reservations;
 	RGReserveState *rs = &rg_shared->reserve;
-	HASH_SEQ_STATUS status;
-	RGCounter  *c;
+	RGCounter  *c,
+			   *next;
 	int			i;
 
 	if (resolved->oids == NULL ||
@@ -100,12 +100,20 @@ rg_reserve_apply(const RGReserveResolved *resolved)
 		 rs->generation == resolved->generation))
 		return;
 
-	hash_seq_init(&status, rg_counter_table());
-	while ((c = hash_seq_search(&status)) != NULL)
+	/*
+	 * The reservations applied before go, from their list (never a scan of
+	 * the table); a counter that only held one goes with it.
+	 */
+	for (c = rs->first; c != NULL; c = next)
 	{
+		next = c->next_reserved;
+		c->next_reserved = NULL;
+		c->reserve_listed = false;
 		rg_counter_reserve(c, false, 0);
 		rg_counter_reserve(c, true, 0);
+		rg_counter_forget_if_unused(c);
 	}
+	rs->first = NULL;
 	rs->unused = 0;
 	rs->unbacked = 0;
 	for (i = 0; i < resolved->nentries; i++)
@@ -123,14 +131,16 @@ rg_reserve_apply(const RGReserveResolved *resolved)
 		if (member)
 			rg_counter_track_members(c);
 		rg_counter_reserve(c, member, e->value);
+		/* listed while it holds places: it is never removed meanwhile */
+		if (e->value > 0 && !c->reserve_listed)
+		{
+			c->next_reserved = rs->first;
+			c->reserve_listed = true;
+			rs->first = c;
+		}
 		rg_counter_unpin(c);
 	}
 	rs->unused += rs->unbacked;
-
-	/* counters that only held an old reservation go */
-	hash_seq_init(&status, rg_counter_table());
-	while ((c = hash_seq_search(&status)) != NULL)
-		rg_counter_forget_if_unused(c);
 	rs->applied = true;
 	rs->hash = resolved->hash;
 	rs->generation = resolved->generation;

@@ -123,6 +123,9 @@ typedef struct RGCounter
 	int32		member_reserved;	/* [lock] ROLE: ... for its members
 									 * (+name=N); implies members_tracked */
 	int32		waiting;		/* [lock] ROLE: its logins waiting now */
+	bool		reserve_listed; /* [lock] in the list of counters with
+								 * reservations (RGReserveState.first) */
+	struct RGCounter *next_reserved;	/* [lock] ... the next in it */
 	RGCounterStats stats;		/* [lock] */
 	pg_atomic_uint64 statements;	/* [atomic] run by sessions of this role */
 } RGCounter;
@@ -234,6 +237,9 @@ typedef struct RGReserveState
 								 * unbacked plus, over every counter,
 								 * reserved - connections and member_reserved
 								 * - member_connections where positive */
+	struct RGCounter *first;	/* [lock] the counters with reservations
+								 * (never removed while they hold places),
+								 * linked by next_reserved */
 } RGReserveState;
 
 typedef struct RGShared
