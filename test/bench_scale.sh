@@ -559,13 +559,15 @@ sc_shmem_entries() {
 	admin_psql rg -d postgres -Atc "SELECT name || ': ' || allocated_size FROM pg_shmem_allocations WHERE name LIKE 'role_guard%' ORDER BY allocated_size DESC" | paste -sd ';' | sed 's/;/; /g'
 }
 # sc_formula: the README's formula for the rg server's settings, in bytes:
-# "slots counters events cache total"
+# "slots counters events caches total procs counters#"; the caches are the
+# membership cache (an entry and 8 pool OIDs per max_roles) and the
+# database cache (128 entries)
 sc_formula() {
 	admin_psql rg -d postgres -Atc "SELECT current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1
 		+ current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int,
 		current_setting('max_prepared_transactions')::int, current_setting('role_guard.max_roles')::int,
 		current_setting('role_guard.event_log_size')::int" | tr '|' ' ' |
-		awk '{ mb = $1; procs = mb + 5 + $2; s = 576 * procs; c = 264 * ($3 + 3 * mb); e = 528 * $4; m = 360 * $3
+		awk '{ mb = $1; procs = mb + 5 + $2; s = 608 * procs; c = 336 * ($3 + 3 * mb); e = 528 * $4; m = 144 * $3 + 13312
 			printf "%d %d %d %d %d %d %d\n", s, c, e, m, s + c + e + m, procs, $3 + 3 * mb }'
 }
 # sc_shmem_figures KEY: record measured and formula figures under KEY
@@ -833,15 +835,12 @@ if [ "$CALLGRIND" = 1 ]; then
 	T_DEF=$(cgv rg.def.total)
 	T_STK=$(cgv stock.def.total)
 	sc_row "S6 Ir login hook + exit callback, default policy" "" "$H_DEF" "" "< 5000" "$(sc_goal "$H_DEF" "<" 5000)"
-	CR=$(sc_cg_fn "$CG/rg.def.incl" rg_core_refuses_login 2>/dev/null)
-	sc_row "S6   rg_core_refuses_login (pg_database, CONNECT)" "" "$CR" "$(pct "$CR" "$H_DEF")" "" ""
-	v=0
-	for fn in systable_beginscan systable_getnext systable_endscan table_open table_close ScanKeyInit InvalidateCatalogSnapshot; do
-		v=$((v + $(sc_cg_callee "$CG/rg.def.tree" rg_core_refuses_login "$fn")))
-	done
-	sc_row "S6     pg_database index scan by name" "" "$v" "$(pct "$v" "$H_DEF")" "" ""
-	v=$(($(sc_cg_callee "$CG/rg.def.tree" rg_core_refuses_login pg_database_aclcheck) + $(sc_cg_callee "$CG/rg.def.tree" rg_core_refuses_login object_aclcheck)))
-	sc_row "S6     CONNECT aclcheck (syscache miss)" "" "$v" "$(pct "$v" "$H_DEF")" "" ""
+	CR=$(sc_cg_fn "$CG/rg.def.incl" rg_database_refuses 2>/dev/null)
+	sc_row "S6   rg_database_refuses (database cache)" "" "$CR" "$(pct "$CR" "$H_DEF")" "" ""
+	v=$(sc_cg_callee "$CG/rg.def.tree" rg_database_refuses rg_database_fresh)
+	sc_row "S6     pg_database read (a cache miss only)" "" "$v" "$(pct "$v" "$H_DEF")" "" ""
+	v=$(($(sc_cg_callee "$CG/rg.def.tree" rg_database_refuses pg_database_aclcheck) + $(sc_cg_callee "$CG/rg.def.tree" rg_database_refuses object_aclcheck)))
+	sc_row "S6     CONNECT aclcheck (PUBLIC without CONNECT only)" "" "$v" "$(pct "$v" "$H_DEF")" "" ""
 	for fn in rg_counter_enter rg_members_resolve SearchSysCache1 LWLockAcquire rg_decide palloc0; do
 		v=$(( $(sc_cg_callee "$CG/rg.def.tree" rg_admit "$fn") + $(sc_cg_callee "$CG/rg.def.tree" rg_ClientAuthentication "$fn") ))
 		[ "$v" -gt 0 ] && sc_row "S6   $fn (from the hook)" "" "$v" "$(pct "$v" "$H_DEF")" "" ""
@@ -893,15 +892,16 @@ echo "Shared memory by entry (allocated_size, bytes; the hash tables' elements a
 # membership-cache entry from the hash elements at the two sizes (2 x 2)
 read -r _ _ _ _ _ _ C1 <<<"$(values shm_def.formula_parts | head -n 1)"
 read -r _ _ _ _ _ P2 C2 <<<"$(values shm_big.formula_parts | head -n 1)"
-A1=$(values shm_def.hashelems | head -n 1)
-A2=$(values shm_big.hashelems | head -n 1)
+# less the database cache's 128 elements (13 312 B), the same at both sizes
+A1=$(($(values shm_def.hashelems | head -n 1) - 13312))
+A2=$(($(values shm_big.hashelems | head -n 1) - 13312))
 echo "  measured per entry: slot $(awk -v a="$(values shm_big.entries | head -n 1 | sed -n 's/.*role_guard: \([0-9]*\).*/\1/p')" -v p="$P2" 'BEGIN { if (p) printf "%.0f", a / p }') B; $(awk -v a1="$A1" -v a2="$A2" -v c1="$C1" -v c2="$C2" -v m1=1024 -v m2="$SC_MAX_ROLES" 'BEGIN {
 	d = c1 * m2 - c2 * m1; if (d == 0 || a1 == "" || a2 == "") { print "n/a"; exit }
 	x = (a1 * m2 - a2 * m1) / d; y = (a1 - c1 * x) / m1
 	printf "counter %.0f B, membership-cache entry %.0f B (hash element included)", x, y }')"
 for k in shm_def shm_big; do
 	echo "  $k: $(values "$k.entries" | head -n 1); hash elements $(values "$k.hashelems" | head -n 1)"
-	echo "  $k formula: $(values "$k.formula_parts" | head -n 1 | awk '{ printf "slots %d (%d procs x 576), counters %d (%d x 264), events %d, membership cache %d, total %d", $1, $6, $2, $7, $3, $4, $5 }')"
+	echo "  $k formula: $(values "$k.formula_parts" | head -n 1 | awk '{ printf "slots %d (%d procs x 608), counters %d (%d x 336), events %d, membership and database caches %d, total %d", $1, $6, $2, $7, $3, $4, $5 }')"
 done
 for tag in default big bigg; do
 	[ -s "$SC/flt.map.$tag.rg" ] || continue
