@@ -377,7 +377,7 @@ rg_release_at_exit(int code, Datum arg)
 		rg_counter_add(roledb, false, -1);
 	for (i = 0; i < slot->ngroups; i++)
 	{
-		c = rg_counter_find(RG_COUNTER_ROLE, slot->groups[i], NULL);
+		c = rg_counter_find(RG_COUNTER_ROLE, slot->groups[i], InvalidOid);
 		if (c && c->members_tracked)
 			rg_counter_add(c, true, -1);
 	}
@@ -391,10 +391,10 @@ rg_release_at_exit(int code, Datum arg)
 	rg_counter_forget_if_unused(role);
 	for (i = 0; i < slot->ngroups; i++)
 		rg_counter_forget_if_unused(rg_counter_find(RG_COUNTER_ROLE,
-													slot->groups[i], NULL));
+													slot->groups[i], InvalidOid));
 	for (i = 0; i < my_noverflow; i++)
 		rg_counter_forget_if_unused(rg_counter_find(RG_COUNTER_ROLE,
-													my_overflow[i]->key.roleid, NULL));
+													my_overflow[i]->key.roleid, InvalidOid));
 	memset(slot, 0, sizeof(*slot));
 	/* a place is free: the logins waiting for one look again */
 	rg_wake_waiters();
@@ -553,14 +553,14 @@ rg_group_named(const RGPolicy *policy, const NameData *name)
  * made while sessions were in stays exact.
  */
 static RGCounter *
-rg_kept_counter(RGCounterKind kind, Oid roleid, const char *dbname,
-				bool named, bool *full)
+rg_kept_counter(RGCounterKind kind, Oid roleid, Oid dboid, bool named,
+				bool *full)
 {
 	RGCounter  *c;
 
 	if (named)
 	{
-		c = rg_counter_enter(kind, roleid, dbname);
+		c = rg_counter_enter(kind, roleid, dboid);
 		if (c == NULL)
 			*full = true;
 		else if (kind == RG_COUNTER_ROLE)
@@ -569,7 +569,7 @@ rg_kept_counter(RGCounterKind kind, Oid roleid, const char *dbname,
 	}
 	if (kind != RG_COUNTER_ROLE && rg_shared->ndb_counters == 0)
 		return NULL;
-	c = rg_counter_find(kind, roleid, dbname);
+	c = rg_counter_find(kind, roleid, dboid);
 	if (c == NULL || (kind == RG_COUNTER_ROLE && !c->members_tracked))
 		return NULL;
 	c->pins++;
@@ -584,7 +584,7 @@ rg_enter_counters(RGLogin *login, RGCharges *charges)
 	RGMembers  *m = &login->members;
 	int			i;
 
-	charges->role = rg_counter_enter(RG_COUNTER_ROLE, login->roleid, NULL);
+	charges->role = rg_counter_enter(RG_COUNTER_ROLE, login->roleid, InvalidOid);
 	if (charges->role == NULL)
 	{
 		charges->full = true;
@@ -596,18 +596,23 @@ rg_enter_counters(RGLogin *login, RGCharges *charges)
 		rg_counter_track_members(charges->role);
 	if (login->dbname)
 	{
-		charges->db = rg_kept_counter(RG_COUNTER_DB, InvalidOid, login->dbname,
+		charges->db = rg_kept_counter(RG_COUNTER_DB, InvalidOid, login->dboid,
 									  policy && rg_policy_lookup(policy, RG_ENTRY_DATABASE,
 																 NULL, login->dbname),
 									  &charges->full);
-		charges->roledb = rg_kept_counter(RG_COUNTER_ROLEDB, login->roleid, login->dbname,
+		charges->roledb = rg_kept_counter(RG_COUNTER_ROLEDB, login->roleid, login->dboid,
 										  policy && rg_policy_lookup(policy, RG_ENTRY_ROLE_DATABASE,
 																	 NameStr(login->rolname),
 																	 login->dbname),
 										  &charges->full);
+		/* the names the views show, also for a database dropped later */
+		if (charges->db)
+			namestrcpy(&charges->db->rolname, login->dbname);
+		if (charges->roledb)
+			charges->roledb->rolname = login->rolname;
 	}
 	for (i = 0; i < m->ngroups && !charges->full; i++)
-		charges->groups[i] = rg_kept_counter(RG_COUNTER_ROLE, m->groups[i], NULL,
+		charges->groups[i] = rg_kept_counter(RG_COUNTER_ROLE, m->groups[i], InvalidOid,
 											 rg_group_named(policy, &m->names[i]),
 											 &charges->full);
 }
@@ -808,6 +813,7 @@ rg_charge(const RGLogin *login, const RGCharges *charges)
 	slot->idle_since = login->now;
 	if (login->dbname)
 		strlcpy(NameStr(slot->datname), login->dbname, NAMEDATALEN);
+	slot->dboid = login->dboid;
 	if (port->application_name)
 		strlcpy(slot->application_name, port->application_name,
 				sizeof(slot->application_name));

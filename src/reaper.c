@@ -283,7 +283,7 @@ rg_limits_fill(void)
 
 			NameStr(limits->info.rolname)[0] = '\0';
 			LWLockAcquire(rg_lock(), LW_SHARED);
-			c = rg_counter_find(RG_COUNTER_ROLE, roleid, NULL);
+			c = rg_counter_find(RG_COUNTER_ROLE, roleid, InvalidOid);
 			if (c)
 				limits->info.rolname = c->rolname;
 			LWLockRelease(rg_lock());
@@ -323,7 +323,7 @@ rg_reap_event(RGEvent *ev, const RGBackend *slot, int pid,
 static void
 rg_count_reap(Oid roleid, RGReapReason reason, bool monitor)
 {
-	RGCounter  *c = rg_counter_find(RG_COUNTER_ROLE, roleid, NULL);
+	RGCounter  *c = rg_counter_find(RG_COUNTER_ROLE, roleid, InvalidOid);
 
 	if (c == NULL)
 		return;

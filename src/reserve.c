@@ -122,7 +122,7 @@ rg_reserve_apply(const RGReserveResolved *resolved)
 		bool		member = e->kind == RG_ENTRY_GROUP;
 
 		c = OidIsValid(resolved->oids[i]) ?
-			rg_counter_enter(RG_COUNTER_ROLE, resolved->oids[i], NULL) : NULL;
+			rg_counter_enter(RG_COUNTER_ROLE, resolved->oids[i], InvalidOid) : NULL;
 		if (c == NULL)
 		{
 			rs->unbacked += e->value;	/* no such role, or no room */

@@ -103,15 +103,13 @@ extern bool rg_slot_in_count(const RGBackend *slot, const RGCounter *c,
 							 bool member);
 extern int	rg_waiters_ahead(const RGCounter *c, bool member, uint64 ticket);
 extern void rg_wake_waiters(void);
-extern RGCounter *rg_counter_find(RGCounterKind kind, Oid roleid,
-								  const char *dbname);
-extern RGCounter *rg_counter_enter(RGCounterKind kind, Oid roleid,
-								   const char *dbname);
+extern RGCounter *rg_counter_find(RGCounterKind kind, Oid roleid, Oid dboid);
+extern RGCounter *rg_counter_enter(RGCounterKind kind, Oid roleid, Oid dboid);
 extern void rg_counter_unpin(RGCounter *counter);
 extern void rg_counter_forget_if_unused(RGCounter *counter);
 extern void rg_counters_reset(void);
 extern int	rg_counter_capacity(void);
-extern struct HTAB *rg_counter_table(void);
+extern const RGCounter *rg_counter_at(int place);
 
 /* events.c */
 extern Size rg_events_shmem_size(void);

@@ -50,7 +50,8 @@
 RGShared   *rg_shared = NULL;
 RGBackend  *rg_my_slot = NULL;
 RGCounter  *rg_my_counter = NULL;
-static HTAB *rg_counters = NULL;
+static RGCounter *rg_counters = NULL;	/* the array */
+static HTAB *rg_counter_index = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -75,10 +76,16 @@ rg_shared_size(void)
 }
 
 static Size
+rg_counters_size(void)
+{
+	return add_size(mul_size(rg_counter_capacity(), sizeof(RGCounter)),
+					hash_estimate_size(rg_counter_capacity(), sizeof(RGCounterIndex)));
+}
+
+static Size
 rg_shmem_size(void)
 {
-	return add_size(add_size(rg_shared_size(),
-							 hash_estimate_size(rg_counter_capacity(), sizeof(RGCounter))),
+	return add_size(add_size(rg_shared_size(), rg_counters_size()),
 					add_size(rg_events_shmem_size(), rg_members_shmem_size()));
 }
 
@@ -98,6 +105,7 @@ rg_shmem_startup(void)
 	bool		found;
 	HASHCTL		info;
 	int			capacity = rg_counter_capacity();
+	int			place;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
@@ -111,12 +119,22 @@ rg_shmem_startup(void)
 		rg_shared->nbackends = rg_total_procs();
 		rg_shared->capacity = capacity;
 	}
+	rg_counters = ShmemInitStruct("role_guard counters",
+								  mul_size(capacity, sizeof(RGCounter)), &found);
+	if (!found)
+	{
+		/* every place free, chained in order */
+		memset(rg_counters, 0, mul_size(capacity, sizeof(RGCounter)));
+		for (place = 0; place < capacity; place++)
+			rg_counters[place].next_free = place + 1 < capacity ? place + 1 : -1;
+		rg_shared->free_place = capacity > 0 ? 0 : -1;
+	}
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(RGCounterKey);
-	info.entrysize = sizeof(RGCounter);
+	info.entrysize = sizeof(RGCounterIndex);
 	/* all entries allocated now: the hash never asks for more */
-	rg_counters = ShmemInitHash("role_guard counters", capacity, capacity,
-								&info, HASH_ELEM | HASH_BLOBS);
+	rg_counter_index = ShmemInitHash("role_guard counter index", capacity, capacity,
+									 &info, HASH_ELEM | HASH_BLOBS);
 	rg_events_shmem_init(&(GetNamedLWLockTranche("role_guard"))[1].lock);
 	rg_members_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
@@ -143,10 +161,14 @@ rg_global_stats(void)
 	return &rg_shared->stats;
 }
 
-HTAB *
-rg_counter_table(void)
+/*
+ * The counter at a place of the array (key.kind 0: none there).  For the
+ * views, which copy the array a part at a time under the lock.
+ */
+const RGCounter *
+rg_counter_at(int place)
 {
-	return rg_counters;
+	return &rg_counters[place];
 }
 
 int
@@ -334,10 +356,9 @@ rg_slot_in_count(const RGBackend *slot, const RGCounter *c, bool member)
 			return member ? rg_slot_counts_member(slot, c->key.roleid) :
 				slot->roleid == c->key.roleid;
 		case RG_COUNTER_DB:
-			return strcmp(NameStr(slot->datname), NameStr(c->key.dbname)) == 0;
+			return slot->dboid == c->key.dboid;
 		case RG_COUNTER_ROLEDB:
-			return slot->roleid == c->key.roleid &&
-				strcmp(NameStr(slot->datname), NameStr(c->key.dbname)) == 0;
+			return slot->roleid == c->key.roleid && slot->dboid == c->key.dboid;
 	}
 	return false;
 }
@@ -381,24 +402,24 @@ rg_wake_waiters(void)
 }
 
 static void
-rg_counter_key(RGCounterKey *key, RGCounterKind kind, Oid roleid,
-			   const char *dbname)
+rg_counter_key(RGCounterKey *key, RGCounterKind kind, Oid roleid, Oid dboid)
 {
 	memset(key, 0, sizeof(*key));
 	key->kind = kind;
 	key->roleid = roleid;
-	if (dbname)
-		strlcpy(NameStr(key->dbname), dbname, NAMEDATALEN);
+	key->dboid = dboid;
 }
 
 /* Look a counter up.  Caller holds the lock (shared is enough). */
 RGCounter *
-rg_counter_find(RGCounterKind kind, Oid roleid, const char *dbname)
+rg_counter_find(RGCounterKind kind, Oid roleid, Oid dboid)
 {
 	RGCounterKey key;
+	RGCounterIndex *ix;
 
-	rg_counter_key(&key, kind, roleid, dbname);
-	return (RGCounter *) hash_search(rg_counters, &key, HASH_FIND, NULL);
+	rg_counter_key(&key, kind, roleid, dboid);
+	ix = (RGCounterIndex *) hash_search(rg_counter_index, &key, HASH_FIND, NULL);
+	return ix ? &rg_counters[ix->place] : NULL;
 }
 
 static bool
@@ -446,7 +467,11 @@ rg_counter_remove(RGCounter *c)
 {
 	if (c->key.kind != RG_COUNTER_ROLE)
 		rg_shared->ndb_counters--;
-	hash_search(rg_counters, &c->key, HASH_REMOVE, NULL);
+	hash_search(rg_counter_index, &c->key, HASH_REMOVE, NULL);
+	memset(c, 0, sizeof(*c));
+	c->next_free = rg_shared->free_place;
+	rg_shared->free_place = c - rg_counters;
+	rg_shared->ncounters--;
 }
 
 /*
@@ -457,10 +482,10 @@ rg_counter_remove(RGCounter *c)
 RGCounter *
 rg_slot_counter(const RGBackend *slot, RGCounterKind kind)
 {
-	if (rg_shared->ndb_counters == 0 || NameStr(slot->datname)[0] == '\0')
+	if (rg_shared->ndb_counters == 0 || !OidIsValid(slot->dboid))
 		return NULL;
 	return rg_counter_find(kind, kind == RG_COUNTER_DB ? InvalidOid : slot->roleid,
-						   NameStr(slot->datname));
+						   slot->dboid);
 }
 
 /*
@@ -472,17 +497,17 @@ rg_slot_counter(const RGBackend *slot, RGCounterKind kind)
 static bool
 rg_counter_evict(void)
 {
-	HASH_SEQ_STATUS status;
-	RGCounter  *c;
+	int			place;
 
-	hash_seq_init(&status, rg_counters);
-	while ((c = hash_seq_search(&status)) != NULL)
+	for (place = 0; place < rg_shared->capacity; place++)
 	{
-		if (c->connections == 0 && c->member_connections == 0 &&
+		RGCounter  *c = &rg_counters[place];
+
+		if (c->key.kind != 0 &&
+			c->connections == 0 && c->member_connections == 0 &&
 			c->reserved == 0 && c->member_reserved == 0 && c->waiting == 0 &&
 			c->pins == 0 && !rg_counter_unused(c))
 		{
-			hash_seq_term(&status);
 			rg_counter_remove(c);
 			return true;
 		}
@@ -498,31 +523,35 @@ rg_counter_evict(void)
  * when the table is full of counters with sessions or pins.
  */
 RGCounter *
-rg_counter_enter(RGCounterKind kind, Oid roleid, const char *dbname)
+rg_counter_enter(RGCounterKind kind, Oid roleid, Oid dboid)
 {
 	RGCounterKey key;
+	RGCounterIndex *ix;
 	RGCounter  *c;
 	bool		found;
 
-	rg_counter_key(&key, kind, roleid, dbname);
-	c = (RGCounter *) hash_search(rg_counters, &key, HASH_FIND, NULL);
-	if (c == NULL)
+	rg_counter_key(&key, kind, roleid, dboid);
+	ix = (RGCounterIndex *) hash_search(rg_counter_index, &key, HASH_FIND, NULL);
+	if (ix == NULL)
 	{
-		if (hash_get_num_entries(rg_counters) >= rg_shared->capacity &&
-			!rg_counter_evict())
+		if (rg_shared->free_place < 0 && !rg_counter_evict())
 			return NULL;
-		c = (RGCounter *) hash_search(rg_counters, &key, HASH_ENTER_NULL, &found);
-		if (c == NULL)
+		ix = (RGCounterIndex *) hash_search(rg_counter_index, &key,
+											HASH_ENTER_NULL, &found);
+		if (ix == NULL)
 			return NULL;
-		if (!found)
-		{
-			memset((char *) c + sizeof(RGCounterKey), 0,
-				   sizeof(RGCounter) - sizeof(RGCounterKey));
-			pg_atomic_init_u64(&c->statements, 0);
-			if (kind != RG_COUNTER_ROLE)
-				rg_counter_seed(c);
-		}
+		ix->place = rg_shared->free_place;
+		c = &rg_counters[ix->place];
+		rg_shared->free_place = c->next_free;
+		rg_shared->ncounters++;
+		memset(c, 0, sizeof(*c));
+		c->key = key;
+		c->next_free = -1;
+		pg_atomic_init_u64(&c->statements, 0);
+		if (kind != RG_COUNTER_ROLE)
+			rg_counter_seed(c);
 	}
+	c = &rg_counters[ix->place];
 	c->pins++;
 	return c;
 }
@@ -553,13 +582,15 @@ rg_counter_forget_if_unused(RGCounter *counter)
 void
 rg_counters_reset(void)
 {
-	HASH_SEQ_STATUS status;
-	RGCounter  *c;
+	int			place;
 
 	LWLockAcquire(rg_shared->lock, LW_EXCLUSIVE);
-	hash_seq_init(&status, rg_counters);
-	while ((c = hash_seq_search(&status)) != NULL)
+	for (place = 0; place < rg_shared->capacity; place++)
 	{
+		RGCounter  *c = &rg_counters[place];
+
+		if (c->key.kind == 0)
+			continue;
 		memset(&c->stats, 0, sizeof(c->stats));
 		if (c->key.kind == RG_COUNTER_ROLE)
 			c->stats.peak = c->connections;

@@ -42,12 +42,15 @@
 struct PgBackendStatus;
 
 /*
- * Counters.  One hash table holds three kinds, keyed by RGCounterKey
- * (zero-filled, so it can be hashed as bytes):
+ * Counters.  One array of rg_counter_capacity() places holds three kinds,
+ * found by RGCounterKey (zero-filled, so it can be hashed as bytes) through
+ * a hash of RGCounterIndex.  A counter stays at its place while it exists,
+ * so the views can copy the array a part at a time:
  *	- RG_COUNTER_ROLE: one role, by OID.  "connections" counts sessions
  *	  logged in as the role; "member_connections", while members_tracked,
  *	  those of the role and of every role that was a member of it at login.
- *	- RG_COUNTER_DB: one database, by name.
+ *	- RG_COUNTER_DB: one database, by OID (from the database cache, so a
+ *	  renamed database keeps its count).
  *	- RG_COUNTER_ROLEDB: one role in one database.
  *
  * Member counts are kept only for roles that a +group entry names (or
@@ -67,7 +70,7 @@ typedef struct RGCounterKey
 {
 	uint32		kind;			/* RGCounterKind */
 	Oid			roleid;			/* InvalidOid for RG_COUNTER_DB */
-	NameData	dbname;			/* zeroes for RG_COUNTER_ROLE */
+	Oid			dboid;			/* InvalidOid for RG_COUNTER_ROLE */
 } RGCounterKey;
 
 /* What enforce mode did, and what monitor mode would have done. */
@@ -107,9 +110,12 @@ typedef struct RGCounterStats
 
 typedef struct RGCounter
 {
-	RGCounterKey key;			/* [lock] hash key: must be first */
+	RGCounterKey key;			/* [lock] kind 0: a free place of the array */
+	int32		next_free;		/* [lock] a free place: the next one, -1 for
+								 * none */
 	NameData	rolname;		/* [lock] role's name when last seen (kept
-								 * after DROP ROLE) */
+								 * after DROP ROLE); RG_COUNTER_DB: the
+								 * database's */
 	bool		rolsuper;		/* [lock] likewise, its SUPERUSER attribute */
 	bool		members_tracked;	/* [lock] ROLE: member_connections is kept
 									 * (and the counter too, even at zero,
@@ -129,6 +135,13 @@ typedef struct RGCounter
 	RGCounterStats stats;		/* [lock] */
 	pg_atomic_uint64 statements;	/* [atomic] run by sessions of this role */
 } RGCounter;
+
+/* The counter index: where a key's counter is in the counter array. */
+typedef struct RGCounterIndex
+{
+	RGCounterKey key;			/* [lock] hash key */
+	int32		place;			/* [lock] */
+} RGCounterIndex;
 
 /*
  * The one counting rule: the count a budget entry limits, in the counter
@@ -171,6 +184,7 @@ typedef struct RGBackend
 	Oid			groups[RG_SLOT_GROUPS]; /* [lock] its groups at login */
 	struct PgBackendStatus *beentry;	/* [lock] core's status entry */
 	NameData	datname;		/* [lock] for events */
+	Oid			dboid;			/* [lock] its database, InvalidOid for none */
 	char		application_name[NAMEDATALEN];	/* [lock] */
 	SockAddr	client;			/* [lock] AF_UNIX for the Unix socket */
 	bool		in_utility;		/* [owner] a top-level utility statement
@@ -250,6 +264,8 @@ typedef struct RGShared
 	int32		regular_sessions;	/* [lock] admitted sessions that use a
 									 * connection slot (not walsenders) */
 	int32		waiting;		/* [lock] logins waiting for a place now */
+	int32		ncounters;		/* [lock] places of the counter array in use */
+	int32		free_place;		/* [lock] its first free place, -1: none */
 	int32		ndb_counters;	/* [lock] counters of databases and roles
 								 * in databases in the table */
 	uint64		next_ticket;	/* [lock] the last waiter's ticket */

@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "commands/dbcommands.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -61,7 +62,7 @@ typedef struct RGRoleRow
 typedef struct RGSlotCopy
 {
 	Oid			roleid;
-	NameData	datname;
+	Oid			dboid;
 	RGBackendState state;
 	int32		active_statements;
 	bool		groups_overflow;
@@ -82,35 +83,52 @@ typedef struct RGSnapshot
 } RGSnapshot;
 
 /*
- * Copy the counters, the global counts and the admitted sessions.  Nothing
- * is allocated under the lock: the copy is sized first and taken again,
- * larger, in the rare case the table grew in between.
+ * Copy the counters, the global counts and the admitted sessions, holding
+ * the lock (shared) for RG_SNAPSHOT_PART places of the counter array at a
+ * time, then once more for the slots: a scrape of a table of tens of
+ * thousands of counters never holds up a login for long.  Each counter is
+ * copied whole under the lock; the parts are not one instant (as in
+ * pg_stat_activity, a counter may move between them).  Nothing is
+ * allocated under the lock: the buffer has room for one more part before
+ * each, zeroed beforehand so that its pages are not first touched under it.
  */
+#define RG_SNAPSHOT_PART 512
+
 static void
 rg_snapshot(RGSnapshot *snap)
 {
-	int			room = hash_get_num_entries(rg_counter_table()) + 16;
+	int			capacity = rg_counter_capacity();
+	int			room = Min(rg_shared->ncounters + RG_SNAPSHOT_PART, capacity);
 	int			nbackends = rg_backend_count();
-	HASH_SEQ_STATUS status;
-	RGCounter  *c;
+	int			place = 0;
 	int			procno;
 
-	/* zeroed here, so that its pages are not first touched under the lock */
 	snap->slots = palloc0(sizeof(RGSlotCopy) * nbackends);
-	for (;;)
-	{
-		snap->counters = palloc0(sizeof(RGCounter) * room);
-		LWLockAcquire(rg_lock(), LW_SHARED);
-		if (hash_get_num_entries(rg_counter_table()) <= room)
-			break;
-		room = hash_get_num_entries(rg_counter_table()) + 16;
-		LWLockRelease(rg_lock());
-		pfree(snap->counters);
-	}
+	snap->counters = palloc0(sizeof(RGCounter) * Max(room, 1));
 	snap->ncounters = 0;
-	hash_seq_init(&status, rg_counter_table());
-	while ((c = hash_seq_search(&status)) != NULL)
-		memcpy(&snap->counters[snap->ncounters++], c, sizeof(RGCounter));
+	while (place < capacity)
+	{
+		int			end = Min(place + RG_SNAPSHOT_PART, capacity);
+
+		if (room - snap->ncounters < end - place)
+		{
+			room = Min(snap->ncounters + (capacity - place), capacity);
+			snap->counters = repalloc(snap->counters, sizeof(RGCounter) * room);
+			memset(&snap->counters[snap->ncounters], 0,
+				   sizeof(RGCounter) * (room - snap->ncounters));
+		}
+		LWLockAcquire(rg_lock(), LW_SHARED);
+		for (; place < end; place++)
+		{
+			const RGCounter *c = rg_counter_at(place);
+
+			if (c->key.kind != 0)
+				memcpy(&snap->counters[snap->ncounters++], c, sizeof(RGCounter));
+		}
+		LWLockRelease(rg_lock());
+	}
+
+	LWLockAcquire(rg_lock(), LW_SHARED);
 	snap->nslots = 0;
 	for (procno = 0; procno < nbackends; procno++)
 	{
@@ -120,7 +138,7 @@ rg_snapshot(RGSnapshot *snap)
 		if (slot->pid == 0)
 			continue;
 		copy->roleid = slot->roleid;
-		copy->datname = slot->datname;
+		copy->dboid = slot->dboid;
 		copy->state = rg_backend_state(procno, slot, NULL);
 		copy->active_statements = slot->active_statements;
 		copy->groups_overflow = slot->groups_overflow;
@@ -364,7 +382,7 @@ rg_lookup_role(const RGLookup *lk, const char *name)
 
 static const RGCounter *
 rg_lookup_counter(const RGLookup *lk, RGCounterKind kind, Oid roleid,
-				  const char *dbname)
+				  Oid dboid)
 {
 	RGCounterKey key;
 	RGKeyedCounter *k;
@@ -372,7 +390,7 @@ rg_lookup_counter(const RGLookup *lk, RGCounterKind kind, Oid roleid,
 	memset(&key, 0, sizeof(key));
 	key.kind = kind;
 	key.roleid = roleid;
-	strlcpy(NameStr(key.dbname), dbname, NAMEDATALEN);
+	key.dboid = dboid;
 	k = hash_search(lk->by_key, &key, HASH_FIND, NULL);
 	return k ? k->counter : NULL;
 }
@@ -389,11 +407,14 @@ rg_budget_numbers(const RGEntry *e, const RGLookup *lk, int32 *used,
 	const RGCounter *c = NULL;
 	HASH_SEQ_STATUS status;
 	RGRoleRow  *r;
+	Oid			dboid = InvalidOid;
 
 	*used = 0;
 	memset(rejected, 0, sizeof(*rejected));
 	if (e->kind != RG_ENTRY_DEFAULT && e->kind != RG_ENTRY_DATABASE)
 		row = rg_lookup_role(lk, e->name);
+	if (e->kind == RG_ENTRY_DATABASE || e->kind == RG_ENTRY_ROLE_DATABASE)
+		dboid = get_database_oid(e->db, true);
 	switch ((RGEntryKind) e->kind)
 	{
 		case RG_ENTRY_ROLE:
@@ -408,11 +429,11 @@ rg_budget_numbers(const RGEntry *e, const RGLookup *lk, int32 *used,
 			}
 			return;
 		case RG_ENTRY_DATABASE:
-			c = rg_lookup_counter(lk, RG_COUNTER_DB, InvalidOid, e->db);
+			c = rg_lookup_counter(lk, RG_COUNTER_DB, InvalidOid, dboid);
 			break;
 		case RG_ENTRY_ROLE_DATABASE:
 			if (row)
-				c = rg_lookup_counter(lk, RG_COUNTER_ROLEDB, row->roleid, e->db);
+				c = rg_lookup_counter(lk, RG_COUNTER_ROLEDB, row->roleid, dboid);
 			break;
 		case RG_ENTRY_DEFAULT:
 			/* "*" counts, per role, the roles without an entry of their own */
@@ -434,8 +455,8 @@ rg_budget_numbers(const RGEntry *e, const RGLookup *lk, int32 *used,
 		/* not counted yet: no login since the entry came (see rg_kept_counter) */
 		int			i;
 
-		for (i = 0; i < lk->snap->nslots; i++)
-			if (strcmp(NameStr(lk->snap->slots[i].datname), e->db) == 0 &&
+		for (i = 0; i < lk->snap->nslots && OidIsValid(dboid); i++)
+			if (lk->snap->slots[i].dboid == dboid &&
 				(e->kind == RG_ENTRY_DATABASE || lk->snap->slots[i].roleid == row->roleid))
 				(*used)++;
 	}
@@ -510,6 +531,8 @@ role_guard_db_stats(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RGSnapshot	snap;
 	int			i;
+	char	   *name;
+	NameData	datname;
 
 	rg_srf_snapshot(fcinfo, &snap);
 
@@ -526,7 +549,17 @@ role_guard_db_stats(PG_FUNCTION_ARGS)
 										"database" : "role_database");
 		values[1] = ObjectIdGetDatum(c->key.roleid);
 		nulls[1] = c->key.kind == RG_COUNTER_DB;
-		values[2] = NameGetDatum(&c->key.dbname);
+		/* its name now, or as last seen if it was dropped */
+		name = get_database_name(c->key.dboid);
+		if (name)
+		{
+			namestrcpy(&datname, name);
+			values[2] = NameGetDatum(&datname);
+		}
+		else if (c->key.kind == RG_COUNTER_DB)
+			values[2] = NameGetDatum(&c->rolname);
+		else
+			nulls[2] = true;
 		values[3] = Int32GetDatum(c->connections);
 		values[4] = Int64GetDatum(c->stats.entry_rejected.done);
 		values[5] = Int64GetDatum(c->stats.entry_rejected.would);

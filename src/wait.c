@@ -95,6 +95,7 @@ rg_wait_register(RGLogin *login, const RGCharges *charges)
 	memcpy(slot->groups, m->groups, sizeof(Oid) * slot->ngroups);
 	if (login->dbname)
 		strlcpy(NameStr(slot->datname), login->dbname, NAMEDATALEN);
+	slot->dboid = login->dboid;
 	slot->wait_pid = MyProcPid;
 	slot->wait_ticket = login->ticket;
 	rg_shared->waiting++;
@@ -180,7 +181,7 @@ rg_evict(const RGLogin *login, const RGVerdict *v, bool monitor, RGEvent *ev)
 	pid = slot->pid;
 	if (!monitor && !rg_request_end(slot, pid, slot->seq, RG_REAP_EVICT, slot->evict_ms))
 		return 0;
-	victim_role = rg_counter_find(RG_COUNTER_ROLE, slot->roleid, NULL);
+	victim_role = rg_counter_find(RG_COUNTER_ROLE, slot->roleid, InvalidOid);
 	if (victim_role)
 		rg_outcome_count(&victim_role->stats.evicted, monitor);
 

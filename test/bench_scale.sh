@@ -567,7 +567,7 @@ sc_formula() {
 		+ current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int,
 		current_setting('max_prepared_transactions')::int, current_setting('role_guard.max_roles')::int,
 		current_setting('role_guard.event_log_size')::int" | tr '|' ' ' |
-		awk '{ mb = $1; procs = mb + 5 + $2; s = 608 * procs; c = 336 * ($3 + 3 * mb); e = 528 * $4; m = 144 * $3 + 13312
+		awk '{ mb = $1; procs = mb + 5 + $2; s = 616 * procs; c = 296 * ($3 + 3 * mb); e = 528 * $4; m = 144 * $3 + 13312
 			printf "%d %d %d %d %d %d %d\n", s, c, e, m, s + c + e + m, procs, $3 + 3 * mb }'
 }
 # sc_shmem_figures KEY: record measured and formula figures under KEY
@@ -898,10 +898,10 @@ A2=$(($(values shm_big.hashelems | head -n 1) - 13312))
 echo "  measured per entry: slot $(awk -v a="$(values shm_big.entries | head -n 1 | sed -n 's/.*role_guard: \([0-9]*\).*/\1/p')" -v p="$P2" 'BEGIN { if (p) printf "%.0f", a / p }') B; $(awk -v a1="$A1" -v a2="$A2" -v c1="$C1" -v c2="$C2" -v m1=1024 -v m2="$SC_MAX_ROLES" 'BEGIN {
 	d = c1 * m2 - c2 * m1; if (d == 0 || a1 == "" || a2 == "") { print "n/a"; exit }
 	x = (a1 * m2 - a2 * m1) / d; y = (a1 - c1 * x) / m1
-	printf "counter %.0f B, membership-cache entry %.0f B (hash element included)", x, y }')"
+	printf "counter index entry %.0f B (the counters themselves are the named entry \"role_guard counters\"), membership-cache entry %.0f B (hash element included)", x, y }')"
 for k in shm_def shm_big; do
 	echo "  $k: $(values "$k.entries" | head -n 1); hash elements $(values "$k.hashelems" | head -n 1)"
-	echo "  $k formula: $(values "$k.formula_parts" | head -n 1 | awk '{ printf "slots %d (%d procs x 608), counters %d (%d x 336), events %d, membership and database caches %d, total %d", $1, $6, $2, $7, $3, $4, $5 }')"
+	echo "  $k formula: $(values "$k.formula_parts" | head -n 1 | awk '{ printf "slots %d (%d procs x 616), counters %d (%d x 296), events %d, membership and database caches %d, total %d", $1, $6, $2, $7, $3, $4, $5 }')"
 done
 for tag in default big bigg; do
 	[ -s "$SC/flt.map.$tag.rg" ] || continue

@@ -20,7 +20,11 @@
 # sessions are in counts them at once (the view before any login, the
 # next login's check), sessions admitted before the count existed give
 # their place back when they end, and a count kept after its entry went
-# stays exact when the entry comes back.
+# stays exact when the entry comes back.  Counts are kept by the
+# database's OID, so a renamed database keeps them.
+#
+# Part C: the views copy the counter array a part at a time; with 1 200
+# roles in it, every role is still there once.
 
 use strict;
 use warnings;
@@ -192,5 +196,43 @@ raw_close($_) for @d1, @d3;
 ok(poll_until($node, q{SELECT sum(connections) FROM role_guard_db_stats()}, '0'),
 	'every database count back at 0');
 admitted_ok($node, tcp_connstr($node, 'alice', 'd1'), 'alice into an empty d1');
+
+# the counts are kept by the database's OID: a rename keeps them, and the
+# views show the name it has now
+$node->safe_psql('postgres', 'ALTER DATABASE d1 RENAME TO d1new');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT datname || ':' || connections || ':' || rejected
+		  FROM role_guard_db_stats() WHERE kind = 'database'}),
+	'd1new:0:3',
+	'role_guard_db_stats: the renamed database, with its refusals');
+ok(set_budgets($node, '@d1new=1'), 'reload: @d1new=1');
+my $one = raw_hold_ok($node, 'bob', 'd1new', 'bob into d1new');
+refused_ok($node, tcp_connstr($node, 'alice', 'd1new'), 'alice into d1new at 1 of 1',
+	db => 'd1new', entry => '@d1new=1', used => 1, limit => 1);
+is(budget_of($node, '@d1new', 'rejected')->{rejected},
+	4, '@d1new: the refusals counted before the rename and after');
+raw_close($one);
+
+# --- Part C: the views copy the counter array a part (512 places) at a time
+
+$node->safe_psql('postgres',
+	q{DO $$ BEGIN FOR i IN 1..1200 LOOP EXECUTE format('CREATE ROLE %I LOGIN', 'v' || i); END LOOP; END $$});
+my $in = 0;
+for my $i (1 .. 1200)
+{
+	my $r = raw_login($node, "v$i", 'postgres');
+	$in++ if $r->{sock};
+	raw_close($r->{sock});
+}
+is($in, 1200, '1200 roles logged in once each');
+my @v = map { raw_hold_ok($node, 'v1100', 'postgres', "v1100 held #$_") } 1 .. 3;
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT count(*) || ' ' || sum(peak) || ' ' || sum(connections)
+		  FROM role_guard_usage WHERE rolname ~ '^v[0-9]+$'}),
+	'1200 1202 3',
+	'role_guard_usage: every one of 1200 roles (over 3 parts), peaks and connections');
+raw_close($_) for @v;
 
 done_testing();
