@@ -336,8 +336,9 @@ rg_release_at_exit(int code, Datum arg)
 	LWLock	   *lock;
 	RGBackend  *slot = rg_my_slot;
 	RGCounter  *role = rg_my_counter;
-	RGCounter  *c,
-			   *db,
+	/* its groups' counters, found once (no allocation at exit) */
+	static RGCounter *groups[RG_SLOT_GROUPS];
+	RGCounter  *db,
 			   *roledb;
 	int			i;
 
@@ -377,9 +378,9 @@ rg_release_at_exit(int code, Datum arg)
 		rg_counter_add(roledb, false, -1);
 	for (i = 0; i < slot->ngroups; i++)
 	{
-		c = rg_counter_find(RG_COUNTER_ROLE, slot->groups[i], InvalidOid);
-		if (c && c->members_tracked)
-			rg_counter_add(c, true, -1);
+		groups[i] = rg_counter_find(RG_COUNTER_ROLE, slot->groups[i], InvalidOid);
+		if (groups[i] && groups[i]->members_tracked)
+			rg_counter_add(groups[i], true, -1);
 	}
 	for (i = 0; i < my_noverflow; i++)
 		rg_counter_add(my_overflow[i], true, -1);
@@ -390,8 +391,7 @@ rg_release_at_exit(int code, Datum arg)
 	rg_counter_forget_if_unused(roledb);
 	rg_counter_forget_if_unused(role);
 	for (i = 0; i < slot->ngroups; i++)
-		rg_counter_forget_if_unused(rg_counter_find(RG_COUNTER_ROLE,
-													slot->groups[i], InvalidOid));
+		rg_counter_forget_if_unused(groups[i]);
 	for (i = 0; i < my_noverflow; i++)
 		rg_counter_forget_if_unused(rg_counter_find(RG_COUNTER_ROLE,
 													my_overflow[i]->key.roleid, InvalidOid));
@@ -477,6 +477,7 @@ rg_login_arrays(RGLogin *login, RGCharges *charges, int n)
 		m->super = palloc(sizeof(bool) * n);
 	}
 	charges->groups = palloc0(sizeof(RGCounter *) * n);
+	charges->entries = palloc0(sizeof(RGEntry *) * n);
 }
 
 /* Step "prepare": everything that may allocate, before the lock. */
@@ -510,7 +511,9 @@ rg_groups_sized(int ngroups, void *arg)
 	if (ngroups > RG_MEMBERS_CACHED)
 	{
 		pfree(charges->groups);
+		pfree(charges->entries);
 		charges->groups = palloc0(sizeof(RGCounter *) * ngroups);
+		charges->entries = palloc0(sizeof(RGEntry *) * ngroups);
 	}
 	if (ngroups > RG_SLOT_GROUPS)
 		my_overflow = repalloc(my_overflow, sizeof(RGCounter *) * ngroups);
@@ -612,9 +615,13 @@ rg_enter_counters(RGLogin *login, RGCharges *charges)
 			charges->roledb->rolname = login->rolname;
 	}
 	for (i = 0; i < m->ngroups && !charges->full; i++)
+	{
+		charges->entries[i] = policy && policy->ngroups > 0 ?
+			rg_policy_lookup(policy, RG_ENTRY_GROUP, NameStr(m->names[i]), NULL) : NULL;
 		charges->groups[i] = rg_kept_counter(RG_COUNTER_ROLE, m->groups[i], InvalidOid,
-											 rg_group_named(policy, &m->names[i]),
+											 charges->entries[i] != NULL,
 											 &charges->full);
+	}
 }
 
 /* Unpin every counter the login entered.  Lock held. */
@@ -677,9 +684,7 @@ rg_check_budgets(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 										   NameStr(login->rolname), NULL),
 					   charges->role);
 		for (i = 0; i < m->ngroups; i++)
-			rg_check_entry(login, v, rg_policy_lookup(policy, RG_ENTRY_GROUP,
-											   NameStr(m->names[i]), NULL),
-						   charges->groups[i]);
+			rg_check_entry(login, v, charges->entries[i], charges->groups[i]);
 	}
 	if (login->dbname)
 	{

@@ -43,6 +43,7 @@ typedef struct RGCharges
 	RGCounter  *roledb;
 	RGCounter **groups;			/* per group: its counter if its member
 								 * count is kept, else NULL */
+	const RGEntry **entries;	/* per group: its +group entry, or NULL */
 	bool		full;			/* a counter it needs could not be made */
 } RGCharges;
 

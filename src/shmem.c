@@ -567,11 +567,15 @@ rg_counter_unpin(RGCounter *counter)
 	rg_counter_forget_if_unused(counter);
 }
 
-/* Drop a counter that holds nothing.  Caller holds the lock exclusively. */
+/*
+ * Drop a counter that holds nothing.  Caller holds the lock exclusively.
+ * A counter dropped already (a place left free, key.kind 0) is left alone:
+ * a caller may name one twice.
+ */
 void
 rg_counter_forget_if_unused(RGCounter *counter)
 {
-	if (counter != NULL && rg_counter_unused(counter))
+	if (counter != NULL && counter->key.kind != 0 && rg_counter_unused(counter))
 		rg_counter_remove(counter);
 }
 
