@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # test/netns_forwarder.pl SOCKET HOST PORT OWNER PIDFILE LIFETIME: the relay
-# that test/netns.sh and test/netns_ll.sh start inside a network namespace.
+# that test/netns.sh (up and up6) starts inside a network namespace.
 # Started as root, it becomes OWNER, listens on the Unix socket SOCKET
 # (mode 0700 directory made by the caller), writes its pid to PIDFILE, and
 # relays each connection over TCP to HOST:PORT (IPv4, or IPv6 with a zone:

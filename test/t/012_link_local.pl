@@ -19,16 +19,16 @@
 #
 # Where the link-local second host comes from, in this order:
 #  1. RG_NETNS6_NAME, _IFNAME, _SERVER, _CLIENT, _PORT, _SOCKDIR, as printed
-#     by `test/netns_ll.sh up NAME` run as root beforehand: a namespace on a
+#     by `test/netns.sh up6 NAME` run as root beforehand: a namespace on a
 #     veth pair with fe80::1 (host side) and fe80::2 (namespace side), and a
 #     relay, inside the namespace, from a Unix socket this user can reach to
 #     [fe80::1]:PORT, so the server sees a TCP client from fe80::2:
-#       eval "$(test/netns_ll.sh up rg_ll)"   # as root
+#       eval "$(test/netns.sh up6 rg_ll)"   # as root
 #       ... prove / rgtap 012_link_local.pl ...
-#       test/netns_ll.sh down rg_ll           # as root
+#       test/netns.sh down rg_ll           # as root
 #     Announced but unusable is a failure, not a skip.
 #  2. Without them, if this user can make namespaces (`ip netns add` works),
-#     the test runs test/netns_ll.sh itself.
+#     the test runs test/netns.sh up6 itself.
 #  3. Otherwise, if test/run's namespace for 011 is announced (RG_NETNS_*,
 #     test/netns.sh), the kernel's own link-local address on the host side of
 #     that veth pair: the server listens on it and the client connects to it
@@ -50,7 +50,7 @@ use Test::More;
 use RoleGuardTest qw(:DEFAULT superuser_denied_ok connect_fails_log_level
   write_hba);
 
-my $netns_ll_sh = "$FindBin::RealBin/../netns_ll.sh";
+my $netns_sh = "$FindBin::RealBin/../netns.sh";
 my @keys = qw(NAME IFNAME SERVER CLIENT PORT SOCKDIR);
 
 # `ip`, also when /usr/sbin is not in PATH.
@@ -110,7 +110,7 @@ sub link_local_of
 my %ns;             # name ifname server client port sockdir (undef: direct)
 my $self_made;      # namespace made by this test (to take down at the end)
 my $how_to =
-  q{as root, before prove: eval "$(test/netns_ll.sh up rg_ll)"; after: test/netns_ll.sh down rg_ll};
+  q{as root, before prove: eval "$(test/netns.sh up6 rg_ll)"; after: test/netns.sh down rg_ll};
 
 if (grep { defined $ENV{"RG_NETNS6_$_"} && $ENV{"RG_NETNS6_$_"} ne '' } @keys)
 {
@@ -119,7 +119,7 @@ if (grep { defined $ENV{"RG_NETNS6_$_"} && $ENV{"RG_NETNS6_$_"} ne '' } @keys)
 	give_up('RG_NETNS6_' . join(', RG_NETNS6_', @missing) . ' not set')
 	  if @missing;
 	my $sockfile = "$ns{sockdir}/.s.PGSQL.$ns{port}";
-	give_up("RG_NETNS6_*: no relay socket $sockfile (did test/netns_ll.sh up succeed?)")
+	give_up("RG_NETNS6_*: no relay socket $sockfile (did test/netns.sh up6 succeed?)")
 	  unless -S $sockfile;
 	note "using namespace $ns{name} announced by RG_NETNS6_*";
 }
@@ -144,15 +144,15 @@ else
 				name    => "rg012_$$",
 				port    => PostgreSQL::Test::Cluster::get_free_port(),
 				sockdir => "/tmp/rg_netns.rg012_$$");
-			my $out = `$netns_ll_sh up $ns{name} $ns{port} $ns{sockdir} $user`;
-			give_up("`ip netns add` works, but test/netns_ll.sh up failed (status $?)")
+			my $out = `$netns_sh up6 $ns{name} $ns{port} $ns{sockdir} $user`;
+			give_up("`ip netns add` works, but test/netns.sh up6 failed (status $?)")
 			  if $? != 0;
 			$self_made = $ns{name};
 			foreach my $line (split /\n/, $out)
 			{
 				$ns{ lc $1 } = $2 if $line =~ /^export RG_NETNS6_(\w+)=(\S+)$/;
 			}
-			note "made namespace $ns{name} with test/netns_ll.sh";
+			note "made namespace $ns{name} with test/netns.sh up6";
 		}
 		else
 		{
@@ -204,7 +204,7 @@ else
 END
 {
 	my $rc = $?;
-	system($netns_ll_sh, 'down', $self_made, $ns{sockdir}) if defined $self_made;
+	system($netns_sh, 'down', $self_made, $ns{sockdir}) if defined $self_made;
 	$? = $rc;
 }
 
@@ -217,7 +217,7 @@ note "server [$listen]:$port; client $client"
 # The relay's port is fixed; our own can be chosen again.
 if (!can_bind_ll($server, $ifname, $port))
 {
-	give_up("port $port is not free on [$listen]: give test/netns_ll.sh up another PORT")
+	give_up("port $port is not free on [$listen]: give test/netns.sh up6 another PORT")
 	  if defined $sockdir && !defined $self_made;
 	for (1 .. 20)
 	{
