@@ -339,10 +339,18 @@ foreach my $round (1 .. $ROUNDS)
 	if ($round == $CRASH_AT)
 	{
 		nap(0.3);
-		my $victim = sql(
-			q{SELECT pid FROM pg_stat_activity
-			  WHERE application_name LIKE 'rg\_storm\_%' AND backend_type = 'client backend'
-			  ORDER BY random() LIMIT 1});
+		# a storm backend that is in now (on a loaded machine the round's
+		# clients may still be starting: look again for up to 10 s)
+		my $victim = '';
+		my $deadline = time + 10;
+		while ($victim eq '' && time < $deadline)
+		{
+			$victim = sql(
+				q{SELECT pid FROM pg_stat_activity
+				  WHERE application_name LIKE 'rg\_storm\_%' AND backend_type = 'client backend'
+				  ORDER BY random() LIMIT 1}) // '';
+			nap(0.1) if $victim eq '';
+		}
 		$crash_pos = log_pos($node);
 		# the clients alive now are caught by the crash
 		reap_clients();
