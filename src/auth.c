@@ -393,8 +393,7 @@ rg_release_at_exit(int code, Datum arg)
 	for (i = 0; i < slot->ngroups; i++)
 		rg_counter_forget_if_unused(groups[i]);
 	for (i = 0; i < my_noverflow; i++)
-		rg_counter_forget_if_unused(rg_counter_find(RG_COUNTER_ROLE,
-													my_overflow[i]->key.roleid, InvalidOid));
+		rg_counter_forget_if_unused(my_overflow[i]);
 	memset(slot, 0, sizeof(*slot));
 	/* a place is free: the logins waiting for one look again */
 	rg_wake_waiters();
@@ -477,7 +476,9 @@ rg_login_arrays(RGLogin *login, RGCharges *charges, int n)
 		m->super = palloc(sizeof(bool) * n);
 	}
 	charges->groups = palloc0(sizeof(RGCounter *) * n);
-	charges->entries = palloc0(sizeof(RGEntry *) * n);
+	/* the groups' +group entries: only a policy with such entries has any */
+	charges->entries = login->policy && login->policy->ngroups > 0 ?
+		palloc0(sizeof(RGEntry *) * n) : NULL;
 }
 
 /* Step "prepare": everything that may allocate, before the lock. */
@@ -511,9 +512,12 @@ rg_groups_sized(int ngroups, void *arg)
 	if (ngroups > RG_MEMBERS_CACHED)
 	{
 		pfree(charges->groups);
-		pfree(charges->entries);
 		charges->groups = palloc0(sizeof(RGCounter *) * ngroups);
-		charges->entries = palloc0(sizeof(RGEntry *) * ngroups);
+		if (charges->entries)
+		{
+			pfree(charges->entries);
+			charges->entries = palloc0(sizeof(RGEntry *) * ngroups);
+		}
 	}
 	if (ngroups > RG_SLOT_GROUPS)
 		my_overflow = repalloc(my_overflow, sizeof(RGCounter *) * ngroups);
@@ -538,12 +542,13 @@ rg_resolve_groups(RGLogin *login, RGCharges *charges)
 									  m->names, m->names ? m->ngroups : 0);
 }
 
-/* Does a +group entry name this role? */
-static bool
-rg_group_named(const RGPolicy *policy, const NameData *name)
+/* The +group entry that names this role, or NULL. */
+static const RGEntry *
+rg_group_entry(const RGPolicy *policy, const NameData *name)
 {
-	return policy != NULL && policy->ngroups > 0 &&
-		rg_policy_lookup(policy, RG_ENTRY_GROUP, NameStr(*name), NULL) != NULL;
+	if (policy == NULL || policy->ngroups == 0)
+		return NULL;
+	return rg_policy_lookup(policy, RG_ENTRY_GROUP, NameStr(*name), NULL);
 }
 
 /*
@@ -595,7 +600,7 @@ rg_enter_counters(RGLogin *login, RGCharges *charges)
 	}
 	charges->role->rolname = login->rolname;
 	charges->role->rolsuper = login->rolsuper;
-	if (rg_group_named(policy, &login->rolname))
+	if (rg_group_entry(policy, &login->rolname))
 		rg_counter_track_members(charges->role);
 	if (login->dbname)
 	{
@@ -616,11 +621,12 @@ rg_enter_counters(RGLogin *login, RGCharges *charges)
 	}
 	for (i = 0; i < m->ngroups && !charges->full; i++)
 	{
-		charges->entries[i] = policy && policy->ngroups > 0 ?
-			rg_policy_lookup(policy, RG_ENTRY_GROUP, NameStr(m->names[i]), NULL) : NULL;
+		const RGEntry *e = NULL;
+
+		if (charges->entries)
+			e = charges->entries[i] = rg_group_entry(policy, &m->names[i]);
 		charges->groups[i] = rg_kept_counter(RG_COUNTER_ROLE, m->groups[i], InvalidOid,
-											 charges->entries[i] != NULL,
-											 &charges->full);
+											 e != NULL, &charges->full);
 	}
 }
 
@@ -680,8 +686,7 @@ rg_check_budgets(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 	rg_check_entry(login, v, e ? e : rg_policy_default(policy), charges->role);
 	if (policy && policy->ngroups > 0)
 	{
-		rg_check_entry(login, v, rg_policy_lookup(policy, RG_ENTRY_GROUP,
-										   NameStr(login->rolname), NULL),
+		rg_check_entry(login, v, rg_group_entry(policy, &login->rolname),
 					   charges->role);
 		for (i = 0; i < m->ngroups; i++)
 			rg_check_entry(login, v, charges->entries[i], charges->groups[i]);

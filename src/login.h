@@ -43,7 +43,8 @@ typedef struct RGCharges
 	RGCounter  *roledb;
 	RGCounter **groups;			/* per group: its counter if its member
 								 * count is kept, else NULL */
-	const RGEntry **entries;	/* per group: its +group entry, or NULL */
+	const RGEntry **entries;	/* per group: its +group entry, or NULL;
+								 * NULL if the policy has no +group entry */
 	bool		full;			/* a counter it needs could not be made */
 } RGCharges;
 

@@ -116,6 +116,21 @@ rg_members_shmem_size(void)
 					hash_estimate_size(RG_DATABASES_CACHED, sizeof(RGDatabaseEntry)));
 }
 
+/*
+ * Empty a cache's hash (its key is each entry's first field).  Lock held
+ * exclusively.
+ */
+static void
+rg_hash_empty(HTAB *hash)
+{
+	HASH_SEQ_STATUS status;
+	void	   *e;
+
+	hash_seq_init(&status, hash);
+	while ((e = hash_seq_search(&status)) != NULL)
+		hash_search(hash, e, HASH_REMOVE, NULL);
+}
+
 /* Create or attach; caller holds AddinShmemInitLock. */
 void
 rg_members_shmem_init(void)
@@ -308,11 +323,7 @@ rg_members_store(uint64 generation, Oid roleid, const NameData *rolname,
 		rg_members_shared->capacity ||
 		rg_members_shared->pool_used + m->ngroups > rg_members_shared->pool_size)
 	{
-		HASH_SEQ_STATUS status;
-
-		hash_seq_init(&status, rg_members_hash);
-		while ((e = hash_seq_search(&status)) != NULL)
-			hash_search(rg_members_hash, &e->roleid, HASH_REMOVE, NULL);
+		rg_hash_empty(rg_members_hash);
 		rg_members_shared->pool_used = 0;
 	}
 	for (i = 0; i < m->ngroups; i++)
@@ -402,13 +413,7 @@ rg_database_store(uint64 generation, const char *dbname, const RGDatabase *db)
 	if (generation != pg_atomic_read_u64(rg_generation(RG_GEN_DATABASES)))
 		return;
 	if (hash_get_num_entries(rg_databases_hash) >= RG_DATABASES_CACHED)
-	{
-		HASH_SEQ_STATUS status;
-
-		hash_seq_init(&status, rg_databases_hash);
-		while ((e = hash_seq_search(&status)) != NULL)
-			hash_search(rg_databases_hash, &e->datname, HASH_REMOVE, NULL);
-	}
+		rg_hash_empty(rg_databases_hash);
 	namestrcpy(&key, dbname);
 	e = hash_search(rg_databases_hash, &key, HASH_ENTER_NULL, NULL);
 	if (e == NULL)

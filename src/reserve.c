@@ -108,7 +108,6 @@ rg_reserve_apply(const RGReserveResolved *resolved)
 	{
 		next = c->next_reserved;
 		c->next_reserved = NULL;
-		c->reserve_listed = false;
 		rg_counter_reserve(c, false, 0);
 		rg_counter_reserve(c, true, 0);
 		rg_counter_forget_if_unused(c);
@@ -130,14 +129,17 @@ rg_reserve_apply(const RGReserveResolved *resolved)
 		}
 		if (member)
 			rg_counter_track_members(c);
-		rg_counter_reserve(c, member, e->value);
-		/* listed while it holds places: it is never removed meanwhile */
-		if (e->value > 0 && !c->reserve_listed)
+		/*
+		 * Listed while it holds places (so it is never removed meanwhile):
+		 * a counter that holds some already is listed (entries are unique,
+		 * so a second one names its other count).
+		 */
+		if (e->value > 0 && c->reserved == 0 && c->member_reserved == 0)
 		{
 			c->next_reserved = rs->first;
-			c->reserve_listed = true;
 			rs->first = c;
 		}
+		rg_counter_reserve(c, member, e->value);
 		rg_counter_unpin(c);
 	}
 	rs->unused += rs->unbacked;

@@ -25,7 +25,7 @@
  *
  * Database counts (@db and name@db budgets) follow the same idea: such a
  * counter is made only when a login finds an entry that names it, counted
- * from the slots then (rg_counter_seed), charged by every login while it
+ * from the slots then (rg_slots_in_count), charged by every login while it
  * exists, and given back by every exit whose slot it counts
  * (rg_slot_counter).  RGShared.ndb_counters lets a login and an exit skip
  * the look-ups while there are none, which is the default policy's case.
@@ -278,26 +278,37 @@ rg_slot_counts_member(const RGBackend *slot, Oid roleid)
 }
 
 /*
+ * The admitted sessions a counter's count (or member count) covers, from
+ * the slots: how a count that starts being kept begins.  O(slots).  Lock
+ * held.
+ */
+static int32
+rg_slots_in_count(const RGCounter *c, bool member)
+{
+	int			procno;
+	int32		n = 0;
+
+	for (procno = 0; procno < rg_shared->nbackends; procno++)
+	{
+		const RGBackend *slot = &rg_shared->backends[procno];
+
+		if (slot->pid != 0 && rg_slot_in_count(slot, c, member))
+			n++;
+	}
+	return n;
+}
+
+/*
  * Start keeping a role counter's member count: count the admitted
  * sessions that are members of it.  Caller holds the lock exclusively.
  */
 void
 rg_counter_track_members(RGCounter *counter)
 {
-	int			procno;
-	int			n = 0;
-
 	Assert(counter->key.kind == RG_COUNTER_ROLE);
 	if (counter->members_tracked)
 		return;
-	for (procno = 0; procno < rg_shared->nbackends; procno++)
-	{
-		RGBackend  *slot = &rg_shared->backends[procno];
-
-		if (slot->pid != 0 && rg_slot_counts_member(slot, counter->key.roleid))
-			n++;
-	}
-	rg_counter_set(counter, true, n);
+	rg_counter_set(counter, true, rg_slots_in_count(counter, true));
 	counter->members_tracked = true;
 }
 
@@ -439,28 +450,6 @@ rg_counter_unused(const RGCounter *c)
 		pg_atomic_read_u64((pg_atomic_uint64 *) &c->statements) == 0;
 }
 
-/*
- * A database's (or role-in-database's) count, made when an entry first
- * names it: the sessions already in, from the slots.  O(slots), once per
- * counter.
- */
-static void
-rg_counter_seed(RGCounter *c)
-{
-	int			procno;
-	int			n = 0;
-
-	for (procno = 0; procno < rg_shared->nbackends; procno++)
-	{
-		RGBackend  *slot = &rg_shared->backends[procno];
-
-		if (slot->pid != 0 && rg_slot_in_count(slot, c, false))
-			n++;
-	}
-	c->connections = n;
-	rg_shared->ndb_counters++;
-}
-
 /* Remove a counter from the table.  Lock held exclusively. */
 static void
 rg_counter_remove(RGCounter *c)
@@ -549,9 +538,14 @@ rg_counter_enter(RGCounterKind kind, Oid roleid, Oid dboid)
 		c->next_free = -1;
 		pg_atomic_init_u64(&c->statements, 0);
 		if (kind != RG_COUNTER_ROLE)
-			rg_counter_seed(c);
+		{
+			/* a database count begins with the sessions already in */
+			c->connections = rg_slots_in_count(c, false);
+			rg_shared->ndb_counters++;
+		}
 	}
-	c = &rg_counters[ix->place];
+	else
+		c = &rg_counters[ix->place];
 	c->pins++;
 	return c;
 }

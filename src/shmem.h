@@ -129,9 +129,9 @@ typedef struct RGCounter
 	int32		member_reserved;	/* [lock] ROLE: ... for its members
 									 * (+name=N); implies members_tracked */
 	int32		waiting;		/* [lock] ROLE: its logins waiting now */
-	bool		reserve_listed; /* [lock] in the list of counters with
-								 * reservations (RGReserveState.first) */
-	struct RGCounter *next_reserved;	/* [lock] ... the next in it */
+	struct RGCounter *next_reserved;	/* [lock] the next in the list of
+										 * counters with reservations
+										 * (RGReserveState.first) */
 	RGCounterStats stats;		/* [lock] */
 	pg_atomic_uint64 statements;	/* [atomic] run by sessions of this role */
 } RGCounter;
