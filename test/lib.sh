@@ -84,6 +84,20 @@ rg_setup_pg15() {
 		postgresql-15 postgresql-server-dev-15 postgresql-15-pgaudit \
 		postgresql-15-cron || return 1
 	RG_PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+	[ -n "${RG_PG15_ROOT:-}" ] || return 0
+	# A private copy (see test/run): PostgreSQL finds its libraries, share
+	# files and headers relative to its own binaries, so the copy is a
+	# whole installation that `make install` can write without touching
+	# Debian's.
+	local d
+	for d in /usr/lib/postgresql/15 /usr/share/postgresql/15 /usr/include/postgresql/15; do
+		if [ ! -d "$RG_PG15_ROOT$d" ]; then
+			mkdir -p "$(dirname "$RG_PG15_ROOT$d")" && cp -a "$d" "$RG_PG15_ROOT$d" || return 1
+		fi
+	done
+	[ -e "$RG_PG15_ROOT/usr/include/postgresql/libpq-fe.h" ] ||
+		cp -a /usr/include/postgresql/*.h "$RG_PG15_ROOT/usr/include/postgresql/" 2>/dev/null || true
+	RG_PG_CONFIG=$RG_PG15_ROOT/usr/lib/postgresql/15/bin/pg_config
 }
 
 # 17 and 18: see test/pgversions.sh.  Debian's 15 client (psql, pgbench)

@@ -48,11 +48,59 @@ our @EXPORT_OK = qw(
   raw_hold_ok raw_close raw_result write_hba events_where event_is
   no_event_ok monitor_session reset_stats c_new c_send_startup c_write
   c_update c_wait_any c_wait c_wait_all c_hold_ok c_close c_text
+  inject_arm inject_wait inject_wake
 );
 
 our $wait_seconds = 30;
 $wait_seconds = $PostgreSQL::Test::Utils::timeout_default
   if $PostgreSQL::Test::Utils::timeout_default < $wait_seconds;
+
+# Injection points (test builds only, src/inject.h): inject_arm($node,
+# 'name') makes the next backend that reaches RG_INJECT("name") stop there;
+# inject_wait($node, 'name') waits until one has, and returns its pid;
+# inject_wake($node, 'name', $pid) lets it go on.
+sub _inject_dir
+{
+	my ($node) = @_;
+	my $dir = $node->data_dir . '/rg_inject';
+	mkdir $dir unless -d $dir;
+	return $dir;
+}
+
+sub inject_arm
+{
+	my ($node, $name) = @_;
+	my $f = _inject_dir($node) . "/$name";
+	open(my $fh, '>', $f) or die "cannot arm $f: $!";
+	close $fh;
+	return;
+}
+
+sub inject_wait
+{
+	my ($node, $name, $secs) = @_;
+	my $dir = _inject_dir($node);
+	my $deadline = time + ($secs // $wait_seconds);
+	while (1)
+	{
+		opendir(my $dh, $dir) or die "cannot read $dir: $!";
+		my @held = grep { /^\Q$name\E\.\d+$/ } readdir($dh);
+		closedir $dh;
+		return ($held[0] =~ /\.(\d+)$/)[0] if @held;
+		last if time > $deadline;
+		usleep(20_000);
+	}
+	diag "no backend reached injection point $name";
+	return undef;
+}
+
+sub inject_wake
+{
+	my ($node, $name, $pid) = @_;
+	my $f = _inject_dir($node) . "/$name.$pid";
+	unlink $f or die "cannot wake $f: $!";
+	return;
+}
 
 # A node with role_guard preloaded, listening on its Unix socket and on
 # 127.0.0.1, SQLSTATEs in the server log (log_error_verbosity = verbose

@@ -1,0 +1,34 @@
+/*-------------------------------------------------------------------------
+ *
+ * inject.h
+ *	  Pause points for tests: RG_INJECT("name") marks a place where a test
+ *	  may hold one backend, so that a race can be made to happen every time
+ *	  instead of hoped for.
+ *
+ * Only test builds have them (test/run compiles with -DRG_INJECTION_POINTS);
+ * in any other build RG_INJECT is nothing at all.  How a test uses one:
+ *
+ *	arm		create the file $PGDATA/rg_inject/NAME (empty)
+ *	reached	the first backend that gets to the point renames it to
+ *			NAME.PID (rename is atomic: one arm holds exactly one backend)
+ *			and waits there, its interrupts served, while that file exists
+ *	wake	remove NAME.PID; the backend goes on
+ *
+ * A point inside a held LWLock holds that lock too (that is the point of
+ * some of them); interrupts are held off there, so only a wake ends it.
+ * Works the same on every PostgreSQL version (core's injection_points
+ * module exists only from 17, and only in builds made with it).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RG_INJECT_H
+#define RG_INJECT_H
+
+#ifdef RG_INJECTION_POINTS
+extern void rg_inject(const char *name);
+#define RG_INJECT(name) rg_inject(name)
+#else
+#define RG_INJECT(name) ((void) 0)
+#endif
+
+#endif							/* RG_INJECT_H */
