@@ -76,12 +76,20 @@ WHERE v.name = 'role_guard'
                     AND p.target = (SELECT default_version FROM pg_available_extensions
                                     WHERE name = 'role_guard'));
 
--- the 1.1 library answers the 1.0 views of a database not yet updated
+-- the library answers the 1.0 and 1.1 views of a database not yet updated
 CREATE EXTENSION role_guard VERSION '1.0';
 SELECT extversion FROM pg_extension WHERE extname = 'role_guard';
 SELECT count(*) >= 0 AS usage_answers FROM role_guard_usage;
 SELECT count(*) >= 0 AS budgets_answers FROM role_guard_budgets;
 SELECT count(*) = 1 AS summary_answers FROM role_guard_summary;
+SELECT count(*) >= 0 AS events_answers FROM role_guard_events;
+DROP EXTENSION role_guard;
+CREATE EXTENSION role_guard VERSION '1.1';
+SELECT extversion FROM pg_extension WHERE extname = 'role_guard';
+SELECT count(*) >= 0 AS usage_answers FROM role_guard_usage;
+SELECT count(*) >= 0 AS budgets_answers FROM role_guard_budgets;
+SELECT count(*) = 1 AS summary_answers FROM role_guard_summary;
+SELECT count(*) >= 0 AS reservations_answers FROM role_guard_reservations;
 SELECT count(*) >= 0 AS events_answers FROM role_guard_events;
 DROP EXTENSION role_guard;
 
