@@ -15,6 +15,11 @@ REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=./tmp_c
 TAP_TESTS = 1
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 
+# The library reports the version it was built as (role_guard.library_version
+# and the start-up LOG line): the control file's default_version.
+RG_VERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(dir $(firstword $(MAKEFILE_LIST)))role_guard.control)
+PG_CPPFLAGS += -DRG_LIBRARY_VERSION='"$(RG_VERSION)"'
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

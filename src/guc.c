@@ -44,6 +44,12 @@ int			rg_max_waiting_logins = 10;
 int			rg_reap_interval = 10000;
 int			rg_event_log_size = 1000;
 
+/* role_guard.library_version: read only, the version this library was built as */
+#ifndef RG_LIBRARY_VERSION
+#error "RG_LIBRARY_VERSION is set by the Makefile from role_guard.control"
+#endif
+static char *rg_library_version = NULL;
+
 static char *rg_budgets_text = NULL;
 static char *rg_deny_hosts_text = NULL;
 static char *rg_idle_timeouts_text = NULL;
@@ -314,6 +320,13 @@ rg_guc_init(void)
 							 "Superusers over the Unix socket are never refused by a budget or a reservation.",
 							 NULL, &rg_superuser_socket_exempt, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("role_guard.library_version",
+							   "Version of the loaded role_guard library.",
+							   NULL, &rg_library_version, RG_LIBRARY_VERSION,
+							   PGC_INTERNAL,
+							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							   NULL, NULL, NULL);
 
 	rg_define_int("role_guard.max_waiting_logins",
 				  "The most logins waiting for a place at one time.",

@@ -37,4 +37,9 @@ _PG_init(void)
 	rg_executor_init();
 	rg_reaper_register();
 	rg_reaper_backend_init();
+
+	/* once per server start: the postmaster loads preloaded libraries */
+	if (!IsUnderPostmaster)
+		ereport(LOG,
+				(errmsg("role_guard %s loaded", RG_LIBRARY_VERSION)));
 }

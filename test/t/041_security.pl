@@ -263,9 +263,15 @@ like($settings0, qr/role_guard\.mode=enforce\b/, 'settings as postgresql.conf ha
 is( $node->safe_psql(
 		'postgres',
 		q{SELECT string_agg(DISTINCT source, ',') FROM pg_settings
-		  WHERE name LIKE 'role_guard.%'}),
+		  WHERE name LIKE 'role_guard.%' AND context <> 'internal'}),
 	'configuration file',
 	'every role_guard setting comes from the configuration file');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT context || ' ' || source FROM pg_settings
+		  WHERE name = 'role_guard.library_version'}),
+	'internal default',
+	'role_guard.library_version is read only (internal), set by the library');
 
 my $cannot = sub {
 	my ($name) = @_;
