@@ -1,5 +1,5 @@
 --
--- The views: columns and types as SPEC.md names them, contents for this
+-- The views: columns and types as README.md names them, contents for this
 -- session, the summary's arithmetic, privileges and reset.
 --
 -- each file stands alone: the extension may exist already

@@ -3,7 +3,7 @@
  * policy.c
  *	  Parsers for role_guard's list-valued settings, and O(1) look-up.
  *
- * Grammar (SPEC.md): comma-separated ENTRY=VALUE, white space allowed
+ * Grammar (README.md, Settings): comma-separated ENTRY=VALUE, white space allowed
  * around every token.  ENTRY is one of
  *		name		*		+name		@name		name@name
  * where a name follows SQL identifier rules: "Quoted" (with "" for a

@@ -57,7 +57,7 @@
 #       the first two.
 #   S6  callgrind: the login hook (rg_ClientAuthentication and
 #       rg_release_at_exit, inclusive) at the defaults with its breakdown
-#       and the whole login against stock; on the small server (SPEC
+#       and the whole login against stock; on the small server (the README
 #       budget; 50 +group entries) and on the big one (the policy above,
 #       max_connections 2000, 100 sessions held: 1 500 under valgrind do
 #       not fit this machine).
@@ -125,11 +125,11 @@ sc_conf_big() {
 }
 # sc_conf_default SIDE: no settings at all
 sc_conf_default() { rg_as_pg tee "${DATA[$1]}/role_guard_bench.conf" </dev/null >/dev/null; }
-# sc_conf_spec SIDE: the small server's SPEC budget
+# sc_conf_spec SIDE: the small server's example budget (README)
 sc_conf_spec() {
 	echo "role_guard.budgets = '$SPEC_BUDGET, bench=1000'" | rg_as_pg tee "${DATA[$1]}/role_guard_bench.conf" >/dev/null
 }
-# sc_conf_grp SIDE: SPEC budget plus a +group entry for each of grpuser's 50 groups
+# sc_conf_grp SIDE: example budget plus a +group entry for each of grpuser's 50 groups
 sc_conf_grp() {
 	{
 		printf "role_guard.budgets = '%s, bench=1000, grpuser=1000" "$SPEC_BUDGET"
@@ -748,7 +748,7 @@ if [ "$CALLGRIND" = 1 ]; then
 		sc_cg_login stock grp grpuser
 		stop_server stock
 	fi
-	say "callgrind: role_guard, max_connections 100: default policy, SPEC budget, 50 +group entries"
+	say "callgrind: role_guard, max_connections 100: default policy, example budget, 50 +group entries"
 	if sc_cg_server rg "-c max_connections=100"; then
 		sc_cg_login rg def bench
 		sc_cg_reload_rg sc_conf_spec
@@ -860,8 +860,8 @@ if [ "$CALLGRIND" = 1 ]; then
 	E=$(sc_cg_fn "$CG/rg.def.incl" rg_release_at_exit 2>/dev/null)
 	sc_row "S6   rg_release_at_exit" "" "$E" "$(pct "$E" "$H_DEF")" "" ""
 	sc_row "S6 Ir whole login (PostgresMain), default policy" "$T_STK" "$T_DEF" "$(ratio "$T_DEF" "$T_STK")" "" "net +$(dif "$T_DEF" "$T_STK") Ir"
-	sc_row "S6 Ir login hook + exit, SPEC budget, max_conn 100" "" "$H_SPEC" "" "" ""
-	sc_row "S6 Ir login hook + exit, big server, bench" "" "$H_BIGB" "$(ratio "$H_BIGB" "$H_SPEC")" "<= 1.05 of SPEC" "$(sc_goal "$(ratio "$H_BIGB" "$H_SPEC")" "<=" 1.05)"
+	sc_row "S6 Ir login hook + exit, example budget, max_conn 100" "" "$H_SPEC" "" "" ""
+	sc_row "S6 Ir login hook + exit, big server, bench" "" "$H_BIGB" "$(ratio "$H_BIGB" "$H_SPEC")" "<= 1.05 of example" "$(sc_goal "$(ratio "$H_BIGB" "$H_SPEC")" "<=" 1.05)"
 	sc_row "S6 Ir login hook + exit, 50 +group, max_conn 100" "" "$H_GRP" "" "" ""
 	sc_row "S6 Ir login hook + exit, big server, grpuser" "" "$H_BIGG" "$(ratio "$H_BIGG" "$H_GRP")" "<= 1.05 of small" "$(sc_goal "$(ratio "$H_BIGG" "$H_GRP")" "<=" 1.05)"
 	for k in grp bigg; do
