@@ -14,3 +14,151 @@
 -- Login blocks after failed authentications (issue 26)
 -- (objects follow in the next landing of this part)
 -- ---------------------------------------------------------------------------
+
+-- ---------------------------------------------------------------------------
+-- Active budgets and query_id on events (issue 24): role_guard.active_budgets
+-- and role_guard.active_waits; role_guard_usage's active columns, the
+-- active_* rows of role_guard_budgets, role_guard_events.query_id
+-- ---------------------------------------------------------------------------
+
+-- Per role: its active budget, places held and statements waiting now, and
+-- statements that waited, were refused, or (monitor) would have waited.
+CREATE FUNCTION role_guard_role_active(
+    OUT roleid oid, OUT active_budget integer, OUT active_transactions integer,
+    OUT statements_waiting integer, OUT statements_waited bigint,
+    OUT statements_rejected bigint, OUT would_wait bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'role_guard_role_active'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+-- One row per active_budgets entry, the count it limits taken by the same
+-- rule in C as the executor hooks check.
+CREATE FUNCTION role_guard_active_budget_rows(
+    OUT entry text, OUT kind text, OUT budget integer,
+    OUT connections integer, OUT rejected bigint, OUT would_reject bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'role_guard_active_budget_rows'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+-- The event ring with query_id (role_guard_events() keeps 1.0's columns).
+CREATE FUNCTION role_guard_event_rows(
+    OUT at timestamptz, OUT event text, OUT rolname name, OUT datname name,
+    OUT client_addr inet, OUT application_name text, OUT pid integer,
+    OUT detail text, OUT query_id bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'role_guard_event_rows'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+CREATE OR REPLACE VIEW role_guard_events AS
+SELECT at, event, rolname, datname, client_addr, application_name, pid,
+       detail, query_id
+FROM role_guard_event_rows();
+
+-- For an active entry, "connections" is the transactions holding places.
+CREATE OR REPLACE VIEW role_guard_budgets AS
+SELECT entry, kind, budget, connections, rejected, would_reject
+FROM role_guard_budget_rows()
+UNION ALL
+SELECT entry, kind, budget, connections, rejected, would_reject
+FROM role_guard_active_budget_rows();
+
+-- 1.1's view, plus the active columns (a role with an active entry, or that
+-- held, waited for or was refused an active place, is shown).
+CREATE OR REPLACE VIEW role_guard_usage AS
+WITH p AS MATERIALIZED (
+    SELECT * FROM role_guard_policy()
+), s AS MATERIALIZED (
+    SELECT * FROM role_guard_role_stats()
+), r AS MATERIALIZED (
+    SELECT rolname, reserved FROM role_guard_reservation_rows() WHERE kind = 'role'
+), w AS MATERIALIZED (
+    SELECT * FROM role_guard_role_waits()
+), ac AS MATERIALIZED (
+    SELECT * FROM role_guard_role_active()
+), ae AS MATERIALIZED (
+    SELECT entry, kind FROM role_guard_active_budget_rows()
+), pb AS MATERIALIZED (
+    SELECT rolname, value FROM p WHERE setting = 'budgets' AND kind = 'role'
+), pr AS MATERIALIZED (
+    SELECT DISTINCT rolname FROM p WHERE kind = 'role'
+), dflt AS (
+    SELECT value FROM p WHERE setting = 'budgets' AND kind = 'default'
+), t AS MATERIALIZED (
+    SELECT a.oid AS roleid, lim.*
+    FROM pg_catalog.pg_authid a, role_guard_role_timeouts(a.oid) lim
+    WHERE EXISTS (SELECT 1 FROM p WHERE p.setting <> 'budgets')
+), shown AS (
+    SELECT s.roleid FROM s
+    WHERE s.connections > 0 OR s.peak > 0 OR s.rejected > 0 OR s.would_reject > 0
+       OR s.superuser_denied > 0 OR s.would_deny > 0 OR s.reaped > 0
+       OR s.would_reap > 0 OR s.statements > 0
+    UNION
+    SELECT w.roleid FROM w
+    WHERE w.waiting > 0 OR w.waited > 0 OR w.wait_timeouts > 0 OR w.evicted > 0
+    UNION
+    SELECT ac.roleid FROM ac
+    WHERE ac.active_transactions > 0 OR ac.statements_waiting > 0
+       OR ac.statements_waited > 0 OR ac.statements_rejected > 0
+       OR ac.would_wait > 0
+    UNION
+    SELECT a.oid FROM pg_catalog.pg_authid a
+    WHERE a.rolname IN (SELECT rolname FROM pr)
+       OR a.rolname IN (SELECT rolname FROM r)
+       OR (a.rolcanlogin AND EXISTS (SELECT 1 FROM dflt))
+       OR (a.rolcanlogin AND EXISTS (SELECT 1 FROM ae WHERE ae.kind = 'active_default'))
+       OR a.rolname::text IN (SELECT ae.entry FROM ae WHERE ae.kind = 'active_role')
+       OR quote_ident(a.rolname) IN (SELECT ae.entry FROM ae WHERE ae.kind = 'active_role')
+    UNION
+    SELECT t.roleid FROM t JOIN pg_catalog.pg_authid a ON a.oid = t.roleid
+    WHERE a.rolcanlogin
+      AND (t.idle_timeout IS NOT NULL OR t.idle_in_transaction_timeout IS NOT NULL)
+), named AS (
+    SELECT shown.roleid, coalesce(a.rolname, s.rolname) AS rolname,
+           coalesce(a.rolsuper, s.rolsuper) AS superuser
+    FROM shown
+    LEFT JOIN s ON s.roleid = shown.roleid
+    LEFT JOIN pg_catalog.pg_authid a ON a.oid = shown.roleid
+)
+SELECT n.rolname,
+       n.superuser,
+       coalesce(pb.value, (SELECT value FROM dflt)) AS budget,
+       coalesce(s.connections, 0) AS connections,
+       coalesce(s.active, 0) AS active,
+       coalesce(s.idle, 0) AS idle,
+       coalesce(s.idle_in_transaction, 0) AS idle_in_transaction,
+       coalesce(s.peak, 0) AS peak,
+       coalesce(s.rejected, 0) AS rejected,
+       coalesce(s.would_reject, 0) AS would_reject,
+       coalesce(s.superuser_denied, 0) AS superuser_denied,
+       coalesce(s.reaped, 0) AS reaped,
+       coalesce(s.statements, 0) AS statements,
+       coalesce(s.active_statements, 0) AS active_statements,
+       s.last_rejected,
+       t.idle_timeout,
+       t.idle_in_transaction_timeout,
+       r.reserved,
+       coalesce(w.waiting, 0) AS waiting,
+       coalesce(w.waited, 0) AS waited,
+       coalesce(w.wait_timeouts, 0) AS wait_timeouts,
+       coalesce(w.evicted, 0) AS evicted,
+       ac.active_budget,
+       coalesce(ac.active_transactions, 0) AS active_transactions,
+       coalesce(ac.statements_waiting, 0) AS statements_waiting,
+       coalesce(ac.statements_waited, 0) AS statements_waited,
+       coalesce(ac.statements_rejected, 0) AS statements_rejected,
+       coalesce(ac.would_wait, 0) AS would_wait
+FROM named n
+LEFT JOIN s ON s.roleid = n.roleid
+LEFT JOIN t ON t.roleid = n.roleid
+LEFT JOIN w ON w.roleid = n.roleid
+LEFT JOIN ac ON ac.roleid = n.roleid
+LEFT JOIN pb ON pb.rolname = n.rolname
+LEFT JOIN r ON r.rolname = n.rolname;
+
+REVOKE ALL ON FUNCTION role_guard_role_active() FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_active_budget_rows() FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_event_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION role_guard_role_active() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION role_guard_active_budget_rows() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION role_guard_event_rows() TO pg_monitor;
+-- ---- end of active budgets (issue 24) ----

@@ -146,22 +146,40 @@ rg_has_connect_privilege(Oid dboid, Oid roleid)
 }
 
 /*
- * The wait event a login waiting for a place reports: a custom one named
- * "RoleGuardLoginWait" from PG17 (shown by pg_stat_activity, which on PG18
- * lists backends still authenticating), the generic "Extension" before.
+ * A wait event of role_guard's: a custom one by this name from PG17 (shown
+ * by pg_stat_activity, which on PG18 lists backends still authenticating
+ * too), the generic "Extension" before.  The first call registers it in
+ * shared memory (takes core's lock): call it before role_guard's lock is
+ * taken.  *event caches it.
  */
 static inline uint32
-rg_login_wait_event(void)
+rg_custom_wait_event(const char *name, uint32 *event)
 {
 #if PG_VERSION_NUM >= 170000
-	static uint32 event = 0;
-
-	if (event == 0)
-		event = WaitEventExtensionNew("RoleGuardLoginWait");
-	return event;
+	if (*event == 0)
+		*event = WaitEventExtensionNew(name);
+	return *event;
 #else
 	return PG_WAIT_EXTENSION;
 #endif
+}
+
+/* A login waiting for a place (wait.c). */
+static inline uint32
+rg_login_wait_event(void)
+{
+	static uint32 event = 0;
+
+	return rg_custom_wait_event("RoleGuardLoginWait", &event);
+}
+
+/* A statement waiting for an active place (active.c). */
+static inline uint32
+rg_active_wait_event(void)
+{
+	static uint32 event = 0;
+
+	return rg_custom_wait_event("RoleGuardActiveWait", &event);
 }
 
 #endif							/* RG_COMPAT_H */

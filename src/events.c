@@ -51,6 +51,8 @@ static const char *const rg_event_names[] = {
 	[RG_EVENT_EVICTED] = "evicted",
 	[RG_EVENT_WOULD_EVICT] = "would_evict",
 	[RG_EVENT_WAIT_TIMEOUT] = "wait_timeout",
+	[RG_EVENT_ACTIVE_REJECTED] = "active_rejected",
+	[RG_EVENT_WOULD_WAIT] = "would_wait",
 };
 
 /* An event kind's name, as role_guard_events shows it. */

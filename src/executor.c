@@ -89,13 +89,14 @@ static MemoryContextCallback rg_abort_cleanup_cb;
 static bool rg_abort_cleanup_armed = false;
 
 static inline void
-rg_statement_begin(void)
+rg_statement_begin(uint64 query_id)
 {
 	RGBackend  *slot = rg_my_slot;
 
 	if (slot == NULL)
 		return;
 	slot->seq++;
+	slot->last_query_id = (int64) query_id;
 	slot->active_statements = 1;
 	pg_atomic_fetch_add_u64(&rg_my_counter->statements, 1);
 }
@@ -136,8 +137,11 @@ rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		queryDesc->dest->mydest != DestSQLFunction)
 	{
 		rg_top_query = queryDesc;
-		rg_statement_begin();
+		rg_statement_begin(queryDesc->plannedstmt->queryId);
 	}
+	/* any statement the executor runs is real work: an active place */
+	if (unlikely(rg_active_need))
+		rg_active_take(queryDesc->plannedstmt->queryId);
 	RG_NESTED({
 		if (prev_ExecutorStart)
 			prev_ExecutorStart(queryDesc, eflags);
@@ -215,6 +219,27 @@ rg_planner(Query *parse, const char *query_string, int cursorOptions,
 	return result;
 }
 
+/*
+ * Does a utility statement take an active place?  All do but transaction
+ * control, SET, RESET, SHOW, DISCARD, DEALLOCATE and PREPARE.
+ */
+static bool
+rg_utility_takes_place(const Node *stmt)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_TransactionStmt:
+		case T_VariableSetStmt:
+		case T_VariableShowStmt:
+		case T_DiscardStmt:
+		case T_DeallocateStmt:
+		case T_PrepareStmt:
+			return false;
+		default:
+			return true;
+	}
+}
+
 static void
 rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				  bool readOnlyTree, ProcessUtilityContext context,
@@ -228,9 +253,11 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	if (rg_nesting == 0 && rg_my_slot != NULL &&
 		context == PROCESS_UTILITY_TOPLEVEL)
 	{
-		rg_statement_begin();
+		rg_statement_begin(pstmt->queryId);
 		rg_my_slot->in_utility = true;
 	}
+	if (unlikely(rg_active_need) && rg_utility_takes_place(pstmt->utilityStmt))
+		rg_active_take(pstmt->queryId);
 	RG_NESTED({
 		if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
@@ -262,6 +289,10 @@ rg_abort_cleanup(void *arg)
 static void
 rg_xact_callback(XactEvent event, void *arg)
 {
+	/* the transaction is over: its active place, if any, is free */
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		rg_active_xact_end();
 	if (event != XACT_EVENT_ABORT || rg_my_slot == NULL || rg_nesting != 0)
 		return;
 	rg_top_query = NULL;
@@ -287,6 +318,8 @@ static void
 rg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					SubTransactionId parentSubid, void *arg)
 {
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		rg_active_subxact_abort();
 	if (event == SUBXACT_EVENT_ABORT_SUB && rg_nesting == 0 && rg_my_slot &&
 		rg_my_slot->active_statements)
 	{

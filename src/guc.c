@@ -40,6 +40,8 @@ int			rg_reservations_total = 0;
 bool		rg_superuser_socket_exempt = true;
 const RGPolicy *rg_login_waits = NULL;
 const RGPolicy *rg_evict_idle = NULL;
+const RGPolicy *rg_active_budgets = NULL;
+const RGPolicy *rg_active_waits = NULL;
 int			rg_max_waiting_logins = 10;
 int			rg_reap_interval = 10000;
 int			rg_event_log_size = 1000;
@@ -57,6 +59,8 @@ static char *rg_iit_timeouts_text = NULL;
 static char *rg_reservations_text = NULL;
 static char *rg_login_waits_text = NULL;
 static char *rg_evict_idle_text = NULL;
+static char *rg_active_budgets_text = NULL;
+static char *rg_active_waits_text = NULL;
 
 static const struct config_enum_entry rg_mode_options[] = {
 	{"enforce", RG_MODE_ENFORCE, false},
@@ -187,6 +191,29 @@ RG_POLICY_SETTING(login_waits, "role_guard.login_waits", RG_POLICY_TIMEOUTS, rg_
 RG_POLICY_SETTING(evict_idle, "role_guard.evict_idle", RG_POLICY_TIMEOUTS, rg_evict_idle)
 
 /*
+ * The active lists: like the plain ones, and a new value makes every
+ * session resolve its counts again (active.c) and tells the executor hooks
+ * whether there is anything to take at all.
+ */
+#define RG_ACTIVE_SETTING(fn, gucname, type, target) \
+static bool \
+rg_check_##fn(char **newval, void **extra, GucSource source) \
+{ \
+	return rg_check_policy(gucname, type, newval, extra); \
+} \
+static void \
+rg_assign_##fn(const char *newval, void *extra) \
+{ \
+	target = (const RGPolicy *) extra; \
+	rg_active_generation++; \
+	rg_active_need = rg_active_budgets != NULL && rg_active_budgets->nentries > 0; \
+}
+
+RG_ACTIVE_SETTING(active_budgets, "role_guard.active_budgets", RG_POLICY_BUDGETS, rg_active_budgets)
+
+RG_ACTIVE_SETTING(active_waits, "role_guard.active_waits", RG_POLICY_TIMEOUTS, rg_active_waits)
+
+/*
  * role_guard.reservations: the grammar, and no more places than there are
  * connection slots (each entry's places may be needed at once).
  */
@@ -285,6 +312,12 @@ static const struct
 	{"role_guard.evict_idle",
 		"Sessions that may be ended to make room, idle at least: name=DURATION, +group=DURATION, *=DURATION.",
 	&rg_evict_idle_text, rg_check_evict_idle, rg_assign_evict_idle},
+	{"role_guard.active_budgets",
+		"Active budgets: at most N transactions in progress, comma-separated name=N, *=N, +group=N, @db=N, name@db=N.",
+	&rg_active_budgets_text, rg_check_active_budgets, rg_assign_active_budgets},
+	{"role_guard.active_waits",
+		"How long a statement may wait for an active place: name=DURATION, +group=DURATION, *=DURATION (0: refuse at once).",
+	&rg_active_waits_text, rg_check_active_waits, rg_assign_active_waits},
 };
 
 /* An integer setting, its bounds checked at start-up too. */

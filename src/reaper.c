@@ -311,6 +311,7 @@ rg_reap_event(RGEvent *ev, const RGBackend *slot, int pid,
 	memcpy(ev->application_name, slot->application_name, sizeof(ev->application_name));
 	ev->application_name[sizeof(ev->application_name) - 1] = '\0';
 	rg_event_client(ev, &slot->client);
+	ev->query_id = slot->last_query_id;
 	snprintf(ev->detail, sizeof(ev->detail), "%s for %.1f s, limit %.1f s.",
 			 state == RG_STATE_IDLE ? "Idle" : "Idle in transaction",
 			 idle_ms / 1000.0, limit / 1000.0);
@@ -399,6 +400,7 @@ rg_deny_check(RGBackend *slot, RGReported *r, int pid,
 	memcpy(ev.application_name, slot->application_name, sizeof(ev.application_name));
 	ev.application_name[sizeof(ev.application_name) - 1] = '\0';
 	rg_event_client(&ev, &slot->client);
+	ev.query_id = slot->last_query_id;
 	if (info->rolsuper)
 		snprintf(ev.detail, sizeof(ev.detail),
 				 "Role became a superuser after it logged in; host \"%s\" matches role_guard.superuser_deny_hosts.",

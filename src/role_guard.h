@@ -43,7 +43,9 @@ typedef enum RGEventKind
 	RG_EVENT_WOULD_REAP,
 	RG_EVENT_EVICTED,
 	RG_EVENT_WOULD_EVICT,
-	RG_EVENT_WAIT_TIMEOUT
+	RG_EVENT_WAIT_TIMEOUT,
+	RG_EVENT_ACTIVE_REJECTED,
+	RG_EVENT_WOULD_WAIT
 } RGEventKind;
 
 typedef struct RGEvent
@@ -56,6 +58,7 @@ typedef struct RGEvent
 	char		client_addr[64];	/* numeric host, "" for the Unix socket */
 	char		application_name[NAMEDATALEN];
 	char		detail[256];
+	int64		query_id;		/* the statement's, 0: none (login events) */
 } RGEvent;
 
 
@@ -78,6 +81,8 @@ extern int	rg_reservations_total;
 extern bool rg_superuser_socket_exempt;
 extern const RGPolicy *rg_login_waits;
 extern const RGPolicy *rg_evict_idle;
+extern const RGPolicy *rg_active_budgets;
+extern const RGPolicy *rg_active_waits;
 extern int	rg_max_waiting_logins;
 extern void rg_guc_init(void);
 
@@ -188,6 +193,36 @@ extern void rg_reserve_sync(void);
 extern bool rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
 							   int ngroups, bool waiter, int *unused,
 							   int *used);
+
+/* active.c */
+typedef struct RGActiveCount RGActiveCount;
+
+/* A copy of one active count, for the views. */
+typedef struct RGActiveCountCopy
+{
+	uint32		kind;			/* RGEntryKind (* as name=) */
+	Oid			roleid;
+	Oid			dboid;
+	int32		held;
+	int32		waiting;
+	RGActiveStats stats;
+} RGActiveCountCopy;
+
+extern bool rg_active_need;
+extern uint64 rg_active_generation;
+extern Size rg_active_shmem_size(void);
+extern void rg_active_shmem_init(LWLock *lock);
+extern void rg_active_take(uint64 query_id);
+extern void rg_active_subxact_abort(void);
+extern void rg_active_xact_end(void);
+extern void rg_active_proc_state(int procno, bool *held, bool *waiting);
+extern RGActiveCountCopy *rg_active_copy(int *ncopies);
+extern void rg_active_reset(void);
+extern void rg_active_entry_numbers(const RGEntry *e,
+									const RGActiveCountCopy *copies,
+									int ncopies, int32 *held,
+									RGActiveStats *stats);
+extern int32 rg_active_role_budget(const char *rolname, bool *isnull);
 
 /* executor.c */
 extern void rg_executor_init(void);

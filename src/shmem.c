@@ -85,8 +85,9 @@ rg_counters_size(void)
 static Size
 rg_shmem_size(void)
 {
-	return add_size(add_size(rg_shared_size(), rg_counters_size()),
-					add_size(rg_events_shmem_size(), rg_members_shmem_size()));
+	return add_size(add_size(add_size(rg_shared_size(), rg_counters_size()),
+							 add_size(rg_events_shmem_size(), rg_members_shmem_size())),
+					rg_active_shmem_size());
 }
 
 static void
@@ -97,6 +98,8 @@ rg_shmem_request(void)
 	RequestAddinShmemSpace(rg_shmem_size());
 	/* [0]: counters and slots; [1]: the event ring (events.c) */
 	RequestNamedLWLockTranche("role_guard", 2);
+	/* active places (active.c): never held with the others */
+	RequestNamedLWLockTranche("role_guard active", 1);
 }
 
 static void
@@ -137,6 +140,7 @@ rg_shmem_startup(void)
 									 &info, HASH_ELEM | HASH_BLOBS);
 	rg_events_shmem_init(&(GetNamedLWLockTranche("role_guard"))[1].lock);
 	rg_members_shmem_init();
+	rg_active_shmem_init(&(GetNamedLWLockTranche("role_guard active"))->lock);
 	LWLockRelease(AddinShmemInitLock);
 }
 

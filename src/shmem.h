@@ -89,6 +89,14 @@ rg_outcome_count(RGOutcome *outcome, bool monitor)
 		outcome->done++;
 }
 
+/* What active budgets (active.c) met: statements that waited, refused, would wait. */
+typedef struct RGActiveStats
+{
+	int64		waited;			/* got their place after waiting */
+	int64		rejected;		/* refused (active_waits passed, or 0) */
+	int64		would_wait;		/* monitor mode: would have waited */
+} RGActiveStats;
+
 /*
  * A counter's statistics since the last role_guard_reset(): all [lock].
  * All zero means "nothing to keep" (peak is kept for role counters only).
@@ -106,6 +114,7 @@ typedef struct RGCounterStats
 	int64		waited;			/* ROLE: logins admitted after waiting */
 	int64		wait_timeouts;	/* ROLE: logins that waited and were refused */
 	TimestampTz last_rejected;	/* ROLE: 0 = never */
+	RGActiveStats active;		/* ROLE: its statements and active budgets */
 } RGCounterStats;
 
 typedef struct RGCounter
@@ -195,6 +204,8 @@ typedef struct RGBackend
 									 * statement runs */
 	uint32		seq;			/* [owner] bumped as each top-level
 								 * statement or run starts */
+	int64		last_query_id;	/* [owner] query id of the last top-level
+								 * statement (0: none known) */
 	TimestampTz idle_since;		/* [owner] end of the last work for the
 								 * client (or of login): a lower bound of
 								 * the idle start */

@@ -35,6 +35,9 @@ PG_FUNCTION_INFO_V1(role_guard_budget_rows);
 PG_FUNCTION_INFO_V1(role_guard_reservation_rows);
 PG_FUNCTION_INFO_V1(role_guard_reserve_stats);
 PG_FUNCTION_INFO_V1(role_guard_role_waits);
+PG_FUNCTION_INFO_V1(role_guard_event_rows);
+PG_FUNCTION_INFO_V1(role_guard_role_active);
+PG_FUNCTION_INFO_V1(role_guard_active_budget_rows);
 
 static const char *const rg_kind_names[] = {
 	[RG_ENTRY_ROLE] = "role",
@@ -56,6 +59,8 @@ typedef struct RGRoleRow
 	int32		idle;
 	int32		idle_in_transaction;
 	int32		active_statements;
+	int32		active_places;	/* sessions holding an active place */
+	int32		active_waiting; /* ... waiting for one */
 } RGRoleRow;
 
 /* What a view needs of one admitted session. */
@@ -65,6 +70,8 @@ typedef struct RGSlotCopy
 	Oid			dboid;
 	RGBackendState state;
 	int32		active_statements;
+	bool		active_held;	/* holds an active place (active.c) */
+	bool		active_waiting; /* waits for one */
 	bool		groups_overflow;
 	int16		ngroups;
 	Oid			groups[RG_SLOT_GROUPS];
@@ -141,6 +148,7 @@ rg_snapshot(RGSnapshot *snap)
 		copy->dboid = slot->dboid;
 		copy->state = rg_backend_state(procno, slot, NULL);
 		copy->active_statements = slot->active_statements;
+		rg_active_proc_state(procno, &copy->active_held, &copy->active_waiting);
 		copy->groups_overflow = slot->groups_overflow;
 		copy->ngroups = slot->ngroups;
 		memcpy(copy->groups, slot->groups, sizeof(Oid) * slot->ngroups);
@@ -199,6 +207,8 @@ rg_role_rows_add_slot(HTAB *rows, const RGSlotCopy *slot)
 	else
 		row->idle_in_transaction++;
 	row->active_statements += slot->active_statements;
+	row->active_places += slot->active_held;
+	row->active_waiting += slot->active_waiting;
 	if (slot->groups_overflow)
 	{
 		/* the slot holds only some of its groups: read them all now */
@@ -659,6 +669,7 @@ role_guard_reset(PG_FUNCTION_ARGS)
 {
 	rg_require_loaded();
 	rg_counters_reset();
+	rg_active_reset();
 	rg_events_reset();
 	PG_RETURN_VOID();
 }
@@ -733,9 +744,13 @@ rg_client_inet(const char *stored, Datum *result)
 	return true;
 }
 
-/* role_guard_events(): the ring, newest first. */
-Datum
-role_guard_events(PG_FUNCTION_ARGS)
+/*
+ * The ring, newest first: 1.0's eight columns, and from 1.2 a ninth,
+ * query_id (role_guard_event_rows).  A database not yet updated keeps
+ * calling role_guard_events() and gets the columns its view expects.
+ */
+static Datum
+rg_event_rows(FunctionCallInfo fcinfo, bool with_query_id)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RGEvent    *copy;
@@ -748,8 +763,8 @@ role_guard_events(PG_FUNCTION_ARGS)
 	for (i = 0; i < n; i++)
 	{
 		RGEvent    *ev = &copy[i];
-		Datum		values[8];
-		bool		nulls[8];
+		Datum		values[9];
+		bool		nulls[9];
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = TimestampTzGetDatum(ev->at);
@@ -765,11 +780,30 @@ role_guard_events(PG_FUNCTION_ARGS)
 		values[6] = Int32GetDatum(ev->pid);
 		nulls[6] = ev->pid == 0;
 		values[7] = CStringGetTextDatum(ev->detail);
+		if (with_query_id)
+		{
+			values[8] = Int64GetDatum(ev->query_id);
+			nulls[8] = ev->query_id == 0;
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	if (copy != NULL)
 		pfree(copy);
 	return (Datum) 0;
+}
+
+/* role_guard_events(): 1.0's columns. */
+Datum
+role_guard_events(PG_FUNCTION_ARGS)
+{
+	return rg_event_rows(fcinfo, false);
+}
+
+/* role_guard_event_rows(): 1.2's, with query_id. */
+Datum
+role_guard_event_rows(PG_FUNCTION_ARGS)
+{
+	return rg_event_rows(fcinfo, true);
 }
 
 /*
@@ -854,6 +888,82 @@ role_guard_role_waits(PG_FUNCTION_ARGS)
 		values[3] = Int64GetDatum(c->stats.wait_timeouts);
 		values[4] = Int64GetDatum(c->stats.evicted.done);
 		values[5] = Int64GetDatum(c->stats.evicted.would);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * role_guard_role_active(): per role, its active budget, the places its
+ * sessions hold and the statements waiting now, and what its statements
+ * met since the last reset.
+ */
+Datum
+role_guard_role_active(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HASH_SEQ_STATUS status;
+	RGSnapshot	snap;
+	RGRoleRow  *row;
+
+	rg_srf_snapshot(fcinfo, &snap);
+	hash_seq_init(&status, rg_role_rows(&snap));
+	while ((row = hash_seq_search(&status)) != NULL)
+	{
+		const RGActiveStats *a = &row->counter.stats.active;
+		Datum		values[7];
+		bool		nulls[7] = {0};
+
+		values[0] = ObjectIdGetDatum(row->roleid);
+		values[1] = Int32GetDatum(rg_active_role_budget(NameStr(row->curname), &nulls[1]));
+		values[2] = Int32GetDatum(row->active_places);
+		values[3] = Int32GetDatum(row->active_waiting);
+		values[4] = Int64GetDatum(a->waited);
+		values[5] = Int64GetDatum(a->rejected);
+		values[6] = Int64GetDatum(a->would_wait);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * role_guard_active_budget_rows(): one row per active_budgets entry, kind
+ * prefixed "active_", its limit, the places its count holds, what it
+ * refused and (monitor) would have made wait.
+ */
+Datum
+role_guard_active_budget_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const RGPolicy *policy = rg_active_budgets;
+	RGActiveCountCopy *copies;
+	int			ncopies;
+	int			i;
+
+	rg_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	if (policy == NULL || policy->nentries == 0)
+		return (Datum) 0;
+	copies = rg_active_copy(&ncopies);
+	for (i = 0; i < policy->nentries; i++)
+	{
+		const RGEntry *e = &policy->entries[i];
+		char		text[RG_ENTRY_TEXT_LEN];
+		char		kind[32];
+		int32		held;
+		RGActiveStats stats;
+		Datum		values[6];
+		bool		nulls[6] = {0};
+
+		rg_active_entry_numbers(e, copies, ncopies, &held, &stats);
+		rg_entry_format(e, text, sizeof(text));
+		snprintf(kind, sizeof(kind), "active_%s", rg_kind_names[e->kind]);
+		values[0] = CStringGetTextDatum(text);
+		values[1] = CStringGetTextDatum(kind);
+		values[2] = Int32GetDatum(e->value);
+		values[3] = Int32GetDatum(held);
+		values[4] = Int64GetDatum(stats.rejected);
+		values[5] = Int64GetDatum(stats.would_wait);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

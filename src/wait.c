@@ -193,6 +193,7 @@ rg_evict(const RGLogin *login, const RGVerdict *v, bool monitor, RGEvent *ev)
 	memcpy(ev->application_name, slot->application_name, sizeof(ev->application_name));
 	ev->application_name[sizeof(ev->application_name) - 1] = '\0';
 	rg_event_client(ev, &slot->client);
+	ev->query_id = slot->last_query_id;
 	snprintf(ev->detail, sizeof(ev->detail),
 			 "Idle for %.1f s, role_guard.evict_idle allows %.1f s; its place in \"%s=%d\" is wanted by a login of role \"%s\".",
 			 TimestampDifferenceMilliseconds(since, now) / 1000.0,

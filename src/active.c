@@ -1,0 +1,1056 @@
+/*-------------------------------------------------------------------------
+ *
+ * active.c
+ *	  Active budgets (role_guard.active_budgets): at most N transactions in
+ *	  progress per role, +group, @db and name@db entry, with a FIFO wait
+ *	  (role_guard.active_waits) and a refusal, SQLSTATE 53400.
+ *
+ * A session takes an active place at the first statement of a transaction
+ * that does real work (the executor and utility hooks call rg_active_take,
+ * executor.c decides which statements count) and gives it back when the
+ * transaction ends by any path: rg_active_xact_end from the transaction
+ * callbacks (commit, abort, PREPARE TRANSACTION), and rg_active_exit from
+ * before_shmem_exit (a FATAL, or a plain exit, run before core aborts the
+ * transaction).  A crash-restart makes shared memory anew.
+ *
+ * Counts.  Each entry that applies to a session limits one count, kept in
+ * an RGActiveCount found by key (rg_active_key is the one rule that says
+ * which count an entry limits): name= and * the role's own transactions,
+ * +group the transactions of the group and its members, @db the
+ * database's, name@db the role's in that database.  A session resolves the
+ * counts that apply to it once (again after a reload or a change of roles)
+ * and holds a reference on each (refs), so a count with sessions is never
+ * removed; the place is then one pass over those few counts under the lock.
+ *
+ * Waiting.  A statement that finds no room takes a ticket and joins one
+ * list of waiters in ticket order (RGActiveShared.head).  Places are not
+ * fought over: whoever frees one (a transaction's end, a waiter leaving,
+ * a new limit) walks the list under the lock (rg_active_grant) and gives
+ * places to the waiters that fit, in ticket order, counting in each count
+ * the earlier waiters that did not fit (a later statement never takes a
+ * place an earlier one waits for, whatever their roles); it then sets the
+ * granted waiters' latches.  A waiter sleeps on its latch (and its client's
+ * socket) with the wait event RoleGuardActiveWait, so it is interruptible
+ * by statement_timeout, pg_cancel_backend, pg_terminate_backend, postmaster
+ * death and a client that goes away; whatever way it leaves, the abort or
+ * exit path takes it off the list (and gives back a place granted in the
+ * meantime).
+ *
+ * Locking.  The counts and the waiter list have their own LWLock (tranche
+ * "role_guard active"), never held with the counters' lock: taking and
+ * giving back a place never holds up a login.  [active] below: read and
+ * written under it exclusively (the views read held and waiting of the
+ * per-process records without it, a snapshot that may be a moment old).
+ * Nothing under it errors or allocates (HASH_ENTER_NULL).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "libpq/libpq-be.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/dest.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "inject.h"
+#include "role_guard.h"
+
+/* The counts one session's place may be in: role, its +group entries, @db, name@db. */
+#define RG_ACTIVE_COUNTS (RG_SLOT_GROUPS + 4)
+
+typedef struct RGActiveKey
+{
+	uint32		kind;			/* RGActiveKind */
+	Oid			roleid;			/* the role, or the +group's role */
+	Oid			dboid;
+} RGActiveKey;
+
+struct RGActiveCount
+{
+	RGActiveKey key;			/* hash key */
+	int32		kind;			/* [active] RGEntryKind of the entry */
+	int32		limit;			/* [active] its value as last resolved */
+	int32		held;			/* [active] places held */
+	int32		waiting;		/* [active] statements waiting for one */
+	int32		refs;			/* [active] sessions that resolved it */
+	uint64		pass;			/* [active] rg_active_grant's walk ... */
+	int32		ahead;			/* [active] ... and its earlier waiters */
+	char		entry[RG_ENTRY_TEXT_LEN];	/* [active] as the views show it */
+	RGActiveStats stats;		/* [active] */
+};
+
+/* One per PGPROC: its place and, while it waits, its line. */
+typedef struct RGActiveProc
+{
+	bool		held;			/* [active] holds a place */
+	bool		granted;		/* [active] a waiter given its place */
+	uint64		ticket;			/* [active] 0: not waiting */
+	int32		next;			/* [active] waiter list, procnos, -1 */
+	int32		prev;
+	TimestampTz granted_at;		/* [active] when it was given its place */
+	int32		ncounts;		/* [active] */
+	RGActiveCount *counts[RG_ACTIVE_COUNTS];	/* [active] */
+} RGActiveProc;
+
+typedef struct RGActiveShared
+{
+	LWLock	   *lock;			/* [startup] */
+	int			nprocs;			/* [startup] */
+	uint64		next_ticket;	/* [active] */
+	uint64		pass;			/* [active] rg_active_grant's walks */
+	int32		head;			/* [active] first waiter, -1: none */
+	int32		tail;			/* [active] */
+	int32		nwaiting;		/* [active] */
+	RGActiveProc procs[FLEXIBLE_ARRAY_MEMBER];
+} RGActiveShared;
+
+static RGActiveShared *rg_active = NULL;
+static HTAB *rg_active_counts = NULL;
+
+/* Set while a transaction may still have to take a place: see executor.c. */
+bool		rg_active_need = false;
+/* Bumped by the assign hooks of active_budgets and active_waits. */
+uint64		rg_active_generation = 1;
+
+/* What this session resolved (backend-local). */
+static struct
+{
+	uint64		generation;		/* rg_active_generation resolved under */
+	uint64		members;		/* membership-cache generation */
+	bool		resolved;
+	bool		exempt;			/* superuser over the Unix socket */
+	int32		wait_ms;		/* role_guard.active_waits, -1: no limit */
+	int			ncounts;
+	RGActiveCount *counts[RG_ACTIVE_COUNTS];
+	bool		held;			/* this transaction holds a place */
+	bool		waiting;		/* ... waits for one */
+	bool		exit_registered;
+} my;
+
+/* The entry of a refusal, as the message shows it. */
+typedef struct RGActiveFull
+{
+	int32		kind;
+	char		entry[RG_ENTRY_TEXT_LEN];
+	int32		limit;
+	int32		used;
+} RGActiveFull;
+
+static void rg_active_exit(int code, Datum arg);
+
+/* Shared memory ---------------------------------------------------------- */
+
+static int
+rg_active_capacity(void)
+{
+	return rg_counter_capacity();
+}
+
+Size
+rg_active_shmem_size(void)
+{
+	return add_size(add_size(offsetof(RGActiveShared, procs),
+							 mul_size(rg_total_procs(), sizeof(RGActiveProc))),
+					hash_estimate_size(rg_active_capacity(), sizeof(RGActiveCount)));
+}
+
+/* Called from shmem.c's startup hook, AddinShmemInitLock held. */
+void
+rg_active_shmem_init(LWLock *lock)
+{
+	bool		found;
+	HASHCTL		info;
+	Size		size = add_size(offsetof(RGActiveShared, procs),
+								mul_size(rg_total_procs(), sizeof(RGActiveProc)));
+	int			i;
+
+	rg_active = ShmemInitStruct("role_guard active", size, &found);
+	if (!found)
+	{
+		memset(rg_active, 0, size);
+		rg_active->lock = lock;
+		rg_active->nprocs = rg_total_procs();
+		rg_active->head = rg_active->tail = -1;
+		for (i = 0; i < rg_active->nprocs; i++)
+			rg_active->procs[i].next = rg_active->procs[i].prev = -1;
+	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(RGActiveKey);
+	info.entrysize = sizeof(RGActiveCount);
+	rg_active_counts = ShmemInitHash("role_guard active counts",
+									 rg_active_capacity(), rg_active_capacity(),
+									 &info, HASH_ELEM | HASH_BLOBS);
+}
+
+/* The one rule: the count an entry limits, for a session. */
+static void
+rg_active_key(RGActiveKey *key, const RGEntry *e, Oid roleid, Oid groupid,
+			  Oid dboid)
+{
+	memset(key, 0, sizeof(*key));
+	key->kind = e->kind == RG_ENTRY_DEFAULT ? RG_ENTRY_ROLE : e->kind;
+	switch ((RGEntryKind) e->kind)
+	{
+		case RG_ENTRY_ROLE:
+		case RG_ENTRY_DEFAULT:
+			key->roleid = roleid;
+			break;
+		case RG_ENTRY_GROUP:
+			key->roleid = groupid;
+			break;
+		case RG_ENTRY_DATABASE:
+			key->dboid = dboid;
+			break;
+		case RG_ENTRY_ROLE_DATABASE:
+			key->roleid = roleid;
+			key->dboid = dboid;
+			break;
+	}
+}
+
+static bool
+rg_active_count_unused(const RGActiveCount *c)
+{
+	static const RGActiveStats zero;
+
+	return c->refs == 0 && c->held == 0 && c->waiting == 0 &&
+		memcmp(&c->stats, &zero, sizeof(zero)) == 0;
+}
+
+/* Make room: drop a count that no session uses (statistics only). */
+static bool
+rg_active_evict(void)
+{
+	HASH_SEQ_STATUS status;
+	RGActiveCount *c;
+
+	hash_seq_init(&status, rg_active_counts);
+	while ((c = hash_seq_search(&status)) != NULL)
+	{
+		if (c->refs == 0 && c->held == 0 && c->waiting == 0)
+		{
+			hash_seq_term(&status);
+			hash_search(rg_active_counts, &c->key, HASH_REMOVE, NULL);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Find or make a count, and reference it.  Lock held.  NULL: table full. */
+static RGActiveCount *
+rg_active_enter(const RGActiveKey *key, const RGEntry *e)
+{
+	RGActiveCount *c;
+	bool		found;
+
+	c = hash_search(rg_active_counts, key, HASH_FIND, NULL);
+	if (c == NULL)
+	{
+		c = hash_search(rg_active_counts, key, HASH_ENTER_NULL, &found);
+		if (c == NULL && rg_active_evict())
+			c = hash_search(rg_active_counts, key, HASH_ENTER_NULL, &found);
+		if (c == NULL)
+			return NULL;
+		memset((char *) c + sizeof(RGActiveKey), 0,
+			   sizeof(RGActiveCount) - sizeof(RGActiveKey));
+	}
+	c->kind = e->kind;
+	c->limit = e->value;
+	rg_entry_format(e, c->entry, sizeof(c->entry));
+	c->refs++;
+	return c;
+}
+
+/* Drop this session's references.  Lock held. */
+static void
+rg_active_unref(void)
+{
+	int			i;
+
+	for (i = 0; i < my.ncounts; i++)
+	{
+		RGActiveCount *c = my.counts[i];
+
+		c->refs--;
+		if (rg_active_count_unused(c))
+			hash_search(rg_active_counts, &c->key, HASH_REMOVE, NULL);
+	}
+	my.ncounts = 0;
+}
+
+/* The waiter list --------------------------------------------------------- */
+
+static void
+rg_active_unlink(int procno)
+{
+	RGActiveProc *w = &rg_active->procs[procno];
+	int			i;
+
+	if (w->prev >= 0)
+		rg_active->procs[w->prev].next = w->next;
+	else
+		rg_active->head = w->next;
+	if (w->next >= 0)
+		rg_active->procs[w->next].prev = w->prev;
+	else
+		rg_active->tail = w->prev;
+	w->next = w->prev = -1;
+	w->ticket = 0;
+	for (i = 0; i < w->ncounts; i++)
+		w->counts[i]->waiting--;
+	rg_active->nwaiting--;
+}
+
+/* Earlier waiters in this count that the current walk could not serve. */
+static inline int32
+rg_active_ahead(const RGActiveCount *c, uint64 pass)
+{
+	return c->pass == pass ? c->ahead : 0;
+}
+
+/*
+ * Give places to the waiters that fit, in ticket order: a waiter fits when
+ * each of its counts has room after the earlier waiters of that count that
+ * did not fit.  Lock held exclusively.  Sets the latches of those served.
+ */
+static void
+rg_active_grant(void)
+{
+	uint64		pass;
+	int			procno;
+
+	if (rg_active->head < 0)
+		return;
+	pass = ++rg_active->pass;
+	for (procno = rg_active->head; procno >= 0;)
+	{
+		RGActiveProc *w = &rg_active->procs[procno];
+		int			next = w->next;
+		bool		fits = true;
+		int			i;
+
+		for (i = 0; i < w->ncounts && fits; i++)
+		{
+			RGActiveCount *c = w->counts[i];
+
+			fits = c->held + rg_active_ahead(c, pass) < c->limit;
+		}
+		if (fits)
+		{
+			for (i = 0; i < w->ncounts; i++)
+				w->counts[i]->held++;
+			rg_active_unlink(procno);
+			w->held = true;
+			w->granted = true;
+			w->granted_at = GetCurrentTimestamp();
+			SetLatch(&GetPGProcByNumber(procno)->procLatch);
+		}
+		else
+		{
+			for (i = 0; i < w->ncounts; i++)
+			{
+				RGActiveCount *c = w->counts[i];
+
+				if (c->pass != pass)
+				{
+					c->pass = pass;
+					c->ahead = 0;
+				}
+				c->ahead++;
+			}
+		}
+		procno = next;
+	}
+}
+
+/* Resolution -------------------------------------------------------------- */
+
+/*
+ * role_guard.active_waits for a role: its own entry, else the shortest of
+ * its groups' entries, else "*"; -1 when none names it (wait until the
+ * statement is cancelled).  0 refuses at once.
+ */
+static int32
+rg_active_wait_limit(const char *rolname, const RGMembers *m)
+{
+	const RGPolicy *p = rg_active_waits;
+	const RGEntry *e;
+	int32		best = -1;
+	int			i;
+
+	if (p == NULL || p->nentries == 0)
+		return -1;
+	if ((e = rg_policy_lookup(p, RG_ENTRY_ROLE, rolname, NULL)) != NULL)
+		return e->value;
+	for (i = -1; p->ngroups > 0 && m->names && i < m->ngroups; i++)
+	{
+		e = rg_policy_lookup(p, RG_ENTRY_GROUP,
+							 i < 0 ? rolname : NameStr(m->names[i]), NULL);
+		if (e && (best < 0 || e->value < best))
+			best = e->value;
+	}
+	if (best >= 0)
+		return best;
+	e = rg_policy_default(p);
+	return e ? e->value : -1;
+}
+
+/* The entries that apply to this session, each with its count's key. */
+static int
+rg_active_entries(const NameData *rolname, Oid roleid, const RGMembers *m,
+				  const RGEntry **entries, RGActiveKey *keys)
+{
+	const RGPolicy *p = rg_active_budgets;
+	const RGBackend *slot = rg_my_slot;
+	const char *db = NameStr(slot->datname);
+	const RGEntry *e;
+	int			n = 0;
+	int			i;
+
+#define RG_ACTIVE_ADD(entry, groupid) \
+	do { \
+		if ((entry) != NULL && n < RG_ACTIVE_COUNTS) \
+		{ \
+			entries[n] = (entry); \
+			rg_active_key(&keys[n], (entry), roleid, (groupid), slot->dboid); \
+			n++; \
+		} \
+	} while (0)
+
+	e = rg_policy_lookup(p, RG_ENTRY_ROLE, NameStr(*rolname), NULL);
+	RG_ACTIVE_ADD(e ? e : rg_policy_default(p), InvalidOid);
+	if (p->ngroups > 0)
+	{
+		RG_ACTIVE_ADD(rg_policy_lookup(p, RG_ENTRY_GROUP, NameStr(*rolname), NULL),
+					  roleid);
+		for (i = 0; i < m->ngroups; i++)
+			RG_ACTIVE_ADD(rg_policy_lookup(p, RG_ENTRY_GROUP, NameStr(m->names[i]), NULL),
+						  m->groups[i]);
+	}
+	if (OidIsValid(slot->dboid))
+	{
+		RG_ACTIVE_ADD(rg_policy_lookup(p, RG_ENTRY_DATABASE, NULL, db), InvalidOid);
+		RG_ACTIVE_ADD(rg_policy_lookup(p, RG_ENTRY_ROLE_DATABASE, NameStr(*rolname), db),
+					  InvalidOid);
+	}
+#undef RG_ACTIVE_ADD
+	return n;
+}
+
+/*
+ * Find the counts that apply to this session (after a reload or a change
+ * of roles, or the first time): catalogs through the membership cache, no
+ * lock; then references under the lock.
+ */
+static void
+rg_active_resolve(void)
+{
+	RGBackend  *slot = rg_my_slot;
+	RGMembers	m;
+	NameData	rolname;
+	bool		rolsuper = false;
+	const RGEntry *entries[RG_ACTIVE_COUNTS];
+	RGActiveKey keys[RG_ACTIVE_COUNTS];
+	int			n = 0;
+	int			i;
+
+	my.generation = rg_active_generation;
+	my.members = rg_members_generation();
+	m.ngroups = 0;
+	m.groups = palloc(sizeof(Oid) * RG_MEMBERS_CACHED);
+	m.names = palloc(sizeof(NameData) * RG_MEMBERS_CACHED);
+	m.super = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
+	if (rg_role_groups(slot->roleid, &rolname, &rolsuper, &m))
+	{
+		n = rg_active_entries(&rolname, slot->roleid, &m, entries, keys);
+		my.wait_ms = rg_active_wait_limit(NameStr(rolname), &m);
+	}
+	my.exempt = rolsuper && slot->client.addr.ss_family == AF_UNIX &&
+		rg_superuser_socket_exempt;
+
+	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+	rg_active_unref();
+	for (i = 0; i < n; i++)
+	{
+		RGActiveCount *c = rg_active_enter(&keys[i], entries[i]);
+
+		if (c == NULL)
+		{
+			rg_active_unref();
+			break;
+		}
+		my.counts[my.ncounts++] = c;
+	}
+	/* a new limit may let waiters in */
+	rg_active_grant();
+	LWLockRelease(rg_active->lock);
+	my.resolved = true;
+	if (n > 0 && my.ncounts == 0)
+		ereport(LOG,
+				(errmsg("role_guard: transactions of role \"%s\" are not counted against active budgets",
+						NameStr(rolname)),
+				 errdetail("All %d entries of role_guard's active count table are in use.",
+						   rg_active_capacity()),
+				 errhint("Increase role_guard.max_roles.")));
+	pfree(m.groups);
+	pfree(m.names);
+	pfree(m.super);
+}
+
+/* Taking a place ------------------------------------------------------------ */
+
+/* The count with least room, for messages.  Lock held. */
+static void
+rg_active_fullest(RGActiveFull *full)
+{
+	int			best_room = INT_MAX;
+	int			i;
+
+	memset(full, 0, sizeof(*full));
+	for (i = 0; i < my.ncounts; i++)
+	{
+		RGActiveCount *c = my.counts[i];
+		int			room = c->limit - c->held - c->waiting;
+
+		if (room < best_room)
+		{
+			best_room = room;
+			full->kind = c->kind;
+			strlcpy(full->entry, c->entry, sizeof(full->entry));
+			full->limit = c->limit;
+			full->used = c->held;
+		}
+	}
+}
+
+/*
+ * Does every count have room (and, if mind_waiters, no one waiting in it)?
+ * Lock held.
+ */
+static bool
+rg_active_room(bool mind_waiters)
+{
+	int			i;
+
+	for (i = 0; i < my.ncounts; i++)
+	{
+		RGActiveCount *c = my.counts[i];
+
+		if (c->held >= c->limit || (mind_waiters && c->waiting > 0))
+			return false;
+	}
+	return true;
+}
+
+/* Take the place in every count.  Lock held. */
+static void
+rg_active_charge(void)
+{
+	int			i;
+
+	for (i = 0; i < my.ncounts; i++)
+		my.counts[i]->held++;
+	rg_active->procs[rg_my_procno()].held = true;
+	my.held = true;
+}
+
+/* Join the line and let the walk serve it if it can.  Lock held. */
+static void
+rg_active_enqueue(void)
+{
+	int			procno = rg_my_procno();
+	RGActiveProc *w = &rg_active->procs[procno];
+	int			i;
+
+	w->ticket = ++rg_active->next_ticket;
+	w->granted = false;
+	w->ncounts = my.ncounts;
+	for (i = 0; i < my.ncounts; i++)
+	{
+		w->counts[i] = my.counts[i];
+		my.counts[i]->waiting++;
+	}
+	w->prev = rg_active->tail;
+	w->next = -1;
+	if (rg_active->tail >= 0)
+		rg_active->procs[rg_active->tail].next = procno;
+	else
+		rg_active->head = procno;
+	rg_active->tail = procno;
+	rg_active->nwaiting++;
+	my.waiting = true;
+	rg_active_grant();
+}
+
+/*
+ * Leave the line (a timeout, an error, an exit).  A place given meanwhile
+ * stays taken (the caller keeps it or gives it back).  Lock held.
+ */
+static void
+rg_active_dequeue(void)
+{
+	int			procno = rg_my_procno();
+	RGActiveProc *w = &rg_active->procs[procno];
+
+	if (!my.waiting)
+		return;
+	my.waiting = false;
+	if (w->granted)
+	{
+		w->granted = false;
+		my.held = true;
+		return;
+	}
+	rg_active_unlink(procno);
+	/* later waiters counted this one ahead of them */
+	rg_active_grant();
+}
+
+/*
+ * Count what a statement met, in its role's counter: waited, refused, or
+ * (monitor mode) would have waited.  Slow path only: the counters' lock.
+ */
+static void
+rg_active_count_outcome(bool waited, bool refused, bool would)
+{
+	LWLock	   *lock = rg_lock();
+	RGCounter  *role = rg_my_counter;
+	int			i;
+
+	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+	for (i = 0; i < my.ncounts; i++)
+	{
+		RGActiveStats *s = &my.counts[i]->stats;
+
+		s->waited += waited;
+		s->rejected += refused;
+		s->would_wait += would;
+	}
+	LWLockRelease(rg_active->lock);
+	if (role == NULL)
+		return;
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	role->stats.active.waited += waited;
+	role->stats.active.rejected += refused;
+	role->stats.active.would_wait += would;
+	LWLockRelease(lock);
+}
+
+/* The DETAIL: the entry, its use, and the wait. */
+static void
+rg_active_detail(char *buf, size_t len, const RGActiveFull *full,
+				 double waited_s, bool monitor)
+{
+	if (monitor)
+		snprintf(buf, len,
+				 "role_guard active budget \"%s=%d\" is full (%d of %d transactions in progress); the statement would wait (role_guard.mode is monitor).",
+				 full->entry, full->limit, full->used, full->limit);
+	else
+		snprintf(buf, len,
+				 "role_guard active budget \"%s=%d\" is full (%d of %d transactions in progress); the statement waited %.1f s (role_guard.active_waits).",
+				 full->entry, full->limit, full->used, full->limit, waited_s);
+}
+
+/* An event about this session's statement. */
+static void
+rg_active_event(RGEventKind kind, const char *detail, uint64 query_id)
+{
+	RGBackend  *slot = rg_my_slot;
+	RGCounter  *role = rg_my_counter;
+	RGEvent		ev;
+
+	rg_event_init(&ev, kind);
+	ev.pid = MyProcPid;
+	if (role)
+		ev.rolname = role->rolname;
+	ev.datname = slot->datname;
+	memcpy(ev.application_name, slot->application_name, sizeof(ev.application_name));
+	ev.application_name[sizeof(ev.application_name) - 1] = '\0';
+	rg_event_client(&ev, &slot->client);
+	strlcpy(ev.detail, detail, sizeof(ev.detail));
+	ev.query_id = (int64) query_id;
+	rg_event_add(&ev);
+}
+
+/* Refuse the statement: ERROR 53400.  No lock held. */
+static void
+rg_active_refuse(const RGActiveFull *full, double waited_s, uint64 query_id)
+{
+	char		detail[RG_ENTRY_TEXT_LEN + 256];
+	const char *rolname = rg_my_counter ? NameStr(rg_my_counter->rolname) : "";
+	const char *db = NameStr(rg_my_slot->datname);
+
+	rg_active_detail(detail, sizeof(detail), full, waited_s, false);
+	rg_active_count_outcome(false, true, false);
+	rg_active_event(RG_EVENT_ACTIVE_REJECTED, detail, query_id);
+	if (full->kind == RG_ENTRY_DATABASE)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many active transactions for database \"%s\"", db),
+				 errdetail("%s", detail)));
+	if (full->kind == RG_ENTRY_ROLE_DATABASE)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many active transactions for role \"%s\" in database \"%s\"",
+						rolname, db),
+				 errdetail("%s", detail)));
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("too many active transactions for role \"%s\"", rolname),
+			 errdetail("%s", detail)));
+}
+
+/* Admitted over a full budget: monitor mode, or an exempt superuser. */
+static void
+rg_active_report_over(const RGActiveFull *full, uint64 query_id)
+{
+	char		detail[RG_ENTRY_TEXT_LEN + 256];
+	const char *rolname = rg_my_counter ? NameStr(rg_my_counter->rolname) : "";
+
+	rg_active_detail(detail, sizeof(detail), full, 0, !my.exempt);
+	if (my.exempt)
+	{
+		ereport(LOG,
+				(errmsg("role_guard: superuser \"%s\" began a transaction over an active budget through the Unix socket",
+						rolname),
+				 errdetail("%s", detail)));
+		return;
+	}
+	rg_active_count_outcome(false, false, true);
+	rg_active_event(RG_EVENT_WOULD_WAIT, detail, query_id);
+	ereport(LOG,
+			(errmsg("role_guard: statement of role \"%s\" would wait for an active place",
+					rolname),
+			 errdetail("%s", detail)));
+}
+
+/*
+ * Sleep until the walk serves this statement or its wait ends.  Returns
+ * true with the place taken, false when active_waits passed (off the line,
+ * *full filled).  An interrupt ERRORs or FATALs out of here: the abort and
+ * exit paths leave the line.
+ */
+static bool
+rg_active_sleep(TimestampTz start, RGActiveFull *full)
+{
+	RGActiveProc *w = &rg_active->procs[rg_my_procno()];
+	uint32		event = rg_active_wait_event();
+	TimestampTz deadline = my.wait_ms >= 0 ?
+		TimestampTzPlusMilliseconds(start, my.wait_ms) : 0;
+	bool		socket = MyProcPort != NULL && whereToSendOutput == DestRemote;
+
+	for (;;)
+	{
+		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
+		long		timeout = -1;
+		int			rc;
+
+		if (deadline != 0)
+		{
+			events |= WL_TIMEOUT;
+			timeout = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline), 1);
+		}
+		if (socket)
+			events |= WL_SOCKET_CLOSED;
+		rc = WaitLatchOrSocket(MyLatch, events,
+							   socket ? MyProcPort->sock : PGINVALID_SOCKET,
+							   timeout, event);
+		ResetLatch(MyLatch);
+		if (rc & WL_SOCKET_CLOSED)
+			ereport(FATAL,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("connection to client lost")));
+		CHECK_FOR_INTERRUPTS();
+
+		LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+		if (w->granted)
+		{
+			TimestampTz granted_at = w->granted_at;
+
+			rg_active_dequeue();
+			LWLockRelease(rg_active->lock);
+			elog(DEBUG2, "role_guard: active place taken " INT64_FORMAT " us after it was granted",
+				 (int64) (GetCurrentTimestamp() - granted_at));
+			return true;
+		}
+		if (deadline != 0 && GetCurrentTimestamp() >= deadline)
+		{
+			rg_active_fullest(full);
+			rg_active_dequeue();
+			LWLockRelease(rg_active->lock);
+			return false;
+		}
+		LWLockRelease(rg_active->lock);
+	}
+}
+
+/*
+ * The first statement of a transaction that does real work: take a place
+ * in every count that applies, waiting in line if one is full.
+ */
+void
+rg_active_take(uint64 query_id)
+{
+	RGBackend  *slot = rg_my_slot;
+	bool		monitor = rg_mode == RG_MODE_MONITOR;
+	RGActiveFull full;
+	TimestampTz start;
+
+	rg_active_need = false;
+	if (slot == NULL || slot->walsender || rg_mode == RG_MODE_OFF ||
+		my.held || my.waiting || rg_active == NULL)
+		return;
+	if (!my.resolved || my.generation != rg_active_generation ||
+		my.members != rg_members_generation())
+		rg_active_resolve();
+	if (my.ncounts == 0)
+		return;
+	if (!my.exit_registered)
+	{
+		before_shmem_exit(rg_active_exit, (Datum) 0);
+		my.exit_registered = true;
+	}
+
+	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+	if (rg_active_room(true))
+	{
+		rg_active_charge();
+		LWLockRelease(rg_active->lock);
+		return;
+	}
+	rg_active_fullest(&full);
+	if (monitor || my.exempt)
+	{
+		/* counted, never waits; reported only when over */
+		bool		over = !rg_active_room(false);
+
+		rg_active_charge();
+		LWLockRelease(rg_active->lock);
+		if (over)
+			rg_active_report_over(&full, query_id);
+		return;
+	}
+	LWLockRelease(rg_active->lock);
+	if (my.wait_ms == 0)
+		rg_active_refuse(&full, 0, query_id);
+	/* the wait event is registered in shared memory: not under our lock */
+	(void) rg_active_wait_event();
+	start = GetCurrentTimestamp();
+	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+	rg_active_enqueue();
+	LWLockRelease(rg_active->lock);
+	RG_INJECT("active-wait");
+	if (!rg_active_sleep(start, &full))
+		rg_active_refuse(&full, TimestampDifferenceMilliseconds(start, GetCurrentTimestamp()) / 1000.0,
+						 query_id);
+	rg_active_count_outcome(true, false, false);
+}
+
+/* Giving it back -------------------------------------------------------------- */
+
+/* Leave the line and give back the place, if any.  Lock not held. */
+static void
+rg_active_release(void)
+{
+	RGActiveProc *w;
+	int			i;
+
+	if (!my.held && !my.waiting)
+		return;
+	w = &rg_active->procs[rg_my_procno()];
+	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+	rg_active_dequeue();
+	if (my.held)
+	{
+		for (i = 0; i < my.ncounts; i++)
+			my.counts[i]->held--;
+		w->held = false;
+		my.held = false;
+		rg_active_grant();
+	}
+	LWLockRelease(rg_active->lock);
+}
+
+/*
+ * A subtransaction failed: a statement that waited in it (a procedure's,
+ * after a COMMIT inside) leaves the line; a place given meanwhile is kept
+ * for the rest of the transaction.
+ */
+void
+rg_active_subxact_abort(void)
+{
+	if (!my.waiting)
+		return;
+	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+	rg_active_dequeue();
+	LWLockRelease(rg_active->lock);
+	if (!my.held)
+		rg_active_need = rg_active_budgets != NULL && rg_active_budgets->nentries > 0;
+}
+
+/*
+ * The transaction ended (commit, abort, prepare): give the place back, and
+ * let the next transaction take one.
+ */
+void
+rg_active_xact_end(void)
+{
+	rg_active_release();
+	rg_active_need = rg_active_budgets != NULL && rg_active_budgets->nentries > 0;
+}
+
+/* Backend exit: before core aborts the transaction, give everything back. */
+static void
+rg_active_exit(int code, Datum arg)
+{
+	LWLock	   *lock = rg_active->lock;
+
+	if (LWLockHeldByMe(lock))
+		LWLockRelease(lock);
+	rg_active_release();
+	if (my.ncounts > 0)
+	{
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		rg_active_unref();
+		LWLockRelease(lock);
+	}
+	rg_active_need = false;
+}
+
+/* Views ------------------------------------------------------------------------- */
+
+/* Does a process hold a place, or wait for one?  No lock: a snapshot. */
+void
+rg_active_proc_state(int procno, bool *held, bool *waiting)
+{
+	RGActiveProc *w;
+
+	*held = *waiting = false;
+	if (rg_active == NULL || procno >= rg_active->nprocs)
+		return;
+	w = &rg_active->procs[procno];
+	*held = w->held;
+	*waiting = w->ticket != 0;
+}
+
+/* A copy of every count (palloc'd), for role_guard_budgets. */
+RGActiveCountCopy *
+rg_active_copy(int *ncopies)
+{
+	int			room = rg_active_capacity();
+	RGActiveCountCopy *copy = palloc0(sizeof(RGActiveCountCopy) * Max(room, 1));
+	HASH_SEQ_STATUS status;
+	RGActiveCount *c;
+	int			n = 0;
+
+	LWLockAcquire(rg_active->lock, LW_SHARED);
+	hash_seq_init(&status, rg_active_counts);
+	while ((c = hash_seq_search(&status)) != NULL)
+	{
+		if (n >= room)
+		{
+			hash_seq_term(&status);
+			break;
+		}
+		copy[n].kind = c->key.kind;
+		copy[n].roleid = c->key.roleid;
+		copy[n].dboid = c->key.dboid;
+		copy[n].held = c->held;
+		copy[n].waiting = c->waiting;
+		copy[n].stats = c->stats;
+		n++;
+	}
+	LWLockRelease(rg_active->lock);
+	*ncopies = n;
+	return copy;
+}
+
+/*
+ * One active_budgets entry's numbers for role_guard_budgets, by the rule
+ * that says which count it limits (rg_active_key): places held now, and
+ * the statements it refused or (monitor) would have made wait.  "*" sums
+ * the counts of the roles that have no entry of their own.
+ */
+void
+rg_active_entry_numbers(const RGEntry *e, const RGActiveCountCopy *copies,
+						int ncopies, int32 *held, RGActiveStats *stats)
+{
+	Oid			roleid = InvalidOid;
+	Oid			dboid = InvalidOid;
+	RGActiveKey key;
+	int			i;
+
+	*held = 0;
+	memset(stats, 0, sizeof(*stats));
+	if (e->name[0] != '\0')
+		roleid = get_role_oid(e->name, true);
+	if (e->db[0] != '\0')
+		dboid = get_database_oid(e->db, true);
+	rg_active_key(&key, e, roleid, roleid, dboid);
+	for (i = 0; i < ncopies; i++)
+	{
+		const RGActiveCountCopy *c = &copies[i];
+
+		if (c->kind != key.kind)
+			continue;
+		if (e->kind == RG_ENTRY_DEFAULT)
+		{
+			char	   *name = GetUserNameFromId(c->roleid, true);
+
+			if (name && rg_policy_lookup(rg_active_budgets, RG_ENTRY_ROLE, name, NULL))
+				continue;
+		}
+		else if (c->roleid != key.roleid || c->dboid != key.dboid ||
+				 (!OidIsValid(roleid) && e->name[0] != '\0') ||
+				 (!OidIsValid(dboid) && e->db[0] != '\0'))
+			continue;
+		*held += c->held;
+		stats->waited += c->stats.waited;
+		stats->rejected += c->stats.rejected;
+		stats->would_wait += c->stats.would_wait;
+	}
+}
+
+/* A role's active budget as role_guard_usage shows it: its entry, or "*". */
+int32
+rg_active_role_budget(const char *rolname, bool *isnull)
+{
+	const RGEntry *e;
+
+	e = rg_policy_lookup(rg_active_budgets, RG_ENTRY_ROLE, rolname, NULL);
+	if (e == NULL)
+		e = rg_policy_default(rg_active_budgets);
+	*isnull = e == NULL;
+	return e ? e->value : 0;
+}
+
+/* role_guard_reset(): forget the counts' statistics. */
+void
+rg_active_reset(void)
+{
+	HASH_SEQ_STATUS status;
+	RGActiveCount *c;
+
+	if (rg_active == NULL)
+		return;
+	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+	hash_seq_init(&status, rg_active_counts);
+	while ((c = hash_seq_search(&status)) != NULL)
+	{
+		memset(&c->stats, 0, sizeof(c->stats));
+		if (rg_active_count_unused(c))
+			hash_search(rg_active_counts, &c->key, HASH_REMOVE, NULL);
+	}
+	LWLockRelease(rg_active->lock);
+}

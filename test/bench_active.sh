@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# test/bench_active.sh: what active budgets (role_guard.active_budgets) cost.
+#
+# Run as root, from any directory, with the server built and installed as
+# test/run does it (RG_PG15_ROOT for a private copy of PostgreSQL 15):
+#   RG_PG15_ROOT=/path/pg15 test/bench_active.sh [--rounds N] [--secs S]
+#
+# It is a measurement, not a test: it prints figures beside their goals and
+# exits 0 whatever they are.  Two data directories from the same binaries
+# (stock: nothing preloaded; rg: role_guard preloaded), Unix socket only,
+# fsync off, pgbench -i -s 1, and then:
+#   A. a budget that never fills (active_budgets 'bench=1000'): pgbench -S
+#      -M prepared -c 16 -j 2 on each, in rounds that alternate the order
+#      (stock rg, rg stock, ...), median tps and rg/stock; while rg runs,
+#      pg_stat_activity sampled every 10 ms for backends waiting on the
+#      "role_guard active" LWLock (contention of the take/give-back lock);
+#   B. a full budget of 4 ('bench=4', no active_waits: wait until served):
+#      the same pgbench with 32 clients against 4 clients alone, rg/rg
+#      (the queue's cost when it moves), alternating order;
+#   C. the wake-up delay: 32 clients on 'bench=4' with log_min_messages =
+#      debug2, each statement served after a wait logs how long after its
+#      place was granted it ran (release -> the next waiter's start):
+#      median, 99th percentile and max;
+#   D. instructions (valgrind --tool=callgrind, --toggle-collect on the
+#      hooks): per pgbench -S -M prepared transaction, rg_active_take and
+#      rg_active_xact_end inclusive, with 'bench=1000' (never fills).
+set -u
+RG_REPO=$(cd "$(dirname "$0")/.." && pwd)
+ROUNDS=4
+SECS=5
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rounds) ROUNDS=$2; shift ;;
+	--secs) SECS=$2; shift ;;
+	*) echo "unknown option $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+ROOT=${RG_PG15_ROOT:-}
+BIN=$ROOT/usr/lib/postgresql/15/bin
+[ -x "$BIN/postgres" ] || { echo "no $BIN/postgres: build and install with test/run first" >&2; exit 1; }
+[ -e "$("$BIN/pg_config" --pkglibdir)/role_guard.so" ] || { echo "role_guard.so is not installed in $BIN/.." >&2; exit 1; }
+PGBENCH=$(command -v pgbench || echo /usr/lib/postgresql/15/bin/pgbench)
+
+DIR=$(mktemp -d /tmp/rg_bench_active.XXXXXX)
+chown postgres: "$DIR"
+as_pg() { su postgres -s /bin/bash -c "$*"; }
+cleanup() {
+	for s in stock rg; do
+		[ -d "$DIR/$s" ] && as_pg "$BIN/pg_ctl -D $DIR/$s -m immediate stop" >/dev/null 2>&1
+	done
+	rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+declare -A PORT=([stock]=5681 [rg]=5682)
+for s in stock rg; do
+	as_pg "$BIN/initdb -D $DIR/$s -A trust -U postgres" >/dev/null || exit 1
+	cat >>"$DIR/$s/postgresql.conf" <<EOF
+port = ${PORT[$s]}
+listen_addresses = ''
+unix_socket_directories = '$DIR'
+fsync = off
+synchronous_commit = off
+max_connections = 100
+shared_buffers = 64MB
+autovacuum = off
+EOF
+done
+cat >>"$DIR/rg/postgresql.conf" <<EOF
+shared_preload_libraries = 'role_guard'
+include_if_exists = 'active.conf'
+EOF
+set_active() { # set_active BUDGETS [LOGLEVEL]
+	printf "role_guard.active_budgets = '%s'\nlog_min_messages = %s\n" "$1" "${2:-warning}" >"$DIR/rg/active.conf"
+	chown postgres: "$DIR/rg/active.conf"
+	as_pg "$BIN/pg_ctl -D $DIR/rg reload" >/dev/null
+	sleep 1
+}
+set_active 'bench=1000'
+for s in stock rg; do
+	as_pg "$BIN/pg_ctl -D $DIR/$s -l $DIR/$s.log -w start" >/dev/null || { tail "$DIR/$s.log"; exit 1; }
+	as_pg "$BIN/psql -X -q -h $DIR -p ${PORT[$s]} -d postgres -c 'CREATE ROLE bench LOGIN SUPERUSER' -c 'CREATE DATABASE bench OWNER bench'"
+	as_pg "$PGBENCH -q -i -s 1 -h $DIR -p ${PORT[$s]} -U bench bench" >/dev/null 2>&1
+done
+# over the Unix socket a superuser never waits: connect as a plain role
+for s in stock rg; do
+	as_pg "$BIN/psql -X -q -h $DIR -p ${PORT[$s]} -d bench -c 'ALTER ROLE bench NOSUPERUSER'"
+done
+
+tps() { # tps SIDE CLIENTS
+	as_pg "$PGBENCH -n -S -M prepared -c $2 -j 2 -T $SECS -h $DIR -p ${PORT[$1]} -U bench bench" 2>/dev/null |
+		sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1
+}
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "NA" }'; }
+
+echo "== A. budget that never fills (bench=1000), pgbench -S -M prepared -c 16, $ROUNDS rounds x ${SECS}s"
+: >"$DIR/a.stock"
+: >"$DIR/a.rg"
+: >"$DIR/a.samples"
+for ((r = 0; r < ROUNDS; r++)); do
+	if ((r % 2 == 0)); then order="stock rg"; else order="rg stock"; fi
+	for s in $order; do
+		if [ "$s" = rg ]; then
+			(
+				end=$((SECONDS + SECS))
+				while [ $SECONDS -lt $end ]; do
+					as_pg "$BIN/psql -X -At -h $DIR -p ${PORT[rg]} -d postgres -c \"SELECT count(*) FILTER (WHERE wait_event = 'role_guard active'), count(*) FROM pg_stat_activity WHERE usename = 'bench' AND state = 'active'\"" >>"$DIR/a.samples" 2>/dev/null
+					sleep 0.01
+				done
+			) &
+			sampler=$!
+		fi
+		tps "$s" 16 >>"$DIR/a.$s"
+		[ "$s" = rg ] && wait "$sampler"
+	done
+done
+A_STOCK=$(median <"$DIR/a.stock")
+A_RG=$(median <"$DIR/a.rg")
+echo "stock tps (median): $A_STOCK; role_guard: $A_RG; ratio $(ratio "$A_RG" "$A_STOCK") (goal >= 0.97)"
+awk -F'|' '{ w += $1; n += $2 } END { printf "backends seen waiting on the \"role_guard active\" LWLock: %d of %d active-backend samples (%.2f%%)\n", w, n, n ? 100 * w / n : 0 }' "$DIR/a.samples"
+
+echo "== B. full budget of 4 (bench=4): 32 clients against 4 clients alone, $ROUNDS rounds x ${SECS}s"
+set_active 'bench=4'
+: >"$DIR/b.4"
+: >"$DIR/b.32"
+for ((r = 0; r < ROUNDS; r++)); do
+	if ((r % 2 == 0)); then order="4 32"; else order="32 4"; fi
+	for c in $order; do
+		tps rg "$c" >>"$DIR/b.$c"
+	done
+done
+B4=$(median <"$DIR/b.4")
+B32=$(median <"$DIR/b.32")
+echo "4 clients: $B4 tps; 32 clients on 4 places: $B32 tps; ratio $(ratio "$B32" "$B4") (goal >= 0.95)"
+
+echo "== C. wake-up delay (release -> next waiter runs), 32 clients on bench=4, ${SECS}s"
+set_active 'bench=4' debug2
+pos=$(stat -c %s "$DIR/rg.log")
+tps rg 32 >/dev/null
+tail -c +"$((pos + 1))" "$DIR/rg.log" | sed -n 's/.*active place taken \([0-9]*\) us after it was granted.*/\1/p' >"$DIR/c.us"
+n=$(wc -l <"$DIR/c.us")
+sort -n "$DIR/c.us" | awk -v n="$n" '{ a[NR] = $1 } END {
+	if (n == 0) { print "no waits logged"; exit }
+	printf "waits: %d; delay median %d us, p99 %d us, max %d us\n", n, a[int((n + 1) / 2)], a[int(n * 0.99) > 0 ? int(n * 0.99) : 1], a[n] }'
+set_active 'bench=1000'
+
+if command -v valgrind >/dev/null; then
+	echo "== D. instructions per transaction (callgrind), bench=1000 and no budget"
+	as_pg "$BIN/pg_ctl -D $DIR/rg -m fast stop" >/dev/null
+	for conf in 'bench=1000' ''; do
+		printf "role_guard.active_budgets = '%s'\n" "$conf" >"$DIR/rg/active.conf"
+		rm -f "$DIR"/cg.*
+		as_pg "valgrind --tool=callgrind -q --callgrind-out-file=$DIR/cg.%p --collect-atstart=no --toggle-collect=PostgresMain $BIN/postgres -D $DIR/rg" >"$DIR/vg.log" 2>&1 &
+		for ((i = 0; i < 300; i++)); do
+			"$BIN/pg_isready" -q -h "$DIR" -p "${PORT[rg]}" && break
+			sleep 0.2
+		done
+		for t in 20 1020; do
+			as_pg "$PGBENCH -n -S -M prepared -c 1 -t $t -h $DIR -p ${PORT[rg]} -U bench bench" >/dev/null 2>&1
+		done
+		as_pg "$BIN/pg_ctl -D $DIR/rg -m fast stop" >/dev/null 2>&1
+		sleep 2
+		tot=()
+		take=()
+		for f in $(ls -tr "$DIR"/cg.* 2>/dev/null); do
+			grep -q 'rg_active\|PostgresMain' "$f" || continue
+			callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$f" >"$f.incl" 2>/dev/null
+			t=$(awk '/^summary:/ { print $2; exit }' "$f")
+			a=$(awk '{ gsub(",", "", $1) } /rg_active_take |rg_active_xact_end / { s += $1 } END { print s + 0 }' "$f.incl")
+			tot+=("$t")
+			take+=("$a")
+		done
+		# the two largest profiles are the two pgbench clients (20 and 1020 transactions)
+		read -r small big < <(printf '%s\n' "${tot[@]}" | sort -n | tail -n 2 | tr '\n' ' ')
+		read -r tsmall tbig < <(printf '%s\n' "${take[@]}" | sort -n | tail -n 2 | tr '\n' ' ')
+		echo "active_budgets='$conf': $(((big - small) / 1000)) Ir per transaction; rg_active_take + rg_active_xact_end: $(((tbig - tsmall) / 1000)) Ir per transaction"
+	done
+fi
+exit 0

@@ -1,0 +1,474 @@
+
+# Copyright: see README.md.
+#
+# role_guard.active_budgets and role_guard.active_waits: at most N
+# transactions in progress, a FIFO wait, refusal 53400; the views' active
+# columns, events with query_id, the 1.1 -> 1.2 update.
+#
+# Sections: 1 what takes a place (SET and BEGIN do not; idle in transaction
+# keeps it) and the refusal; 2 waiting (wait event, woken at the release);
+# 3 cancel, statement_timeout and terminate while waiting; 4 FIFO across
+# two roles of one +group; 5 exit paths (error, PREPARE TRANSACTION,
+# terminate, client gone while waiting); 6 functions, DO, procedures that
+# COMMIT; 7 never more than N under 24 clients, and pgbench 16 clients on 4
+# with no failure; 8 query_id = pg_stat_statements.queryid; 9 monitor
+# mode; 10 the 1.1 -> 1.2 update; 11 SIGKILL (crash-restart).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use RoleGuardTest qw(:DEFAULT events_where run_pgbench);
+
+my $pkglibdir = `pg_config --pkglibdir`;
+chomp $pkglibdir;
+my $pgss = -e "$pkglibdir/pg_stat_statements.so";
+
+my $node = rg_node(
+	'active',
+	conf => qq{max_connections = 80
+max_prepared_transactions = 5
+restart_after_crash = on
+compute_query_id = on
+} . ($pgss ? "shared_preload_libraries = 'role_guard, pg_stat_statements'\n" : '')
+	  . qq{role_guard.active_budgets = 'tenant=2, +grp=1, \@limdb=1, solo=1, many=3, pb=4'
+role_guard.active_waits = 'tenant=0, dbuser=0, solo=0'
+});
+
+$node->safe_psql(
+	'postgres', q{
+CREATE ROLE tenant LOGIN;
+CREATE ROLE grp NOLOGIN;
+CREATE ROLE ga LOGIN IN ROLE grp;
+CREATE ROLE gb LOGIN IN ROLE grp;
+CREATE ROLE dbuser LOGIN;
+CREATE ROLE solo LOGIN;
+CREATE ROLE many LOGIN;
+CREATE ROLE pb LOGIN;
+CREATE DATABASE limdb;
+CREATE EXTENSION role_guard;
+CREATE TABLE spans (t0 timestamptz, t1 timestamptz);
+CREATE TABLE rg_probe_qid (x int);
+CREATE TABLE twophase (x int);
+GRANT ALL ON spans, rg_probe_qid, twophase TO PUBLIC;
+});
+$node->safe_psql('postgres', 'CREATE EXTENSION pg_stat_statements') if $pgss;
+
+my $v = $node->safe_psql('postgres', 'SHOW server_version_num');
+
+sub tcp
+{
+	my ($user, $db) = @_;
+	return tcp_connstr($node, $user, $db);
+}
+
+sub session_of
+{
+	my ($user, $db) = @_;
+	my $s = bg_session($node, tcp($user, $db));
+	die "no session for $user: " . $s->stderr unless $s->connected;
+	return $s;
+}
+
+sub active_of
+{
+	my ($role) = @_;
+	return usage_of($node, $role, qw(active_budget active_transactions
+		  statements_waiting statements_waited statements_rejected would_wait));
+}
+
+# Wait until the role's active_transactions and statements_waiting are these.
+sub counts_are
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($role, $held, $waiting, $name) = @_;
+	ok( poll_until(
+			$node,
+			"SELECT active_transactions || '/' || statements_waiting FROM role_guard_usage WHERE rolname = '$role'",
+			"$held/$waiting"),
+		$name);
+}
+
+# Wait until the backend waits for an active place (its wait event).
+sub waits_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($pid, $name) = @_;
+	my $want = $v >= 170000 ? 'Extension/RoleGuardActiveWait' : 'Extension/Extension';
+	ok( poll_until(
+			$node,
+			"SELECT wait_event_type || '/' || wait_event FROM pg_stat_activity WHERE pid = $pid",
+			$want),
+		$name);
+}
+
+# ===========================================================================
+# 1. What takes a place; idle in transaction keeps it; the refusal
+# ===========================================================================
+# sessions that wait later: a session's first query needs a place too
+my $h1 = session_of('tenant');
+my $h2 = session_of('tenant');
+my $w  = session_of('tenant');
+my $w2 = session_of('tenant');
+my $w3 = session_of('tenant');
+$h1->query('BEGIN');
+$h1->query("SET work_mem = '8MB'");
+$h1->query('SHOW work_mem');
+counts_are('tenant', 0, 0, 'BEGIN, SET and SHOW take no active place');
+$h1->query('SELECT 1');
+counts_are('tenant', 1, 0, 'the first real statement takes a place');
+$h2->query('BEGIN');
+$h2->query('SELECT 1');
+counts_are('tenant', 2, 0, 'two transactions hold places, idle in transaction');
+
+my $lpos = log_pos($node);
+my ($ret, $out, $err) =
+  try_login($node, tcp('tenant'), 'SELECT count(*) FROM rg_probe_qid');
+isnt($ret, 0, 'a third transaction is refused at once (active_waits 0)');
+like($err, qr/ERROR:  too many active transactions for role "tenant"/,
+	'the message');
+like(log_since($node, $lpos),
+	qr/ERROR:  53400: too many active transactions for role "tenant"/,
+	'SQLSTATE 53400');
+like(
+	$err,
+	qr/DETAIL:  role_guard active budget "tenant=2" is full \(2 of 2 transactions in progress\); the statement waited 0\.0 s \(role_guard\.active_waits\)\./,
+	'the DETAIL names the entry, its use and the wait');
+($ret, $out, $err) = try_login($node, tcp('tenant'),
+	"BEGIN; SET work_mem = '4MB'; SHOW work_mem; COMMIT; DISCARD PLANS");
+is($ret, 0, 'transaction control, SET, SHOW and DISCARD run while full')
+  or diag $err;
+is(active_of('tenant')->{statements_rejected}, '1', 'statements_rejected counts it');
+my @ev = events_where($node, { event => 'active_rejected', rolname => 'tenant' });
+is(scalar @ev, 1, 'one active_rejected event');
+like($ev[0]{detail} // '', qr/"tenant=2" is full/, 'its detail');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT kind || ' ' || budget || ' ' || connections || ' ' || rejected FROM role_guard_budgets WHERE entry = 'tenant' AND kind LIKE 'active%'"
+	),
+	'active_role 2 2 1',
+	'role_guard_budgets: the active entry, its places held and refusals');
+
+# @db: the database's count, and its message
+my $d1 = session_of('dbuser', 'limdb');
+$d1->query('BEGIN; SELECT 1');
+($ret, $out, $err) = try_login($node, tcp('dbuser', 'limdb'), 'SELECT 1');
+like(
+	$err,
+	qr/ERROR:  too many active transactions for database "limdb".*"\@limdb=1" is full \(1 of 1/s,
+	'@db entry: message names the database');
+$d1->query('COMMIT');
+
+# ===========================================================================
+# 2. Waiting: the wait event, woken when a place frees
+# ===========================================================================
+ok(set_conf($node, 'role_guard.active_waits' => 'tenant=60s, dbuser=0, solo=0'),
+	'active_waits tenant=60s');
+my $wpid = $w->backend_pid;
+my $m = $w->start_query('SELECT 42');
+waits_ok($wpid, 'a waiting statement shows wait event RoleGuardActiveWait');
+is( $node->safe_psql('postgres', "SELECT state FROM pg_stat_activity WHERE pid = $wpid"),
+	'active', 'and state active');
+counts_are('tenant', 2, 1, 'statements_waiting 1');
+$h1->query('COMMIT');
+is($w->wait_query($m), '42', 'the waiter runs when a place frees');
+counts_are('tenant', 1, 0, 'the place went to the waiter (its statement is done)');
+is(active_of('tenant')->{statements_waited}, '1', 'statements_waited 1');
+
+# ===========================================================================
+# 3. Cancel, statement_timeout and terminate while waiting
+# ===========================================================================
+$h1->query('BEGIN');
+$h1->query('SELECT 1');
+counts_are('tenant', 2, 0, 'full again');
+$m = $w->start_query('SELECT 43');
+waits_ok($wpid, 'waiting');
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($wpid)");
+$w->wait_query($m);
+like($w->stderr, qr/canceling statement due to user request/, 'pg_cancel_backend ends the wait');
+counts_are('tenant', 2, 0, 'cancelled: no trace in the counts');
+
+$m = $w->start_query("SET statement_timeout = '300ms'; SELECT 44");
+$w->wait_query($m);
+like($w->stderr, qr/canceling statement due to statement timeout/,
+	'statement_timeout ends the wait');
+counts_are('tenant', 2, 0, 'timed out: no trace in the counts');
+$w->query('RESET statement_timeout');
+
+$m = $w->start_query('SELECT 45');
+waits_ok($wpid, 'waiting again');
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($wpid)");
+ok(poll_until($node, "SELECT count(*) FROM pg_stat_activity WHERE pid = $wpid", '0'),
+	'pg_terminate_backend ends the waiter');
+counts_are('tenant', 2, 0, 'terminated: no trace in the counts');
+
+# the line still works: a waiter is served after all that
+$m = $w2->start_query('SELECT 46');
+waits_ok($w2->backend_pid, 'a new waiter');
+$h2->query('COMMIT');
+is($w2->wait_query($m), '46', 'is served at the next release');
+
+# client gone while waiting
+$h2->query('BEGIN');
+$h2->query('SELECT 1');
+counts_are('tenant', 2, 0, 'full');
+my $w3pid = $w3->backend_pid;
+$w3->start_query('SELECT 47');
+waits_ok($w3pid, 'waiting');
+my $pos = log_pos($node);
+$w3->kill_client;
+ok(poll_until($node, "SELECT count(*) FROM pg_stat_activity WHERE pid = $w3pid", '0'),
+	'a waiter whose client went away ends at once');
+counts_are('tenant', 2, 0, 'client gone: no trace in the counts');
+$h1->query('COMMIT');
+$h2->query('COMMIT');
+counts_are('tenant', 0, 0, 'all places back');
+
+# ===========================================================================
+# 4. FIFO across two roles of one +group (grp=1)
+# ===========================================================================
+ok(set_conf($node, 'role_guard.active_waits' => 'dbuser=0, solo=0'),
+	'no active_waits for the group: wait until cancelled');
+my $gh  = session_of('ga');
+my $wa  = session_of('ga');
+my $wb  = session_of('gb');
+my $wa2 = session_of('ga');
+$gh->query('BEGIN');
+$gh->query('SELECT 1');
+$wa->query('BEGIN');
+my $ma = $wa->start_query("SELECT 'a'");
+waits_ok($wa->backend_pid, 'ga waits first');
+my $mb;
+$wb->query('BEGIN');
+$mb = $wb->start_query("SELECT 'b'");
+waits_ok($wb->backend_pid, 'gb waits second');
+my $ma2 = $wa2->start_query("SELECT 'a2'");
+waits_ok($wa2->backend_pid, 'ga waits third');
+$gh->query('COMMIT');
+is($wa->wait_query($ma), 'a', 'the first waiter gets the place');
+waits_ok($wb->backend_pid, 'the second (another role) still waits');
+waits_ok($wa2->backend_pid, 'the third (same role as the first) still waits');
+$wa->query('COMMIT');
+is($wb->wait_query($mb), 'b', 'then the second, of the other role, before the third');
+waits_ok($wa2->backend_pid, 'the third still waits while the second holds it');
+$wb->query('COMMIT');
+is($wa2->wait_query($ma2), 'a2', 'then the third');
+counts_are('ga', 0, 0, 'the group count is empty again');
+
+# ===========================================================================
+# 5. Exit paths give the place back
+# ===========================================================================
+my $e1 = session_of('tenant');
+$e1->query('BEGIN');
+$e1->query('SELECT 1');
+counts_are('tenant', 1, 0, 'held');
+$e1->query('SELECT 1/0');
+counts_are('tenant', 0, 0, 'an error ends the transaction: place back (block still open)');
+$e1->query('ROLLBACK');
+$e1->query('BEGIN');
+$e1->query('INSERT INTO twophase VALUES (1)');
+counts_are('tenant', 1, 0, 'held');
+$e1->query("PREPARE TRANSACTION 'rg_p1'");
+counts_are('tenant', 0, 0, 'PREPARE TRANSACTION gives the place back');
+$e1->query('BEGIN');
+$e1->query('SELECT 1');
+my $e2 = session_of('tenant');
+$e2->query('BEGIN');
+$e2->query('SELECT 1');
+counts_are('tenant', 2, 0, 'full');
+($ret, $out, $err) = try_login($node, tcp('tenant'), "COMMIT PREPARED 'rg_p1'");
+is($ret, 0, 'COMMIT PREPARED runs while full (transaction control)') or diag $err;
+$node->safe_psql('postgres', 'SELECT pg_terminate_backend(' . $e1->backend_pid . ')');
+counts_are('tenant', 1, 0, 'a terminated holder gives its place back');
+$e2->kill_client;
+counts_are('tenant', 0, 0, 'a holder whose client went away gives it back');
+
+# ===========================================================================
+# 6. A statement never waits for its own transaction
+# ===========================================================================
+$node->safe_psql(
+	'postgres', q{
+CREATE FUNCTION rg_q() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+  SELECT count(*) INTO n FROM pg_class;
+  PERFORM count(*) FROM spans;
+  RETURN n;
+END $$;
+CREATE PROCEDURE rg_p() LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO spans VALUES (now(), now());
+  COMMIT;
+  INSERT INTO spans VALUES (now(), now());
+  COMMIT;
+  PERFORM rg_q();
+END $$;
+GRANT EXECUTE ON FUNCTION rg_q() TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE rg_p() TO PUBLIC;
+});
+my $so = session_of('solo');
+foreach my $sql ('SELECT rg_q() > 0', 'DO $$BEGIN PERFORM rg_q(); END$$',
+	'CALL rg_p()',
+	'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT rg_q()',
+	'COPY (SELECT rg_q()) TO STDOUT',
+	'BEGIN; SELECT rg_q(); SAVEPOINT s; SELECT rg_q(); ROLLBACK TO s; SELECT rg_q(); COMMIT')
+{
+	ok(defined $so->query($sql), "solo=1, active_waits 0: $sql");
+}
+is($so->stderr, '', 'none of them waited for (or was refused) its own place');
+$so->quit;
+counts_are('solo', 0, 0, 'solo holds nothing afterwards');
+
+# ===========================================================================
+# 7. Never more than N, measured from inside the transactions
+# ===========================================================================
+my $script = $node->basedir . '/spans.sql';
+open(my $fh, '>', $script) or die;
+print $fh q{BEGIN;
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+SELECT pg_sleep(0.002);
+INSERT INTO spans VALUES (to_timestamp(:t0), clock_timestamp());
+COMMIT;
+};
+close $fh;
+$node->safe_psql('postgres', 'TRUNCATE spans');
+my ($bout, $berr) = ('', '');
+my $bok = IPC::Run::run(
+	[ 'pgbench', '-n', '-c', '24', '-j', '4', '-t', '15', '-f', $script, tcp('many') ],
+	'<', '/dev/null', '>', \$bout, '2>', \$berr,
+	IPC::Run::timeout(180));
+ok($bok, '24 clients on many=3 finish') or diag $berr;
+my $max = $node->safe_psql(
+	'postgres', q{
+WITH e AS (
+  SELECT t0 AS t, 1 AS d FROM spans UNION ALL SELECT t1, -1 FROM spans
+), r AS (
+  SELECT sum(d) OVER (ORDER BY t, d ROWS UNBOUNDED PRECEDING) AS n FROM e
+) SELECT max(n) || ' ' || (SELECT count(*) FROM spans) FROM r});
+my ($most, $rows) = split / /, $max;
+is($rows, 24 * 15, 'every transaction recorded its span');
+ok($most <= 3, "at most 3 transactions in progress at any instant (max $most)");
+ok($most >= 2, "and they did run side by side (max $most)");
+
+my $pbscript = $node->basedir . '/pb.sql';
+open($fh, '>', $pbscript) or die;
+print $fh "SELECT count(*) FROM rg_probe_qid;\n";
+close $fh;
+($bout, $berr) = ('', '');
+$bok = IPC::Run::run(
+	[ 'pgbench', '-n', '-M', 'prepared', '-c', '16', '-j', '4', '-t', '200', '-f', $pbscript, tcp('pb') ],
+	'<', '/dev/null', '>', \$bout, '2>', \$berr,
+	IPC::Run::timeout(180));
+ok($bok, 'pgbench 16 clients on pb=4 exits 0') or diag $berr;
+like($bout, qr/number of transactions actually processed: 3200\b/, 'all 3200 transactions processed');
+unlike($bout, qr/number of failed transactions: [1-9]/, '0 failed transactions');
+counts_are('pb', 0, 0, 'pb holds nothing afterwards');
+
+# ===========================================================================
+# 8. query_id = pg_stat_statements.queryid
+# ===========================================================================
+SKIP:
+{
+	skip 'pg_stat_statements is not installed', 3 unless $pgss;
+	ok(set_conf($node, 'role_guard.active_waits' => 'tenant=0, dbuser=0, solo=0'),
+		'tenant refused at once again');
+	$h1->query('BEGIN; SELECT 1');
+	$h2->query('BEGIN; SELECT 1');
+	counts_are('tenant', 2, 0, 'full');
+	($ret, $out, $err) =
+	  try_login($node, tcp('tenant'), 'SELECT count(*) FROM rg_probe_qid WHERE x > 7');
+	like($err, qr/too many active transactions/, 'refused');
+	$h1->query('COMMIT');
+	($ret, $out, $err) =
+	  try_login($node, tcp('tenant'), 'SELECT count(*) FROM rg_probe_qid WHERE x > 7');
+	is($ret, 0, 'the same statement runs once there is room');
+	is( $node->safe_psql(
+			'postgres', q{
+SELECT e.query_id = s.queryid
+FROM role_guard_events e
+JOIN pg_stat_statements s
+  ON s.queryid = e.query_id
+ AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = 'tenant')
+ AND s.dbid = (SELECT oid FROM pg_database WHERE datname = e.datname)
+WHERE e.event = 'active_rejected' AND s.query LIKE '%rg_probe_qid WHERE x >%'}),
+		't',
+		'the refusal event query_id joins pg_stat_statements on queryid, user and database'
+	);
+	$h2->query('COMMIT');
+}
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM role_guard_events WHERE event = 'rejected' AND query_id IS NOT NULL"),
+	'0',
+	'login events have no query_id');
+
+# ===========================================================================
+# 9. Monitor mode: nothing waits, would_wait events
+# ===========================================================================
+ok(set_conf($node, 'role_guard.mode' => 'monitor'), 'monitor mode');
+$h1->query('BEGIN; SELECT 1');
+$h2->query('BEGIN; SELECT 1');
+($ret, $out, $err) = try_login($node, tcp('tenant'), 'SELECT 7');
+is($ret, 0, 'monitor: a third transaction runs') or diag $err;
+is(active_of('tenant')->{would_wait}, '1', 'would_wait counts it');
+@ev = events_where($node, { event => 'would_wait', rolname => 'tenant' });
+is(scalar @ev, 1, 'one would_wait event');
+$h1->query('COMMIT');
+$h2->query('COMMIT');
+ok(set_conf($node, 'role_guard.mode' => 'enforce'), 'enforce again');
+
+# ===========================================================================
+# 10. ALTER EXTENSION role_guard UPDATE 1.1 -> 1.2
+# ===========================================================================
+$node->safe_psql('postgres', 'CREATE DATABASE upd');
+$node->safe_psql('upd', "CREATE EXTENSION role_guard VERSION '1.1'");
+is( $node->safe_psql('upd',
+		"SELECT count(*) >= 0 FROM role_guard_usage, role_guard_events"),
+	't', '1.1: its views answer');
+is( $node->safe_psql('upd',
+		"SELECT count(*) FROM pg_attribute WHERE attrelid = 'role_guard_events'::regclass AND attname = 'query_id'"),
+	'0', '1.1: no query_id');
+$node->safe_psql('upd', 'ALTER EXTENSION role_guard UPDATE');
+is( $node->safe_psql('upd', "SELECT extversion FROM pg_extension WHERE extname = 'role_guard'"),
+	'1.2', 'updated to 1.2');
+is( $node->safe_psql('upd',
+		"SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'role_guard_usage'::regclass AND attname IN ('active_budget','active_transactions','statements_waiting','statements_waited','statements_rejected','would_wait')"),
+	'active_budget,active_transactions,statements_waiting,statements_waited,statements_rejected,would_wait',
+	'1.2: role_guard_usage has the active columns');
+is( $node->safe_psql('upd',
+		"SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'role_guard_events'::regclass AND attname = 'query_id'"),
+	'bigint', '1.2: role_guard_events.query_id bigint');
+is( $node->safe_psql('upd',
+		"SELECT active_budget FROM role_guard_usage WHERE rolname = 'tenant'"),
+	'2', '1.2: active_budget of tenant');
+is( $node->safe_psql('upd',
+		"SELECT count(*) FROM role_guard_budgets WHERE kind LIKE 'active\\_%'"),
+	'6', '1.2: one active_* row per active entry');
+
+# ===========================================================================
+# 11. SIGKILL of a holder: crash-restart, every count starts again
+# ===========================================================================
+my $k = session_of('tenant');
+$k->query('BEGIN; SELECT 1');
+counts_are('tenant', 1, 0, 'held');
+kill 'KILL', $k->backend_pid;
+ok(poll_until($node, 'SELECT 1', '1', 60), 'the server restarts after the crash');
+counts_are('tenant', 0, 0, 'after crash-restart nothing is held');
+$h1 = session_of('tenant');
+$h2 = session_of('tenant');
+$h1->query('BEGIN; SELECT 1');
+$h2->query('BEGIN; SELECT 1');
+($ret, $out, $err) = try_login($node, tcp('tenant'), 'SELECT 1');
+like($err, qr/too many active transactions/, 'and the budget is enforced again');
+$h1->query('COMMIT');
+$h2->query('COMMIT');
+
+$_->quit for grep { $_->alive } ($h1, $h2, $w, $w2, $gh, $wa, $wb, $wa2, $d1);
+$node->stop;
+done_testing();
