@@ -99,28 +99,24 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else
 echo "== A. budget that never fills (bench=1000), pgbench -S -M prepared -c 16, $ROUNDS rounds x ${SECS}s"
 : >"$DIR/a.stock"
 : >"$DIR/a.rg"
-: >"$DIR/a.samples"
+: >"$DIR/a.samples.stock"
+: >"$DIR/a.samples.rg"
 for ((r = 0; r < ROUNDS; r++)); do
 	if ((r % 2 == 0)); then order="stock rg"; else order="rg stock"; fi
 	for s in $order; do
-		if [ "$s" = rg ]; then
-			(
-				end=$((SECONDS + SECS))
-				while [ $SECONDS -lt $end ]; do
-					as_pg "$BIN/psql -X -At -h $DIR -p ${PORT[rg]} -d postgres -c \"SELECT count(*) FILTER (WHERE wait_event = 'role_guard active'), count(*) FROM pg_stat_activity WHERE usename = 'bench' AND state = 'active'\"" >>"$DIR/a.samples" 2>/dev/null
-					sleep 0.01
-				done
-			) &
-			sampler=$!
-		fi
+		# one sampler on either side (the same load on both): backends of
+		# bench waiting on role_guard's active lock, and all active ones
+		printf '%s\n\\watch 0.01\n' "SELECT count(*) FILTER (WHERE wait_event = 'role_guard active'), count(*) FROM pg_stat_activity WHERE usename = 'bench' AND state = 'active'" |
+			as_pg "timeout $SECS $BIN/psql -X -At -h $DIR -p ${PORT[$s]} -d postgres" 2>/dev/null | grep '|' >>"$DIR/a.samples.$s" &
+		sampler=$!
 		tps "$s" 16 >>"$DIR/a.$s"
-		[ "$s" = rg ] && wait "$sampler"
+		wait "$sampler"
 	done
 done
 A_STOCK=$(median <"$DIR/a.stock")
 A_RG=$(median <"$DIR/a.rg")
 echo "stock tps (median): $A_STOCK; role_guard: $A_RG; ratio $(ratio "$A_RG" "$A_STOCK") (goal >= 0.97)"
-awk -F'|' '{ w += $1; n += $2 } END { printf "backends seen waiting on the \"role_guard active\" LWLock: %d of %d active-backend samples (%.2f%%)\n", w, n, n ? 100 * w / n : 0 }' "$DIR/a.samples"
+awk -F'|' '{ w += $1; n += $2 } END { printf "backends seen waiting on the \"role_guard active\" LWLock: %d of %d active-backend samples (%.2f%%)\n", w, n, n ? 100 * w / n : 0 }' "$DIR/a.samples.rg"
 
 echo "== B. full budget of 4 (bench=4): 32 clients against 4 clients alone, $ROUNDS rounds x ${SECS}s"
 set_active 'bench=4'
@@ -148,35 +144,44 @@ sort -n "$DIR/c.us" | awk -v n="$n" '{ a[NR] = $1 } END {
 set_active 'bench=1000'
 
 if command -v valgrind >/dev/null; then
-	echo "== D. instructions per transaction (callgrind), bench=1000 and no budget"
+	echo "== D. instructions per pgbench -S -M prepared transaction (callgrind, inside PostgresMain)"
 	as_pg "$BIN/pg_ctl -D $DIR/rg -m fast stop" >/dev/null
-	for conf in 'bench=1000' ''; do
-		printf "role_guard.active_budgets = '%s'\n" "$conf" >"$DIR/rg/active.conf"
+	as_pg "$BIN/pg_ctl -D $DIR/stock -m fast stop" >/dev/null
+	STOCK_IR=
+	for run in stock "rg|" "rg|bench=1000"; do
+		side=${run%%|*}
+		conf=${run#*|}
+		[ "$side" = rg ] && printf "role_guard.active_budgets = '%s'\n" "$conf" >"$DIR/rg/active.conf"
 		rm -f "$DIR"/cg.*
-		as_pg "valgrind --tool=callgrind -q --callgrind-out-file=$DIR/cg.%p --collect-atstart=no --toggle-collect=PostgresMain $BIN/postgres -D $DIR/rg" >"$DIR/vg.log" 2>&1 &
+		as_pg "valgrind --tool=callgrind -q --callgrind-out-file=$DIR/cg.%p --collect-atstart=no --toggle-collect=PostgresMain $BIN/postgres -D $DIR/$side" >"$DIR/vg.log" 2>&1 &
 		for ((i = 0; i < 300; i++)); do
-			"$BIN/pg_isready" -q -h "$DIR" -p "${PORT[rg]}" && break
+			"$BIN/pg_isready" -q -h "$DIR" -p "${PORT[$side]}" && break
 			sleep 0.2
 		done
 		for t in 20 1020; do
-			as_pg "$PGBENCH -n -S -M prepared -c 1 -t $t -h $DIR -p ${PORT[rg]} -U bench bench" >/dev/null 2>&1
+			as_pg "$PGBENCH -n -S -M prepared -c 1 -t $t -h $DIR -p ${PORT[$side]} -U bench bench" >/dev/null 2>&1
 		done
-		as_pg "$BIN/pg_ctl -D $DIR/rg -m fast stop" >/dev/null 2>&1
+		as_pg "$BIN/pg_ctl -D $DIR/$side -m fast stop" >/dev/null 2>&1
 		sleep 2
 		tot=()
 		take=()
-		for f in $(ls -tr "$DIR"/cg.* 2>/dev/null); do
-			grep -q 'rg_active\|PostgresMain' "$f" || continue
+		for f in "$DIR"/cg.*; do
+			[ -e "$f" ] || continue
+			case $f in *.incl) continue ;; esac
 			callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$f" >"$f.incl" 2>/dev/null
-			t=$(awk '/^summary:/ { print $2; exit }' "$f")
-			a=$(awk '{ gsub(",", "", $1) } /rg_active_take |rg_active_xact_end / { s += $1 } END { print s + 0 }' "$f.incl")
-			tot+=("$t")
-			take+=("$a")
+			tot+=("$(awk '/^summary:/ { print $2; exit }' "$f")")
+			take+=("$(awk '{ gsub(",", "", $1) } /rg_active_take |rg_active_xact_end / { s += $1 } END { print s + 0 }' "$f.incl")")
 		done
-		# the two largest profiles are the two pgbench clients (20 and 1020 transactions)
+		# the two largest profiles are the pgbench clients (20 and 1020 transactions)
 		read -r small big < <(printf '%s\n' "${tot[@]}" | sort -n | tail -n 2 | tr '\n' ' ')
 		read -r tsmall tbig < <(printf '%s\n' "${take[@]}" | sort -n | tail -n 2 | tr '\n' ' ')
-		echo "active_budgets='$conf': $(((big - small) / 1000)) Ir per transaction; rg_active_take + rg_active_xact_end: $(((tbig - tsmall) / 1000)) Ir per transaction"
+		ir=$(((big - small) / 1000))
+		if [ "$side" = stock ]; then
+			STOCK_IR=$ir
+			echo "stock: $ir Ir per transaction"
+		else
+			echo "role_guard, active_budgets='$conf': $ir Ir per transaction, $(ratio "$ir" "$STOCK_IR") of stock; rg_active_take + rg_active_xact_end: $(((tbig - tsmall) / 1000)) Ir"
+		fi
 	done
 fi
 exit 0

@@ -53,7 +53,10 @@ my %columns = (
 	  . 'statements bigint, active_statements integer, '
 	  . 'last_rejected timestamp with time zone, idle_timeout interval, '
 	  . 'idle_in_transaction_timeout interval, reserved integer, waiting integer, '
-	  . 'waited bigint, wait_timeouts bigint, evicted bigint',
+	  . 'waited bigint, wait_timeouts bigint, evicted bigint, '
+	  . 'active_budget integer, active_transactions integer, '
+	  . 'statements_waiting integer, statements_waited bigint, '
+	  . 'statements_rejected bigint, would_wait bigint',
 	role_guard_budgets =>
 	  'entry text, kind text, budget integer, connections integer, '
 	  . 'rejected bigint, would_reject bigint',

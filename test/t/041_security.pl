@@ -49,6 +49,8 @@ my %conf = (
 	'role_guard.login_waits'                  => 'idler=1s',
 	'role_guard.max_waiting_logins'           => '5',
 	'role_guard.evict_idle'                   => 'idler=1h',
+	'role_guard.active_budgets'               => 'idler=50',
+	'role_guard.active_waits'                 => 'idler=1s',
 );
 # What a session tries to set each of them to.
 my %attempt = (
@@ -65,6 +67,8 @@ my %attempt = (
 	'role_guard.login_waits'                  => '*=1h',
 	'role_guard.max_waiting_logins'           => '1000',
 	'role_guard.evict_idle'                   => '',
+	'role_guard.active_budgets'               => '*=1',
+	'role_guard.active_waits'                 => '*=0',
 );
 my @settings = sort keys %conf;
 
@@ -151,7 +155,8 @@ foreach my $r (qw(pwrole rejrole nohba full pwsuper rejsuper nohbasuper))
 is( $node->safe_psql(
 		'postgres',
 		q{SELECT string_agg(entry || ':' || connections || '/' || budget, ' ' ORDER BY entry)
-		  FROM role_guard_budgets WHERE entry NOT IN ('postgres', '*')}),
+		  FROM role_guard_budgets
+		 WHERE entry NOT IN ('postgres', '*') AND kind NOT LIKE 'active%'}),
 	'full:1/1 nohba:1/1 nohbasuper:1/1 pwrole:1/1 pwsuper:1/1 rejrole:1/1 rejsuper:1/1',
 	'the budgets of those roles are full');
 
