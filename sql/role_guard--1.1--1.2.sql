@@ -3,17 +3,55 @@
 \echo Use "ALTER EXTENSION role_guard UPDATE TO '1.2'" to load this file. \quit
 
 -- Version 1.2.  Each part of 1.2 keeps its objects
--- in one block below, headed by the issue it comes from, so that parts
+-- in one block below, headed by the part it belongs to, so that parts
 -- built side by side append blocks instead of editing each other's.  A fresh
 -- CREATE EXTENSION runs role_guard--1.0.sql, then --1.0--1.1.sql, then this
 -- script; a database still at 1.0 or 1.1 keeps its own views, which call
 -- only functions whose columns never change (new columns come from new
--- functions).
+-- functions).  A view that several parts extend (role_guard_usage) is
+-- defined once, after the blocks, with every part's columns.
 
 -- ---------------------------------------------------------------------------
--- Login blocks after failed authentications (issue 26)
--- (objects follow in the next landing of this part)
+-- Login blocks after failed authentications: the view
+-- role_guard_auth_blocks, role_guard_unblock(), role_guard_usage.auth_blocked
+-- (from role_guard_role_auth(), in the view at the end)
 -- ---------------------------------------------------------------------------
+
+-- The pairs (client address, role name as the client sent it) with failed
+-- authentications in their window or a block in force.
+CREATE FUNCTION role_guard_auth_block_rows(
+    OUT client_addr inet, OUT rolname text, OUT failures integer,
+    OUT first_failure timestamptz, OUT blocked_until timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'role_guard_auth_block_rows'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+CREATE VIEW role_guard_auth_blocks AS
+SELECT client_addr, rolname, failures, first_failure, blocked_until
+FROM role_guard_auth_block_rows();
+
+-- Per role: login blocks begun for its name (and in monitor mode, would-be).
+CREATE FUNCTION role_guard_role_auth(
+    OUT roleid oid, OUT auth_blocked bigint, OUT would_block bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'role_guard_role_auth'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+-- End the blocks of an address (or a network), of one role name or all;
+-- NULL matches every one.  Returns the number of blocks in force ended.
+CREATE FUNCTION role_guard_unblock(client_addr inet, rolname text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'role_guard_unblock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE ALL ON FUNCTION role_guard_auth_block_rows() FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_role_auth() FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_unblock(inet, text) FROM PUBLIC;
+REVOKE ALL ON role_guard_auth_blocks FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION role_guard_auth_block_rows() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION role_guard_role_auth() TO pg_monitor;
+GRANT SELECT ON role_guard_auth_blocks TO pg_monitor;
+-- ---- end of login blocks ----
 
 -- ---------------------------------------------------------------------------
 -- Active budgets and query_id on events (issue 24): role_guard.active_budgets
@@ -62,8 +100,23 @@ UNION ALL
 SELECT entry, kind, budget, connections, rejected, would_reject
 FROM role_guard_active_budget_rows();
 
--- 1.1's view, plus the active columns (a role with an active entry, or that
--- held, waited for or was refused an active place, is shown).
+-- (role_guard_usage's active columns: in the view at the end)
+
+
+REVOKE ALL ON FUNCTION role_guard_role_active() FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_active_budget_rows() FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_event_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION role_guard_role_active() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION role_guard_active_budget_rows() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION role_guard_event_rows() TO pg_monitor;
+-- ---- end of active budgets (issue 24) ----
+
+-- ---------------------------------------------------------------------------
+-- role_guard_usage: 1.1's columns, then each part's
+-- ---------------------------------------------------------------------------
+-- 1.1's view, plus the columns of 1.2: the active columns (a role with an
+-- active entry, or that held, waited for or was refused an active place, is
+-- shown) and auth_blocked (a role whose name had a login block is shown).
 CREATE OR REPLACE VIEW role_guard_usage AS
 WITH p AS MATERIALIZED (
     SELECT * FROM role_guard_policy()
@@ -77,6 +130,8 @@ WITH p AS MATERIALIZED (
     SELECT * FROM role_guard_role_active()
 ), ae AS MATERIALIZED (
     SELECT entry, kind FROM role_guard_active_budget_rows()
+), ab AS MATERIALIZED (
+    SELECT * FROM role_guard_role_auth()
 ), pb AS MATERIALIZED (
     SELECT rolname, value FROM p WHERE setting = 'budgets' AND kind = 'role'
 ), pr AS MATERIALIZED (
@@ -100,6 +155,8 @@ WITH p AS MATERIALIZED (
     WHERE ac.active_transactions > 0 OR ac.statements_waiting > 0
        OR ac.statements_waited > 0 OR ac.statements_rejected > 0
        OR ac.would_wait > 0
+    UNION
+    SELECT ab.roleid FROM ab WHERE ab.auth_blocked > 0 OR ab.would_block > 0
     UNION
     SELECT a.oid FROM pg_catalog.pg_authid a
     WHERE a.rolname IN (SELECT rolname FROM pr)
@@ -146,19 +203,13 @@ SELECT n.rolname,
        coalesce(ac.statements_waiting, 0) AS statements_waiting,
        coalesce(ac.statements_waited, 0) AS statements_waited,
        coalesce(ac.statements_rejected, 0) AS statements_rejected,
-       coalesce(ac.would_wait, 0) AS would_wait
+       coalesce(ac.would_wait, 0) AS would_wait,
+       coalesce(ab.auth_blocked, 0) AS auth_blocked
 FROM named n
 LEFT JOIN s ON s.roleid = n.roleid
 LEFT JOIN t ON t.roleid = n.roleid
 LEFT JOIN w ON w.roleid = n.roleid
 LEFT JOIN ac ON ac.roleid = n.roleid
+LEFT JOIN ab ON ab.roleid = n.roleid
 LEFT JOIN pb ON pb.rolname = n.rolname
 LEFT JOIN r ON r.rolname = n.rolname;
-
-REVOKE ALL ON FUNCTION role_guard_role_active() FROM PUBLIC;
-REVOKE ALL ON FUNCTION role_guard_active_budget_rows() FROM PUBLIC;
-REVOKE ALL ON FUNCTION role_guard_event_rows() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION role_guard_role_active() TO pg_monitor;
-GRANT EXECUTE ON FUNCTION role_guard_active_budget_rows() TO pg_monitor;
-GRANT EXECUTE ON FUNCTION role_guard_event_rows() TO pg_monitor;
--- ---- end of active budgets (issue 24) ----

@@ -10,7 +10,8 @@ SELECT attrelid::regclass AS view, attname, format_type(atttypid, atttypmod)
 FROM pg_attribute
 WHERE attrelid IN ('role_guard_usage'::regclass, 'role_guard_budgets'::regclass,
                    'role_guard_summary'::regclass, 'role_guard_events'::regclass,
-                   'role_guard_reservations'::regclass)
+                   'role_guard_reservations'::regclass,
+                   'role_guard_auth_blocks'::regclass)
   AND attnum > 0
 ORDER BY attrelid::regclass::text, attnum;
 
@@ -80,6 +81,10 @@ SELECT * FROM role_guard_budget_rows();
 SELECT * FROM role_guard_reservation_rows();
 SELECT * FROM role_guard_reserve_stats();
 SELECT * FROM role_guard_role_waits();
+SELECT * FROM role_guard_auth_blocks;
+SELECT * FROM role_guard_auth_block_rows();
+SELECT * FROM role_guard_role_auth();
+SELECT role_guard_unblock(NULL);
 SELECT role_guard_reset();
 RESET ROLE;
 SET ROLE rg_monitor;
@@ -88,6 +93,8 @@ SELECT count(*) AS entries FROM role_guard_budgets;
 SELECT count(*) AS rows FROM role_guard_summary;
 SELECT count(*) >= 0 AS readable FROM role_guard_events;
 SELECT count(*) >= 0 AS readable FROM role_guard_reservations;
+SELECT count(*) >= 0 AS readable FROM role_guard_auth_blocks;
+SELECT role_guard_unblock(NULL);
 SELECT role_guard_reset();
 RESET ROLE;
 

@@ -5,8 +5,10 @@
  *
  * ClientAuthentication_hook runs after the client authenticated, inside a
  * transaction, before core has looked at the database or the role's
- * right to log in.  For a login with STATUS_OK, rg_admit runs these steps,
- * top to bottom:
+ * right to log in.  First, whatever the status and only while
+ * role_guard.auth_failure_limit is above 0, login blocks count a failure
+ * or refuse a blocked pair (authblock.c).  Then, for a login with
+ * STATUS_OK, rg_admit runs these steps, top to bottom:
  *
  *	identify	the role (one syscache look-up), the client; a login that
  *				core will refuse after the hook for its role (NOLOGIN, no
@@ -83,7 +85,7 @@ static void rg_unpin_counters(const RGLogin *login, RGCharges *charges);
  * The client's TCP address as 4 or 16 bytes, an IPv4-mapped IPv6 address
  * as IPv4.  False for a Unix socket, which never matches a host list.
  */
-static bool
+bool
 rg_client_address(const SockAddr *client, int *family, uint8 *addr)
 {
 	const struct sockaddr_storage *ss = &client->addr;
@@ -942,7 +944,12 @@ rg_ClientAuthentication(Port *port, int status)
 {
 	if (prev_ClientAuthentication)
 		prev_ClientAuthentication(port, status);
-	if (status != STATUS_OK || rg_shared == NULL)
+	if (rg_shared == NULL)
+		return;
+	/* login blocks: counted and refused whatever the status (authblock.c) */
+	if (rg_auth_failure_limit > 0)
+		rg_authblock_login(port, status);
+	if (status != STATUS_OK)
 		return;
 	rg_admit(port);
 }

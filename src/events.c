@@ -53,6 +53,8 @@ static const char *const rg_event_names[] = {
 	[RG_EVENT_WAIT_TIMEOUT] = "wait_timeout",
 	[RG_EVENT_ACTIVE_REJECTED] = "active_rejected",
 	[RG_EVENT_WOULD_WAIT] = "would_wait",
+	[RG_EVENT_AUTH_BLOCKED] = "auth_blocked",
+	[RG_EVENT_WOULD_BLOCK] = "would_block",
 };
 
 /* An event kind's name, as role_guard_events shows it. */

@@ -45,6 +45,11 @@ const RGPolicy *rg_active_waits = NULL;
 int			rg_max_waiting_logins = 10;
 int			rg_reap_interval = 10000;
 int			rg_event_log_size = 1000;
+int			rg_auth_failure_limit = 0;
+int			rg_auth_failure_window = 60000;
+int			rg_auth_block_time = 600000;
+int			rg_max_auth_blocks = 1024;
+const RGHostList *rg_auth_exempt_hosts = NULL;
 
 /* role_guard.library_version: read only, the version this library was built as */
 #ifndef RG_LIBRARY_VERSION
@@ -61,6 +66,7 @@ static char *rg_login_waits_text = NULL;
 static char *rg_evict_idle_text = NULL;
 static char *rg_active_budgets_text = NULL;
 static char *rg_active_waits_text = NULL;
+static char *rg_auth_exempt_hosts_text = NULL;
 
 static const struct config_enum_entry rg_mode_options[] = {
 	{"enforce", RG_MODE_ENFORCE, false},
@@ -262,23 +268,45 @@ rg_assign_reservations(const char *newval, void *extra)
 											   strlen(newval)) : 0;
 }
 
+/* Parse a host list setting into *extra; on failure report the bad entry. */
 static bool
-rg_check_hosts(char **newval, void **extra, GucSource source)
+rg_check_host_list(const char *name, char **newval, void **extra)
 {
 	char		err[512];
 	RGHostList *list;
 
 	list = rg_hosts_parse(*newval, rg_guc_alloc, err, sizeof(err));
 	if (list == NULL)
-		return rg_reject("role_guard.superuser_deny_hosts", *newval, err);
+		return rg_reject(name, *newval, err);
 	*extra = list;
 	return true;
 }
 
+/* The host list settings: one grammar (superuser_deny_hosts's). */
+#define RG_HOSTS_SETTING(fn, gucname, target) \
+static bool \
+rg_check_##fn(char **newval, void **extra, GucSource source) \
+{ \
+	return rg_check_host_list(gucname, newval, extra); \
+} \
+static void \
+rg_assign_##fn(const char *newval, void *extra) \
+{ \
+	target = (const RGHostList *) extra; \
+}
+
+RG_HOSTS_SETTING(hosts, "role_guard.superuser_deny_hosts", rg_deny_hosts)
+
+RG_HOSTS_SETTING(exempt_hosts, "role_guard.auth_block_exempt_hosts", rg_auth_exempt_hosts)
+
+/*
+ * role_guard.auth_failure_limit: while above 0, the postmaster holds back
+ * the SCRAM final message of logins that will be refused (authwire.c).
+ */
 static void
-rg_assign_hosts(const char *newval, void *extra)
+rg_assign_auth_failure_limit(int newval, void *extra)
 {
-	rg_deny_hosts = (const RGHostList *) extra;
+	rg_authwire_update(newval > 0);
 }
 
 /* The list settings, all PGC_SIGHUP and GUC_LIST_INPUT, default ''. */
@@ -318,16 +346,47 @@ static const struct
 	{"role_guard.active_waits",
 		"How long a statement may wait for an active place: name=DURATION, +group=DURATION, *=DURATION (0: refuse at once).",
 	&rg_active_waits_text, rg_check_active_waits, rg_assign_active_waits},
+	{"role_guard.auth_block_exempt_hosts",
+		"Addresses and CIDR blocks (or \"all\") whose failed logins are neither counted nor blocked.",
+	&rg_auth_exempt_hosts_text, rg_check_exempt_hosts, rg_assign_exempt_hosts},
 };
 
 /* An integer setting, its bounds checked at start-up too. */
 static void
-rg_define_int(const char *name, const char *description, int *var,
-			  int boot, int min, int max, GucContext context, int flags)
+rg_define_int_hooked(const char *name, const char *description, int *var,
+					 int boot, int min, int max, GucContext context, int flags,
+					 GucIntAssignHook assign)
 {
 	rg_preload_check_int(name, flags, min, max);
 	DefineCustomIntVariable(name, description, NULL, var, boot, min, max,
-							context, flags, NULL, NULL, NULL);
+							context, flags, NULL, assign, NULL);
+}
+
+static void
+rg_define_int(const char *name, const char *description, int *var,
+			  int boot, int min, int max, GucContext context, int flags)
+{
+	rg_define_int_hooked(name, description, var, boot, min, max, context,
+						 flags, NULL);
+}
+
+/* Login blocks after failed authentications (authblock.c). */
+static void
+rg_define_auth_block_settings(void)
+{
+	rg_define_int_hooked("role_guard.auth_failure_limit",
+						 "Failed authentications of one client address and role name within role_guard.auth_failure_window that block the pair; 0 turns login blocks off.",
+						 &rg_auth_failure_limit, 0, 0, 1000000, PGC_SIGHUP, 0,
+						 rg_assign_auth_failure_limit);
+	rg_define_int("role_guard.auth_failure_window",
+				  "The time within which role_guard.auth_failure_limit failed authentications block a pair.",
+				  &rg_auth_failure_window, 60000, 100, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS);
+	rg_define_int("role_guard.auth_block_time",
+				  "How long a blocked client address and role name pair stays blocked.",
+				  &rg_auth_block_time, 600000, 100, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS);
+	rg_define_int("role_guard.max_auth_blocks",
+				  "Client address and role name pairs whose failed logins role_guard keeps in shared memory.",
+				  &rg_max_auth_blocks, 1024, 1, 1000000, PGC_POSTMASTER, 0);
 }
 
 void
@@ -373,4 +432,5 @@ rg_guc_init(void)
 	rg_define_int("role_guard.event_log_size",
 				  "Events kept in shared memory for role_guard_events.",
 				  &rg_event_log_size, 1000, 0, 1000000, PGC_POSTMASTER, 0);
+	rg_define_auth_block_settings();
 }

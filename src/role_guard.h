@@ -45,7 +45,9 @@ typedef enum RGEventKind
 	RG_EVENT_WOULD_EVICT,
 	RG_EVENT_WAIT_TIMEOUT,
 	RG_EVENT_ACTIVE_REJECTED,
-	RG_EVENT_WOULD_WAIT
+	RG_EVENT_WOULD_WAIT,
+	RG_EVENT_AUTH_BLOCKED,
+	RG_EVENT_WOULD_BLOCK
 } RGEventKind;
 
 typedef struct RGEvent
@@ -84,6 +86,11 @@ extern const RGPolicy *rg_evict_idle;
 extern const RGPolicy *rg_active_budgets;
 extern const RGPolicy *rg_active_waits;
 extern int	rg_max_waiting_logins;
+extern int	rg_auth_failure_limit;
+extern int	rg_auth_failure_window;	/* ms */
+extern int	rg_auth_block_time;	/* ms */
+extern int	rg_max_auth_blocks;
+extern const RGHostList *rg_auth_exempt_hosts;
 extern void rg_guc_init(void);
 
 /* shmem.c (the shared structs are in shmem.h) */
@@ -128,7 +135,41 @@ extern const char *rg_event_name(int kind);
 
 /* auth.c */
 extern void rg_auth_init(void);
+extern bool rg_client_address(const SockAddr *client, int *family, uint8 *addr);
 extern bool rg_host_denied(const SockAddr *client);
+
+/* authblock.c: login blocks after failed authentications */
+struct Port;
+
+/* One row of role_guard_auth_blocks. */
+typedef struct RGAuthRow
+{
+	uint8		family;			/* 4 or 6 */
+	uint8		addr[16];
+	NameData	rolname;
+	int32		failures;
+	TimestampTz first_failure;
+	TimestampTz blocked_until;	/* 0: no block in force */
+} RGAuthRow;
+
+extern Size rg_authblock_shmem_size(void);
+extern void rg_authblock_shmem_init(LWLock *lock);
+extern void rg_authblock_login(struct Port *port, int status);
+extern bool rg_authblock_refuses(const struct Port *port);
+extern RGAuthRow *rg_authblock_rows(int *n);
+extern int	rg_authblock_unblock(const RGHostList *hosts, const char *rolname);
+
+/* authwire.c: the SCRAM final message of a login that will be refused */
+typedef enum RGAuthWireState
+{
+	RG_WIRE_NONE,				/* no SASL final message (yet) */
+	RG_WIRE_SENT,				/* sent: the login was not blocked then */
+	RG_WIRE_WITHHELD			/* held back: the login will be refused */
+} RGAuthWireState;
+
+extern void rg_authwire_update(bool wanted);
+extern void rg_authwire_done(void);
+extern RGAuthWireState rg_authwire_state(void);
 
 /* roles.c */
 extern Oid *rg_member_of_fresh(Oid roleid, int *count);

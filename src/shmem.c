@@ -87,7 +87,7 @@ rg_shmem_size(void)
 {
 	return add_size(add_size(add_size(rg_shared_size(), rg_counters_size()),
 							 add_size(rg_events_shmem_size(), rg_members_shmem_size())),
-					rg_active_shmem_size());
+					add_size(rg_active_shmem_size(), rg_authblock_shmem_size()));
 }
 
 static void
@@ -96,8 +96,11 @@ rg_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(rg_shmem_size());
-	/* [0]: counters and slots; [1]: the event ring (events.c) */
-	RequestNamedLWLockTranche("role_guard", 2);
+	/*
+	 * [0]: counters and slots; [1]: the event ring (events.c); [2]: the
+	 * login blocks (authblock.c)
+	 */
+	RequestNamedLWLockTranche("role_guard", 3);
 	/* active places (active.c): never held with the others */
 	RequestNamedLWLockTranche("role_guard active", 1);
 }
@@ -139,6 +142,7 @@ rg_shmem_startup(void)
 	rg_counter_index = ShmemInitHash("role_guard counter index", capacity, capacity,
 									 &info, HASH_ELEM | HASH_BLOBS);
 	rg_events_shmem_init(&(GetNamedLWLockTranche("role_guard"))[1].lock);
+	rg_authblock_shmem_init(&(GetNamedLWLockTranche("role_guard"))[2].lock);
 	rg_members_shmem_init();
 	rg_active_shmem_init(&(GetNamedLWLockTranche("role_guard active"))->lock);
 	LWLockRelease(AddinShmemInitLock);

@@ -6,8 +6,9 @@
  *
  * Owners: shmem.c creates RGShared (with one RGBackend slot per PGPROC) and
  * the counter hash (RGCounter); members.c the membership cache
- * (RGMembersShared, RGRoleEntry); events.c the event ring, which has its
- * own lock (see there).
+ * (RGMembersShared, RGRoleEntry); events.c the event ring, and
+ * authblock.c the table of login blocks, each with its own lock (see
+ * there).
  *
  * Locking rules.  "The lock" is RGShared.lock, the first LWLock of tranche
  * "role_guard".  Each field below is marked with what protects it:
@@ -113,6 +114,8 @@ typedef struct RGCounterStats
 	RGOutcome	evicted;		/* ROLE: sessions ended to make room */
 	int64		waited;			/* ROLE: logins admitted after waiting */
 	int64		wait_timeouts;	/* ROLE: logins that waited and were refused */
+	RGOutcome	auth_blocked;	/* ROLE: login blocks begun for its name
+								 * (authblock.c) */
 	TimestampTz last_rejected;	/* ROLE: 0 = never */
 	RGActiveStats active;		/* ROLE: its statements and active budgets */
 } RGCounterStats;

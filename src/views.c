@@ -38,6 +38,9 @@ PG_FUNCTION_INFO_V1(role_guard_role_waits);
 PG_FUNCTION_INFO_V1(role_guard_event_rows);
 PG_FUNCTION_INFO_V1(role_guard_role_active);
 PG_FUNCTION_INFO_V1(role_guard_active_budget_rows);
+PG_FUNCTION_INFO_V1(role_guard_auth_block_rows);
+PG_FUNCTION_INFO_V1(role_guard_unblock);
+PG_FUNCTION_INFO_V1(role_guard_role_auth);
 
 static const char *const rg_kind_names[] = {
 	[RG_ENTRY_ROLE] = "role",
@@ -865,9 +868,13 @@ role_guard_reserve_stats(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-/* role_guard_role_waits(): per role counter, its waits and evictions. */
-Datum
-role_guard_role_waits(PG_FUNCTION_ARGS)
+/* The columns after roleid of one role counter's row. */
+typedef void (*RGRoleCounterFill) (const RGCounter *c, Datum *values);
+
+/* One row per role counter: roleid, then what "fill" puts. */
+static Datum
+rg_role_counter_rows(FunctionCallInfo fcinfo, int ncolumns,
+					 RGRoleCounterFill fill)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RGSnapshot	snap;
@@ -877,20 +884,35 @@ role_guard_role_waits(PG_FUNCTION_ARGS)
 	for (i = 0; i < snap.ncounters; i++)
 	{
 		const RGCounter *c = &snap.counters[i];
-		Datum		values[6];
-		bool		nulls[6] = {0};
+		Datum		values[8];
+		bool		nulls[8] = {0};
 
+		Assert(ncolumns <= lengthof(values));
 		if (c->key.kind != RG_COUNTER_ROLE)
 			continue;
 		values[0] = ObjectIdGetDatum(c->key.roleid);
-		values[1] = Int32GetDatum(c->waiting);
-		values[2] = Int64GetDatum(c->stats.waited);
-		values[3] = Int64GetDatum(c->stats.wait_timeouts);
-		values[4] = Int64GetDatum(c->stats.evicted.done);
-		values[5] = Int64GetDatum(c->stats.evicted.would);
+		fill(c, values + 1);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* A role's waits and evictions. */
+static void
+rg_role_waits_row(const RGCounter *c, Datum *values)
+{
+	values[0] = Int32GetDatum(c->waiting);
+	values[1] = Int64GetDatum(c->stats.waited);
+	values[2] = Int64GetDatum(c->stats.wait_timeouts);
+	values[3] = Int64GetDatum(c->stats.evicted.done);
+	values[4] = Int64GetDatum(c->stats.evicted.would);
+}
+
+/* role_guard_role_waits(): per role counter, its waits and evictions. */
+Datum
+role_guard_role_waits(PG_FUNCTION_ARGS)
+{
+	return rg_role_counter_rows(fcinfo, 6, rg_role_waits_row);
 }
 
 /*
@@ -967,4 +989,102 @@ role_guard_active_budget_rows(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* An inet host value (/32 or /128) from 4 or 16 address bytes. */
+static Datum
+rg_inet_datum(int family, const uint8 *addr)
+{
+	inet	   *dst = (inet *) palloc0(sizeof(inet));
+
+	ip_family(dst) = family == 4 ? PGSQL_AF_INET : PGSQL_AF_INET6;
+	ip_bits(dst) = family == 4 ? 32 : 128;
+	memcpy(ip_addr(dst), addr, family == 4 ? 4 : 16);
+	SET_INET_VARSIZE(dst);
+	return InetPGetDatum(dst);
+}
+
+/* role_guard_auth_block_rows(): the pairs role_guard_auth_blocks shows. */
+Datum
+role_guard_auth_block_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RGAuthRow  *rows;
+	int			n;
+	int			i;
+
+	rg_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	rows = rg_authblock_rows(&n);
+	for (i = 0; i < n; i++)
+	{
+		const RGAuthRow *r = &rows[i];
+		Datum		values[5];
+		bool		nulls[5] = {0};
+
+		values[0] = rg_inet_datum(r->family, r->addr);
+		values[1] = CStringGetTextDatum(NameStr(r->rolname));
+		values[2] = Int32GetDatum(r->failures);
+		values[3] = TimestampTzGetDatum(r->first_failure);
+		values[4] = TimestampTzGetDatum(r->blocked_until);
+		nulls[4] = r->blocked_until == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	pfree(rows);
+	return (Datum) 0;
+}
+
+static void *
+rg_palloc_any(size_t size)
+{
+	return palloc(size);
+}
+
+/*
+ * role_guard_unblock(client_addr inet, rolname text DEFAULT NULL): end the
+ * blocks (and forget the failures) of the pairs whose address is in
+ * client_addr (an address, or a network: 10.0.0.0/8) and whose role name
+ * is rolname; NULL for either matches every one.  Returns the number of
+ * blocks in force it ended.  The address goes through the parser of
+ * role_guard.superuser_deny_hosts, so an IPv4-mapped IPv6 address matches
+ * IPv4 pairs as a login's does.
+ */
+Datum
+role_guard_unblock(PG_FUNCTION_ARGS)
+{
+	RGHostList *hosts = NULL;
+	char	   *rolname = NULL;
+
+	rg_require_loaded();
+	if (!PG_ARGISNULL(0))
+	{
+		char	   *text = DatumGetCString(DirectFunctionCall1(inet_out,
+															   PG_GETARG_DATUM(0)));
+		char		err[256];
+
+		hosts = rg_hosts_parse(text, rg_palloc_any, err, sizeof(err));
+		if (hosts == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid client address \"%s\"", text),
+					 err[0] ? errdetail("%s", err) : 0));
+	}
+	if (!PG_ARGISNULL(1))
+		rolname = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	PG_RETURN_INT32(rg_authblock_unblock(hosts, rolname));
+}
+
+/* The login blocks begun for a role's name. */
+static void
+rg_role_auth_row(const RGCounter *c, Datum *values)
+{
+	values[0] = Int64GetDatum(c->stats.auth_blocked.done);
+	values[1] = Int64GetDatum(c->stats.auth_blocked.would);
+}
+
+/* role_guard_role_auth(): per role counter, the login blocks of its name. */
+Datum
+role_guard_role_auth(PG_FUNCTION_ARGS)
+{
+	return rg_role_counter_rows(fcinfo, 3, rg_role_auth_row);
 }

@@ -23,6 +23,9 @@ use strict;
 use warnings FATAL => 'all';
 
 use Digest::MD5 qw(md5_hex);
+use Digest::SHA ();
+use IO::Socket::IP;
+use MIME::Base64 ();
 use Exporter 'import';
 use IO::Select;
 use IO::Socket::INET;
@@ -48,7 +51,7 @@ our @EXPORT_OK = qw(
   raw_hold_ok raw_close raw_result write_hba events_where event_is
   no_event_ok monitor_session reset_stats c_new c_send_startup c_write
   c_update c_wait_any c_wait c_wait_all c_hold_ok c_close c_text
-  inject_arm inject_wait inject_wake
+  inject_arm inject_wait inject_wake scram_login scram_result
 );
 
 our $wait_seconds = 30;
@@ -547,26 +550,31 @@ sub entry_text
 	return qq{"$q"};
 }
 
-# A hand-made protocol-3 login over TCP, trust or md5 authentication.
-# %opts: replication ('true' or 'database': a walsender), password (the
-# answer when the server asks for an MD5 password).  Returns a hash: sock
-# (open socket when admitted), pid (backend pid from BackendKeyData),
-# severity/sqlstate/message/detail when an ErrorResponse came, else eof,
-# timeout, or error (no connection, or an authentication request it cannot
-# answer).
+# A hand-made protocol-3 login over TCP, trust, md5 or SCRAM-SHA-256
+# authentication.  %opts: replication ('true' or 'database': a walsender),
+# password (the answer when the server asks for an MD5 password or SCRAM),
+# host (the server's address, 127.0.0.1 by default, or '::1'), local (the
+# client's own source address, e.g. 127.0.0.2), abandon => 'request' (hang
+# up when asked for SASL, before answering) or 'continue' (after the
+# server-first message).  Returns a hash: codes (the authentication request
+# codes received, in order), sock (open socket when admitted), pid (backend
+# pid from BackendKeyData), severity/sqlstate/message/detail when an
+# ErrorResponse came, abandoned, else eof, timeout, or error (no
+# connection, or an authentication request it cannot answer).
 sub raw_login
 {
 	my ($node, $user, $db, %opts) = @_;
 	$db //= 'postgres';
-	my %r;
-	my $sock = IO::Socket::INET->new(
-		PeerAddr => '127.0.0.1',
+	my %r = (codes => []);
+	my $sock = IO::Socket::IP->new(
+		PeerHost => $opts{host} // '127.0.0.1',
 		PeerPort => $node->port,
-		Proto    => 'tcp',
-		Timeout  => 10);
+		($opts{local} ? (LocalHost => $opts{local}) : ()),
+		Proto   => 'tcp',
+		Timeout => 10);
 	if (!$sock)
 	{
-		$r{error} = "raw_login: cannot connect: $!";
+		$r{error} = "raw_login: cannot connect: $@";
 		return \%r;
 	}
 	my $params = "user\0$user\0database\0$db\0application_name\0rg_raw\0";
@@ -580,6 +588,7 @@ sub raw_login
 		close($sock);
 		return \%r;
 	}
+	my %scram = (password => $opts{password} // '');
 	my $sel      = IO::Select->new($sock);
 	my $buf      = '';
 	my $deadline = time + $wait_seconds;
@@ -591,18 +600,26 @@ sub raw_login
 			if ($type eq 'R')
 			{
 				my ($code) = unpack('N', $body);
-				next if $code == 0;
-				if ($code != 5)
+				push @{ $r{codes} }, $code;
+				next if $code == 0 || $code == 12;
+				if (($opts{abandon} // '') eq 'request' && $code == 10
+					|| ($opts{abandon} // '') eq 'continue' && $code == 11)
+				{
+					$r{abandoned} = 1;
+					close($sock);
+					return \%r;
+				}
+				my $answer =
+				  $code == 5
+				  ? _md5_answer($user, $opts{password}, substr($body, 4, 4))
+				  : _scram_answer(\%scram, $code, substr($body, 4));
+				if (!defined $answer)
 				{
 					$r{error} = "raw_login: unsupported authentication request $code";
 					close($sock);
 					return \%r;
 				}
-				my $salt = substr($body, 4, 4);
-				my $h = 'md5'
-				  . md5_hex(md5_hex(($opts{password} // '') . $user) . $salt)
-				  . "\0";
-				syswrite($sock, pack('a N', 'p', 4 + length($h)) . $h);
+				syswrite($sock, $answer);
 			}
 			elsif ($type eq 'K')
 			{
@@ -636,6 +653,14 @@ sub raw_login
 	$r{timeout} = 1;
 	close($sock);
 	return \%r;
+}
+
+# The PasswordMessage answering an MD5 request with $salt.
+sub _md5_answer
+{
+	my ($user, $password, $salt) = @_;
+	my $h = 'md5' . md5_hex(md5_hex(($password // '') . $user) . $salt) . "\0";
+	return pack('a N', 'p', 4 + length($h)) . $h;
 }
 
 # Take the whole protocol-3 messages off the front of $$buf: a list of
@@ -1283,6 +1308,91 @@ sub still_there_ok
 	unlike($log, qr/terminating session of role "[^"]*" \(pid $c->{pid}\)/,
 		"$n: no LOG line terminating it");
 	return;
+}
+
+# ---------------------------------------------------------------------------
+# SCRAM-SHA-256 logins by hand (login blocks, test/t/085 and 086): every
+# authentication request the server sends is kept, so that a test sees
+# exactly what a client learns, and a client can leave at any step or come
+# from another source address.
+# ---------------------------------------------------------------------------
+
+my %scram_salted;    # "password\0salt\0iterations" => SaltedPassword
+
+# SCRAM's Hi(): PBKDF2 with HMAC-SHA-256 (RFC 5802), remembered per
+# password, salt and iteration count (a storm of logins computes it once).
+sub _scram_salted
+{
+	my ($password, $salt, $iter) = @_;
+	my $k = join("\0", $password, $salt, $iter);
+	return $scram_salted{$k} if exists $scram_salted{$k};
+	my $u = Digest::SHA::hmac_sha256($salt . pack('N', 1), $password);
+	my $hi = $u;
+	for (2 .. $iter)
+	{
+		$u = Digest::SHA::hmac_sha256($u, $password);
+		$hi ^= $u;
+	}
+	return $scram_salted{$k} = $hi;
+}
+
+# The client-final message for server-first $sfirst.
+sub _scram_final
+{
+	my ($password, $cfirst_bare, $sfirst) = @_;
+	my %f = map { /^(\w)=(.*)$/s ? ($1, $2) : () } split(/,/, $sfirst);
+	my $salted =
+	  _scram_salted($password, MIME::Base64::decode_base64($f{s}), $f{i});
+	my $ckey = Digest::SHA::hmac_sha256('Client Key', $salted);
+	my $without_proof = "c=biws,r=$f{r}";
+	my $sig = Digest::SHA::hmac_sha256("$cfirst_bare,$sfirst,$without_proof",
+		Digest::SHA::sha256($ckey));
+	return "$without_proof,p=" . MIME::Base64::encode_base64($ckey ^ $sig, '');
+}
+
+# What the client writes after authentication request $code ($body after
+# the code): undef when it has nothing to say.
+sub _scram_answer
+{
+	my ($st, $code, $body) = @_;
+	if ($code == 10)    # AuthenticationSASL: the mechanisms
+	{
+		$st->{cfirst_bare} = 'n=,r=' . MIME::Base64::encode_base64(
+			join('', map { chr(int(rand(256))) } 1 .. 18), '');
+		my $cfirst = "n,,$st->{cfirst_bare}";
+		my $b = "SCRAM-SHA-256\0" . pack('N', length($cfirst)) . $cfirst;
+		return pack('a N', 'p', 4 + length($b)) . $b;
+	}
+	if ($code == 11)    # AuthenticationSASLContinue: server-first
+	{
+		my $b = _scram_final($st->{password}, $st->{cfirst_bare}, $body);
+		return pack('a N', 'p', 4 + length($b)) . $b;
+	}
+	return undef;
+}
+
+# One SCRAM login of $user with $password over TCP to $node (raw_login,
+# %opts as there), the connection closed before it returns; the result as
+# raw_login's, admitted => 1 when it got in.
+sub scram_login
+{
+	my ($node, $user, $password, %opts) = @_;
+	my $r = raw_login($node, $user, 'postgres', %opts, password => $password);
+	if ($r->{sock})
+	{
+		$r->{admitted} = 1;
+		syswrite($r->{sock}, pack('a N', 'X', 4));
+		close(delete $r->{sock});
+	}
+	return $r;
+}
+
+# A scram_login result in one line: what the client saw.
+sub scram_result
+{
+	my ($r) = @_;
+	return 'auth[' . join(',', @{ $r->{codes} }) . '] '
+	  . ($r->{admitted} ? 'admitted' : $r->{abandoned} ? 'abandoned' : raw_result($r));
 }
 
 package RoleGuardTest::Session;

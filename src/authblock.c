@@ -1,0 +1,699 @@
+/*-------------------------------------------------------------------------
+ *
+ * authblock.c
+ *	  Login blocks after failed authentications (role_guard.
+ *	  auth_failure_limit): failures counted per (client address, role name
+ *	  as the client sent it), and a pair that reached the limit refused in
+ *	  the login hook, whatever the outcome of its authentication, until its
+ *	  block ends.
+ *
+ * What counts.  ClientAuthentication_hook sees the status core's
+ * authentication ended with.  STATUS_ERROR is a failure: a wrong password
+ * (password, md5, SCRAM, whether the role exists or not), an expired or
+ * missing password, and a failed LDAP, PAM, RADIUS, ident or certificate
+ * check.  STATUS_EOF is a client that went away before it answered (libpq
+ * does that when asked for a password it does not have): not a failure.
+ * A pg_hba.conf "reject" line, a missing line and a missing client
+ * certificate are refused by core with a FATAL before the hook runs, and
+ * trust (and cert, once it passed) never fails: none of them counts.
+ * Replication connections count like any other.  Unix-socket logins are
+ * never counted nor blocked; role_guard.auth_block_exempt_hosts are not
+ * either.  While a pair is blocked its logins are refused and their
+ * outcome is not counted; a successful login of a pair that is not blocked
+ * forgets its failures.
+ *
+ * Shared memory (this file owns it): one RGAuthShared, followed by its
+ * bucket array and role_guard.max_auth_blocks RGAuthPair places.  A pair
+ * is in one of three lists, oldest first: free places, pairs counting
+ * failures, and blocked pairs.  When no place is free, the oldest pair
+ * that only counts is forgotten (or a block that has ended); a pair whose
+ * block is in force is forgotten only when every place holds one, the one
+ * whose block began first.  So a spray of failures under new role names
+ * cannot push a blocked pair out.  Never an error, never a refusal for a
+ * full table.
+ *
+ * Locking rules.  The table has its own LWLock (the third of the
+ * "role_guard" tranche), never held together with another of role_guard's
+ * locks, so failed logins do not hold up admissions.  Each field says what
+ * protects it:
+ *	[startup]	set once when shared memory is created;
+ *	[lock]		read under the lock (shared is enough), written under it
+ *				exclusively;
+ *	[atomic]	a bucket's first place: written under the lock exclusively,
+ *				read without it by a login's first look (a bucket that is
+ *				empty holds no pair of the login's, and the login needs no
+ *				lock at all; a pair entered a moment later is seen by the
+ *				next login).
+ * Nothing under the lock allocates, errors or does I/O.  A failure takes it
+ * exclusively once; a successful login takes it shared once, only when its
+ * bucket holds a pair.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_authid.h"
+#include "common/hashfn.h"
+#include "libpq/libpq-be.h"
+#include "miscadmin.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/inet.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "role_guard.h"
+
+/* A pair: the client's address (IPv4-mapped IPv6 as IPv4) and role name. */
+typedef struct RGAuthKey
+{
+	uint8		family;			/* 4 or 6; 0 for a free place */
+	uint8		addr[16];		/* IPv4 in the first 4 bytes, the rest 0 */
+	NameData	rolname;		/* as the client sent it, zero-padded */
+} RGAuthKey;
+
+typedef enum RGAuthListKind
+{
+	RG_AUTH_FREE = 0,
+	RG_AUTH_COUNTING,
+	RG_AUTH_BLOCKED,
+	RG_AUTH_NLISTS
+} RGAuthListKind;
+
+typedef struct RGAuthList
+{
+	int32		head;			/* [lock] the oldest place, -1: empty */
+	int32		tail;			/* [lock] the newest */
+} RGAuthList;
+
+typedef struct RGAuthPair
+{
+	RGAuthKey	key;			/* [lock] */
+	uint32		hash;			/* [lock] of the key (rg_auth_hash) */
+	int32		chain;			/* [lock] next place in its bucket, -1 */
+	int32		prev;			/* [lock] neighbours in its list, -1 */
+	int32		next;			/* [lock] */
+	int32		list;			/* [lock] RGAuthListKind */
+	int32		failures;		/* [lock] counted since first_failure */
+	TimestampTz first_failure;	/* [lock] start of its window */
+	TimestampTz blocked_until;	/* [lock] 0: never blocked since counting */
+} RGAuthPair;
+
+typedef struct RGAuthShared
+{
+	LWLock	   *lock;			/* [startup] */
+	int32		capacity;		/* [startup] places in pairs[] */
+	uint32		mask;			/* [startup] buckets - 1 */
+	RGAuthList	lists[RG_AUTH_NLISTS];	/* [lock] */
+	int64		forgotten_blocked;	/* [lock] blocks in force forgotten for
+									 * room (all places blocked) */
+	/* then: pg_atomic_uint32 buckets[mask + 1], [atomic]: place + 1, 0 */
+	/* then: RGAuthPair pairs[capacity] */
+} RGAuthShared;
+
+static RGAuthShared *rg_auth = NULL;
+static pg_atomic_uint32 *rg_auth_buckets = NULL;
+static RGAuthPair *rg_auth_pairs = NULL;
+
+/* A login's pair, and what became of it (backend-local). */
+typedef struct RGAuthLogin
+{
+	RGAuthKey	key;
+	uint32		hash;
+	TimestampTz now;
+	TimestampTz until;			/* its block's end, when blocked */
+	int32		failures;		/* the failures that started it */
+} RGAuthLogin;
+
+/* The block the SCRAM final message was held back for (authwire.c). */
+static TimestampTz my_withheld_until = 0;
+
+static uint32
+rg_auth_buckets_for(int capacity)
+{
+	uint32		n = 1;
+
+	while (n < (uint32) capacity * 2)
+		n <<= 1;
+	return n;
+}
+
+Size
+rg_authblock_shmem_size(void)
+{
+	Size		size = MAXALIGN(sizeof(RGAuthShared));
+
+	size = add_size(size, MAXALIGN(mul_size(rg_auth_buckets_for(rg_max_auth_blocks),
+											sizeof(pg_atomic_uint32))));
+	return add_size(size, mul_size(rg_max_auth_blocks, sizeof(RGAuthPair)));
+}
+
+/* Called from shmem.c's startup hook, AddinShmemInitLock held. */
+void
+rg_authblock_shmem_init(LWLock *lock)
+{
+	bool		found;
+	uint32		nbuckets = rg_auth_buckets_for(rg_max_auth_blocks);
+	char	   *base;
+	int			i;
+
+	base = ShmemInitStruct("role_guard auth blocks", rg_authblock_shmem_size(), &found);
+	rg_auth = (RGAuthShared *) base;
+	rg_auth_buckets = (pg_atomic_uint32 *) (base + MAXALIGN(sizeof(RGAuthShared)));
+	rg_auth_pairs = (RGAuthPair *) ((char *) rg_auth_buckets +
+									MAXALIGN(nbuckets * sizeof(pg_atomic_uint32)));
+	if (found)
+		return;
+	memset(base, 0, rg_authblock_shmem_size());
+	rg_auth->lock = lock;
+	rg_auth->capacity = rg_max_auth_blocks;
+	rg_auth->mask = nbuckets - 1;
+	for (i = 0; i < (int) nbuckets; i++)
+		pg_atomic_init_u32(&rg_auth_buckets[i], 0);
+	/* every place free, in order */
+	for (i = 0; i < rg_max_auth_blocks; i++)
+	{
+		rg_auth_pairs[i].chain = -1;
+		rg_auth_pairs[i].prev = i - 1;
+		rg_auth_pairs[i].next = i + 1 < rg_max_auth_blocks ? i + 1 : -1;
+	}
+	rg_auth->lists[RG_AUTH_FREE].head = 0;
+	rg_auth->lists[RG_AUTH_FREE].tail = rg_max_auth_blocks - 1;
+	rg_auth->lists[RG_AUTH_COUNTING].head = rg_auth->lists[RG_AUTH_COUNTING].tail = -1;
+	rg_auth->lists[RG_AUTH_BLOCKED].head = rg_auth->lists[RG_AUTH_BLOCKED].tail = -1;
+}
+
+/*
+ * A login's pair: false for the Unix socket, which is never counted nor
+ * blocked.  Hashes only the bytes that matter (the address's, the name's).
+ */
+static bool
+rg_auth_key(const Port *port, RGAuthKey *key, uint32 *hash)
+{
+	int			family;
+	size_t		len;
+
+	memset(key, 0, sizeof(*key));
+	if (!rg_client_address(&port->raddr, &family, key->addr))
+		return false;
+	key->family = (uint8) family;
+	len = strlcpy(NameStr(key->rolname), port->user_name, NAMEDATALEN);
+	len = Min(len, NAMEDATALEN - 1);
+	*hash = hash_combine(hash_bytes(key->addr, family == 4 ? 4 : 16),
+						 hash_bytes((const unsigned char *) NameStr(key->rolname), (int) len)) ^ family;
+	return true;
+}
+
+static inline pg_atomic_uint32 *
+rg_auth_bucket(uint32 hash)
+{
+	return &rg_auth_buckets[hash & rg_auth->mask];
+}
+
+static inline bool
+rg_auth_key_equal(const RGAuthKey *a, const RGAuthKey *b)
+{
+	return a->family == b->family && memcmp(a->addr, b->addr, 16) == 0 &&
+		strcmp(NameStr(a->rolname), NameStr(b->rolname)) == 0;
+}
+
+/* The place of a pair, or -1.  Lock held (shared is enough). */
+static int32
+rg_auth_find(const RGAuthKey *key, uint32 hash)
+{
+	int32		place = (int32) pg_atomic_read_u32(rg_auth_bucket(hash)) - 1;
+
+	while (place >= 0)
+	{
+		const RGAuthPair *p = &rg_auth_pairs[place];
+
+		if (p->hash == hash && rg_auth_key_equal(&p->key, key))
+			return place;
+		place = p->chain;
+	}
+	return -1;
+}
+
+/* Take a place out of its list.  Lock held exclusively. */
+static void
+rg_auth_unlink(int32 place)
+{
+	RGAuthPair *p = &rg_auth_pairs[place];
+	RGAuthList *l = &rg_auth->lists[p->list];
+
+	if (p->prev >= 0)
+		rg_auth_pairs[p->prev].next = p->next;
+	else
+		l->head = p->next;
+	if (p->next >= 0)
+		rg_auth_pairs[p->next].prev = p->prev;
+	else
+		l->tail = p->prev;
+	p->prev = p->next = -1;
+}
+
+/* Put a place at the end (the newest) of a list.  Lock held exclusively. */
+static void
+rg_auth_append(int32 place, RGAuthListKind kind)
+{
+	RGAuthPair *p = &rg_auth_pairs[place];
+	RGAuthList *l = &rg_auth->lists[kind];
+
+	p->list = kind;
+	p->next = -1;
+	p->prev = l->tail;
+	if (l->tail >= 0)
+		rg_auth_pairs[l->tail].next = place;
+	else
+		l->head = place;
+	l->tail = place;
+}
+
+static void
+rg_auth_move(int32 place, RGAuthListKind kind)
+{
+	rg_auth_unlink(place);
+	rg_auth_append(place, kind);
+}
+
+/* Forget a pair: out of its bucket and list, its place free.  Exclusive. */
+static void
+rg_auth_forget(int32 place)
+{
+	RGAuthPair *p = &rg_auth_pairs[place];
+	pg_atomic_uint32 *bucket = rg_auth_bucket(p->hash);
+	int32		at = (int32) pg_atomic_read_u32(bucket) - 1;
+
+	if (at == place)
+		pg_atomic_write_u32(bucket, (uint32) (p->chain + 1));
+	else
+	{
+		while (rg_auth_pairs[at].chain != place)
+			at = rg_auth_pairs[at].chain;
+		rg_auth_pairs[at].chain = p->chain;
+	}
+	rg_auth_unlink(place);
+	memset(&p->key, 0, sizeof(p->key));
+	p->chain = -1;
+	p->failures = 0;
+	p->first_failure = p->blocked_until = 0;
+	rg_auth_append(place, RG_AUTH_FREE);
+}
+
+/*
+ * A place for a new pair: a free one, else the oldest pair that only
+ * counts (or whose block has ended), else the block that began first.
+ * Lock held exclusively.
+ */
+static int32
+rg_auth_take_place(TimestampTz now)
+{
+	const RGAuthList *lists = rg_auth->lists;
+	int32		victim;
+
+	if (lists[RG_AUTH_FREE].head >= 0)
+		return lists[RG_AUTH_FREE].head;
+	victim = lists[RG_AUTH_BLOCKED].head;
+	if (victim < 0 || rg_auth_pairs[victim].blocked_until > now)
+	{
+		if (lists[RG_AUTH_COUNTING].head >= 0)
+			victim = lists[RG_AUTH_COUNTING].head;
+		else
+			rg_auth->forgotten_blocked++;
+	}
+	rg_auth_forget(victim);
+	return victim;
+}
+
+/* Enter a new pair, counting.  Lock held exclusively. */
+static int32
+rg_auth_enter(const RGAuthLogin *a)
+{
+	int32		place = rg_auth_take_place(a->now);
+	RGAuthPair *p = &rg_auth_pairs[place];
+	pg_atomic_uint32 *bucket = rg_auth_bucket(a->hash);
+
+	p->key = a->key;
+	p->hash = a->hash;
+	p->failures = 0;
+	p->first_failure = p->blocked_until = 0;
+	p->chain = (int32) pg_atomic_read_u32(bucket) - 1;
+	pg_atomic_write_u32(bucket, (uint32) place + 1);
+	rg_auth_move(place, RG_AUTH_COUNTING);
+	return place;
+}
+
+typedef enum RGAuthOutcome
+{
+	RG_AUTH_NONE,				/* no pair, or one with nothing in force */
+	RG_AUTH_COUNTED,			/* a failure counted */
+	RG_AUTH_STARTED,			/* ... that started a block */
+	RG_AUTH_IN_FORCE			/* the pair is blocked */
+} RGAuthOutcome;
+
+/*
+ * Count one failure of a login's pair.  A pair blocked now is not counted
+ * (its logins are refused whatever they do); a block that ended, or a
+ * window that passed, starts the count again.  Lock held exclusively.
+ */
+static RGAuthOutcome
+rg_auth_count_failure(RGAuthLogin *a)
+{
+	int32		place = rg_auth_find(&a->key, a->hash);
+	RGAuthPair *p;
+
+	if (place < 0)
+		place = rg_auth_enter(a);
+	p = &rg_auth_pairs[place];
+	if (p->blocked_until > a->now)
+	{
+		a->until = p->blocked_until;
+		return RG_AUTH_IN_FORCE;
+	}
+	if (p->blocked_until != 0 ||
+		a->now - p->first_failure > (int64) rg_auth_failure_window * 1000)
+		p->failures = 0;
+	if (p->failures == 0)
+	{
+		p->first_failure = a->now;
+		p->blocked_until = 0;
+	}
+	p->failures++;
+	a->failures = p->failures;
+	if (p->failures < rg_auth_failure_limit)
+	{
+		rg_auth_move(place, RG_AUTH_COUNTING);
+		return RG_AUTH_COUNTED;
+	}
+	p->blocked_until = a->until = a->now + (int64) rg_auth_block_time * 1000;
+	rg_auth_move(place, RG_AUTH_BLOCKED);
+	return RG_AUTH_STARTED;
+}
+
+/*
+ * Is a login's pair blocked now?  Sets a->until.  RG_AUTH_COUNTED: it has
+ * failures but no block.  Takes the lock shared, and only when the pair's
+ * bucket holds a pair.
+ */
+static RGAuthOutcome
+rg_auth_state(RGAuthLogin *a)
+{
+	RGAuthOutcome state = RG_AUTH_NONE;
+	int32		place;
+
+	if (pg_atomic_read_u32(rg_auth_bucket(a->hash)) == 0)
+		return RG_AUTH_NONE;
+	a->now = GetCurrentTimestamp();
+	LWLockAcquire(rg_auth->lock, LW_SHARED);
+	place = rg_auth_find(&a->key, a->hash);
+	if (place >= 0)
+	{
+		const RGAuthPair *p = &rg_auth_pairs[place];
+
+		if (p->blocked_until > a->now)
+		{
+			state = RG_AUTH_IN_FORCE;
+			a->until = p->blocked_until;
+		}
+		else if (p->failures > 0)
+			state = RG_AUTH_COUNTED;	/* counting, or a block that ended */
+	}
+	LWLockRelease(rg_auth->lock);
+	return state;
+}
+
+/*
+ * A successful login forgets its pair's failures, or its block that ended
+ * (never a block in force).
+ */
+static void
+rg_auth_forget_failures(RGAuthLogin *a)
+{
+	int32		place;
+
+	LWLockAcquire(rg_auth->lock, LW_EXCLUSIVE);
+	place = rg_auth_find(&a->key, a->hash);
+	if (place >= 0 && rg_auth_pairs[place].blocked_until <= a->now)
+		rg_auth_forget(place);
+	LWLockRelease(rg_auth->lock);
+}
+
+/* The pair's address as text (IPv4-mapped IPv6 as IPv4), for messages. */
+static void
+rg_auth_host(const RGAuthKey *key, char *buf, size_t len)
+{
+	if (pg_inet_net_ntop(key->family == 4 ? PGSQL_AF_INET : PGSQL_AF_INET6,
+						 key->addr, key->family == 4 ? 32 : 128, buf, len) == NULL)
+		strlcpy(buf, "?", len);
+}
+
+static bool
+rg_auth_exempt(const RGAuthKey *key)
+{
+	return rg_auth_exempt_hosts != NULL &&
+		(rg_auth_exempt_hosts->all || rg_auth_exempt_hosts->nentries > 0) &&
+		rg_hosts_match(rg_auth_exempt_hosts, key->family, key->addr) != NULL;
+}
+
+/*
+ * Refuse a login of a blocked pair: the same FATAL whatever its
+ * authentication did (the server log alone says which).
+ */
+static void
+rg_auth_refuse(const RGAuthLogin *a, bool authenticated)
+{
+	char		host[64];
+	char		detail[256];
+
+	rg_auth_host(&a->key, host, sizeof(host));
+	snprintf(detail, sizeof(detail),
+			 "role_guard refuses logins of this role from this host until %s, after too many failed authentications.",
+			 timestamptz_to_str(a->until));
+	ereport(FATAL,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("too many failed logins for role \"%s\" from host \"%s\"",
+					NameStr(a->key.rolname), host),
+			 errdetail("%s", detail),
+			 errdetail_log("%s The authentication itself %s.", detail,
+						   authenticated ? "succeeded" : "failed"),
+			 errhint("An administrator can end the block with role_guard_unblock().")));
+}
+
+/* usage.auth_blocked: charge the block to the role, if it exists. */
+static void
+rg_auth_count_role(const RGAuthKey *key, bool monitor)
+{
+	HeapTuple	tup;
+	Oid			roleid;
+	NameData	name;
+	bool		rolsuper;
+	RGCounter  *c;
+
+	tup = SearchSysCache1(AUTHNAME, CStringGetDatum(NameStr(key->rolname)));
+	if (!HeapTupleIsValid(tup))
+		return;
+	roleid = ((Form_pg_authid) GETSTRUCT(tup))->oid;
+	rolsuper = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
+	namestrcpy(&name, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
+	ReleaseSysCache(tup);
+
+	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+	c = rg_counter_enter(RG_COUNTER_ROLE, roleid, InvalidOid);
+	if (c != NULL)
+	{
+		c->rolname = name;
+		c->rolsuper = rolsuper;
+		rg_outcome_count(&c->stats.auth_blocked, monitor);
+		rg_counter_unpin(c);
+	}
+	LWLockRelease(rg_lock());
+}
+
+/* A block began (or in monitor mode, would have): event, LOG, count. */
+static void
+rg_auth_report_start(const Port *port, const RGAuthLogin *a, bool monitor)
+{
+	RGEvent		ev;
+	char		host[64];
+
+	rg_auth_host(&a->key, host, sizeof(host));
+	rg_event_init(&ev, monitor ? RG_EVENT_WOULD_BLOCK : RG_EVENT_AUTH_BLOCKED);
+	ev.pid = MyProcPid;
+	ev.rolname = a->key.rolname;
+	if (port->database_name)
+		strlcpy(NameStr(ev.datname), port->database_name, NAMEDATALEN);
+	rg_event_client(&ev, &port->raddr);
+	if (port->application_name)
+		strlcpy(ev.application_name, port->application_name, sizeof(ev.application_name));
+	snprintf(ev.detail, sizeof(ev.detail),
+			 "%d failed authentications within %g s (role_guard.auth_failure_limit = %d); logins of this role from this host %s refused until %s.",
+			 a->failures, rg_auth_failure_window / 1000.0, rg_auth_failure_limit,
+			 monitor ? "would be" : "are", timestamptz_to_str(a->until));
+	rg_event_add(&ev);
+	ereport(LOG,
+			(errmsg("role_guard: logins of role \"%s\" from host \"%s\" %s",
+					NameStr(a->key.rolname), host,
+					monitor ? "would be blocked" : "blocked"),
+			 errdetail("%s", ev.detail)));
+	rg_auth_count_role(&a->key, monitor);
+}
+
+/* A failed authentication: count it; refuse if the pair is blocked. */
+static void
+rg_auth_failed(const Port *port, RGAuthLogin *a, bool enforce)
+{
+	RGAuthOutcome outcome;
+
+	if (rg_auth_exempt(&a->key))
+		return;
+	a->now = GetCurrentTimestamp();
+	LWLockAcquire(rg_auth->lock, LW_EXCLUSIVE);
+	outcome = rg_auth_count_failure(a);
+	LWLockRelease(rg_auth->lock);
+
+	if (outcome == RG_AUTH_STARTED)
+		rg_auth_report_start(port, a, !enforce);
+	else if (outcome == RG_AUTH_IN_FORCE && enforce)
+		rg_auth_refuse(a, false);
+	/* else core reports the failure */
+}
+
+/*
+ * A successful authentication: refused if the pair is blocked, unless the
+ * SCRAM final message went out before the block began (authwire.c: that
+ * client knows already, and its login was decided then).
+ */
+static void
+rg_auth_succeeded(RGAuthLogin *a, bool enforce)
+{
+	RGAuthWireState wire = rg_authwire_state();
+	RGAuthOutcome state;
+
+	if (wire == RG_WIRE_WITHHELD)
+	{
+		a->until = my_withheld_until;
+		rg_auth_refuse(a, true);
+	}
+	state = rg_auth_state(a);
+	if (state == RG_AUTH_IN_FORCE && enforce && wire != RG_WIRE_SENT &&
+		!rg_auth_exempt(&a->key))
+		rg_auth_refuse(a, true);
+	if (state == RG_AUTH_COUNTED)
+		rg_auth_forget_failures(a);
+}
+
+/*
+ * The login hook's one call, while role_guard.auth_failure_limit is above
+ * 0: count a failure, refuse a blocked pair.  No lock held.
+ */
+void
+rg_authblock_login(Port *port, int status)
+{
+	RGAuthLogin a;
+	bool		enforce = rg_mode == RG_MODE_ENFORCE;
+
+	rg_authwire_done();
+	if (status == STATUS_EOF || rg_mode == RG_MODE_OFF ||
+		!rg_auth_key(port, &a.key, &a.hash))
+		return;
+	if (status == STATUS_OK)
+		rg_auth_succeeded(&a, enforce);
+	else
+		rg_auth_failed(port, &a, enforce);
+}
+
+/*
+ * Will this login be refused for a block whatever its authentication does?
+ * Asked by authwire.c before the SCRAM final message goes out.  No lock
+ * held; takes it shared only when the pair's bucket holds a pair.
+ */
+bool
+rg_authblock_refuses(const Port *port)
+{
+	RGAuthLogin a;
+
+	if (rg_auth_failure_limit <= 0 || rg_mode != RG_MODE_ENFORCE ||
+		!rg_auth_key(port, &a.key, &a.hash))
+		return false;
+	if (rg_auth_state(&a) != RG_AUTH_IN_FORCE || rg_auth_exempt(&a.key))
+		return false;
+	my_withheld_until = a.until;
+	return true;
+}
+
+/*
+ * Copy the pairs with failures in their window or a block in force, for
+ * role_guard_auth_blocks: a palloc'd array, *n rows.  The lock is held
+ * shared for RG_AUTH_PART places at a time, so a scrape of a large table
+ * never holds up failed logins for long; nothing is allocated under it.
+ */
+#define RG_AUTH_PART 512
+
+RGAuthRow *
+rg_authblock_rows(int *n)
+{
+	int			capacity = rg_auth->capacity;
+	RGAuthRow  *rows = palloc0(sizeof(RGAuthRow) * Max(capacity, 1));
+	TimestampTz now = GetCurrentTimestamp();
+	int64		window = (int64) rg_auth_failure_window * 1000;
+	int			place = 0;
+
+	*n = 0;
+	while (place < capacity)
+	{
+		int			end = Min(place + RG_AUTH_PART, capacity);
+
+		LWLockAcquire(rg_auth->lock, LW_SHARED);
+		for (; place < end; place++)
+		{
+			const RGAuthPair *p = &rg_auth_pairs[place];
+			RGAuthRow  *r = &rows[*n];
+			bool		blocked = p->blocked_until > now;
+
+			if (p->key.family == 0 ||
+				!(blocked || (p->blocked_until == 0 && p->failures > 0 &&
+							  now - p->first_failure <= window)))
+				continue;
+			r->family = p->key.family;
+			memcpy(r->addr, p->key.addr, sizeof(r->addr));
+			r->rolname = p->key.rolname;
+			r->failures = p->failures;
+			r->first_failure = p->first_failure;
+			r->blocked_until = blocked ? p->blocked_until : 0;
+			(*n)++;
+		}
+		LWLockRelease(rg_auth->lock);
+	}
+	return rows;
+}
+
+/*
+ * role_guard_unblock(): forget every pair whose address is in "hosts" (a
+ * one-entry list from rg_hosts_parse; NULL: any) and whose role name is
+ * "rolname" (NULL: any).  Returns how many blocks in force it ended.
+ */
+int
+rg_authblock_unblock(const RGHostList *hosts, const char *rolname)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			ended = 0;
+	int			place;
+
+	LWLockAcquire(rg_auth->lock, LW_EXCLUSIVE);
+	for (place = 0; place < rg_auth->capacity; place++)
+	{
+		RGAuthPair *p = &rg_auth_pairs[place];
+
+		if (p->key.family == 0 ||
+			(hosts && rg_hosts_match(hosts, p->key.family, p->key.addr) == NULL) ||
+			(rolname && strcmp(NameStr(p->key.rolname), rolname) != 0))
+			continue;
+		if (p->blocked_until > now)
+			ended++;
+		rg_auth_forget(place);
+	}
+	LWLockRelease(rg_auth->lock);
+	return ended;
+}
