@@ -107,8 +107,6 @@ typedef struct RGAuthShared
 	int32		capacity;		/* [startup] places in pairs[] */
 	uint32		mask;			/* [startup] buckets - 1 */
 	RGAuthList	lists[RG_AUTH_NLISTS];	/* [lock] */
-	int64		forgotten_blocked;	/* [lock] blocks in force forgotten for
-									 * room (all places blocked) */
 	/* then: pg_atomic_uint32 buckets[mask + 1], [atomic]: place + 1, 0 */
 	/* then: RGAuthPair pairs[capacity] */
 } RGAuthShared;
@@ -125,6 +123,8 @@ typedef struct RGAuthLogin
 	TimestampTz now;
 	TimestampTz until;			/* its block's end, when blocked */
 	int32		failures;		/* the failures that started it */
+	RGAuthKey	forgot;			/* a block in force forgotten for its room
+								 * (family 0: none) */
 } RGAuthLogin;
 
 /* The block the SCRAM final message was held back for (authwire.c). */
@@ -304,11 +304,11 @@ rg_auth_forget(int32 place)
 
 /*
  * A place for a new pair: a free one, else the oldest pair that only
- * counts (or whose block has ended), else the block that began first.
- * Lock held exclusively.
+ * counts (or whose block has ended), else the block that began first
+ * (its key left in a->forgot, for a LOG line).  Lock held exclusively.
  */
 static int32
-rg_auth_take_place(TimestampTz now)
+rg_auth_take_place(RGAuthLogin *a)
 {
 	const RGAuthList *lists = rg_auth->lists;
 	int32		victim;
@@ -316,12 +316,12 @@ rg_auth_take_place(TimestampTz now)
 	if (lists[RG_AUTH_FREE].head >= 0)
 		return lists[RG_AUTH_FREE].head;
 	victim = lists[RG_AUTH_BLOCKED].head;
-	if (victim < 0 || rg_auth_pairs[victim].blocked_until > now)
+	if (victim < 0 || rg_auth_pairs[victim].blocked_until > a->now)
 	{
 		if (lists[RG_AUTH_COUNTING].head >= 0)
 			victim = lists[RG_AUTH_COUNTING].head;
 		else
-			rg_auth->forgotten_blocked++;
+			a->forgot = rg_auth_pairs[victim].key;
 	}
 	rg_auth_forget(victim);
 	return victim;
@@ -329,9 +329,9 @@ rg_auth_take_place(TimestampTz now)
 
 /* Enter a new pair, counting.  Lock held exclusively. */
 static int32
-rg_auth_enter(const RGAuthLogin *a)
+rg_auth_enter(RGAuthLogin *a)
 {
-	int32		place = rg_auth_take_place(a->now);
+	int32		place = rg_auth_take_place(a);
 	RGAuthPair *p = &rg_auth_pairs[place];
 	pg_atomic_uint32 *bucket = rg_auth_bucket(a->hash);
 
@@ -540,6 +540,20 @@ rg_auth_report_start(const Port *port, const RGAuthLogin *a, bool monitor)
 	rg_auth_count_role(&a->key, monitor);
 }
 
+/* Every place held a block in force: one was forgotten for a new pair. */
+static void
+rg_auth_report_forgotten(const RGAuthKey *forgot)
+{
+	char		host[64];
+
+	rg_auth_host(forgot, host, sizeof(host));
+	ereport(LOG,
+			(errmsg("role_guard: login block of role \"%s\" from host \"%s\" forgotten: every place of the table holds a block",
+					NameStr(forgot->rolname), host),
+			 errhint("Increase role_guard.max_auth_blocks (now %d).",
+					 rg_max_auth_blocks)));
+}
+
 /* A failed authentication: count it; refuse if the pair is blocked. */
 static void
 rg_auth_failed(const Port *port, RGAuthLogin *a, bool enforce)
@@ -549,9 +563,13 @@ rg_auth_failed(const Port *port, RGAuthLogin *a, bool enforce)
 	if (rg_auth_exempt(&a->key))
 		return;
 	a->now = GetCurrentTimestamp();
+	a->forgot.family = 0;
 	LWLockAcquire(rg_auth->lock, LW_EXCLUSIVE);
 	outcome = rg_auth_count_failure(a);
 	LWLockRelease(rg_auth->lock);
+
+	if (a->forgot.family != 0)
+		rg_auth_report_forgotten(&a->forgot);
 
 	if (outcome == RG_AUTH_STARTED)
 		rg_auth_report_start(port, a, !enforce);
@@ -625,9 +643,10 @@ rg_authblock_refuses(const Port *port)
 
 /*
  * Copy the pairs with failures in their window or a block in force, for
- * role_guard_auth_blocks: a palloc'd array, *n rows.  The lock is held
- * shared for RG_AUTH_PART places at a time, so a scrape of a large table
- * never holds up failed logins for long; nothing is allocated under it.
+ * role_guard_auth_blocks: a palloc'd array, *n rows, sized for what is
+ * there (not for the table).  The lock is held shared for RG_AUTH_PART
+ * places at a time, so a scrape of a large table never holds up failed
+ * logins for long; nothing is allocated under it.
  */
 #define RG_AUTH_PART 512
 
@@ -635,7 +654,8 @@ RGAuthRow *
 rg_authblock_rows(int *n)
 {
 	int			capacity = rg_auth->capacity;
-	RGAuthRow  *rows = palloc0(sizeof(RGAuthRow) * Max(capacity, 1));
+	int			room = Min(RG_AUTH_PART, capacity);
+	RGAuthRow  *rows = palloc0(sizeof(RGAuthRow) * Max(room, 1));
 	TimestampTz now = GetCurrentTimestamp();
 	int64		window = (int64) rg_auth_failure_window * 1000;
 	int			place = 0;
@@ -645,6 +665,13 @@ rg_authblock_rows(int *n)
 	{
 		int			end = Min(place + RG_AUTH_PART, capacity);
 
+		/* room for a whole part more, made before the lock */
+		if (room - *n < end - place)
+		{
+			room = Min(Max(*n + (end - place), room * 2), capacity);
+			rows = repalloc(rows, sizeof(RGAuthRow) * room);
+			memset(&rows[*n], 0, sizeof(RGAuthRow) * (room - *n));
+		}
 		LWLockAcquire(rg_auth->lock, LW_SHARED);
 		for (; place < end; place++)
 		{

@@ -224,6 +224,9 @@ is(small_pairs(), 'block1:3! block2:3! block3:3! keeper:3!',
 is(fail_n('newcomer', 1), 1, 'a new pair fails once');
 is(small_pairs(), 'block1:3! block2:3! block3:3! newcomer:1',
 	'... and the oldest block (keeper) was forgotten for it');
+like(log_since($small, $pos),
+	qr/LOG:  .*role_guard: login block of role "keeper" from host "127\.0\.0\.1" forgotten: every place of the table holds a block/,
+	'a LOG line says which block was forgotten');
 ok(scram_login($small, 'keeper', 'keeperpw')->{admitted},
 	'keeper logs in again');
 unlike(log_since($small, $pos), qr/(ERROR|WARNING|PANIC|TRAP)/,
