@@ -59,6 +59,12 @@ CREATE ROLE mon LOGIN PASSWORD 'monpw';
 CREATE ROLE cnt LOGIN PASSWORD 'cntpw';
 });
 
+# shared memory: max_auth_blocks (1024) places of 128 bytes, 2048 buckets of
+# 4 bytes and a 40-byte header
+is($node->safe_psql('postgres',
+		q{SELECT size FROM pg_shmem_allocations WHERE name = 'role_guard auth blocks'}),
+	1024 * 128 + 2048 * 4 + 40, 'the table takes 139 304 bytes at the defaults');
+
 sub pairs
 {
 	return $node->safe_psql('postgres',
