@@ -51,6 +51,11 @@ my %conf = (
 	'role_guard.evict_idle'                   => 'idler=1h',
 	'role_guard.active_budgets'               => 'idler=50',
 	'role_guard.active_waits'                 => 'idler=1s',
+	'role_guard.auth_failure_limit'           => '100',
+	'role_guard.auth_failure_window'          => '2min',
+	'role_guard.auth_block_time'              => '5min',
+	'role_guard.max_auth_blocks'              => '64',
+	'role_guard.auth_block_exempt_hosts'      => '10.9.0.0/16',
 );
 # What a session tries to set each of them to.
 my %attempt = (
@@ -69,6 +74,11 @@ my %attempt = (
 	'role_guard.evict_idle'                   => '',
 	'role_guard.active_budgets'               => '*=1',
 	'role_guard.active_waits'                 => '*=0',
+	'role_guard.auth_failure_limit'           => '0',
+	'role_guard.auth_failure_window'          => '1h',
+	'role_guard.auth_block_time'              => '1s',
+	'role_guard.max_auth_blocks'              => '16',
+	'role_guard.auth_block_exempt_hosts'      => 'all',
 );
 my @settings = sort keys %conf;
 
