@@ -56,7 +56,7 @@ my %columns = (
 	  . 'waited bigint, wait_timeouts bigint, evicted bigint, '
 	  . 'active_budget integer, active_transactions integer, '
 	  . 'statements_waiting integer, statements_waited bigint, '
-	  . 'statements_rejected bigint, would_wait bigint',
+	  . 'statements_rejected bigint, would_wait bigint, auth_blocked bigint',
 	role_guard_budgets =>
 	  'entry text, kind text, budget integer, connections integer, '
 	  . 'rejected bigint, would_reject bigint',
@@ -66,7 +66,10 @@ my %columns = (
 	  . 'overcommitted boolean, reserved integer, reserved_unused integer, '
 	  . 'waiting integer',
 	role_guard_reservations =>
-	  'entry text, kind text, reserved integer, connections integer, unused integer');
+	  'entry text, kind text, reserved integer, connections integer, unused integer',
+	role_guard_auth_blocks =>
+	  'client_addr inet, rolname text, failures integer, '
+	  . 'first_failure timestamp with time zone, blocked_until timestamp with time zone');
 foreach my $view (sort keys %columns)
 {
 	is( $node->safe_psql(
