@@ -140,7 +140,8 @@ tail -c +"$((pos + 1))" "$DIR/rg.log" | sed -n 's/.*active place taken \([0-9]*\
 n=$(wc -l <"$DIR/c.us")
 sort -n "$DIR/c.us" | awk -v n="$n" '{ a[NR] = $1 } END {
 	if (n == 0) { print "no waits logged"; exit }
-	printf "waits: %d; delay median %d us, p99 %d us, max %d us\n", n, a[int((n + 1) / 2)], a[int(n * 0.99) > 0 ? int(n * 0.99) : 1], a[n] }'
+	p = int(n * 0.99); if (p < 1) p = 1
+	printf "waits: %d; delay median %d us, p99 %d us, max %d us\n", n, a[int((n + 1) / 2)], a[p], a[n] }'
 set_active 'bench=1000'
 
 if command -v valgrind >/dev/null; then
