@@ -213,3 +213,36 @@ LEFT JOIN ac ON ac.roleid = n.roleid
 LEFT JOIN ab ON ab.roleid = n.roleid
 LEFT JOIN pb ON pb.rolname = n.rolname
 LEFT JOIN r ON r.rolname = n.rolname;
+
+-- ---------------------------------------------------------------------------
+-- role_guard_summary: one slot rule (issue 21.5).  1.1's view, with headroom
+-- and overcommitted counted against the slots a login without special
+-- privileges may use, by the rule the reservations use too
+-- (role_guard_reserve_stats().slots: max_connections, less
+-- superuser_reserved_connections and, on 16 and later, reserved_connections).
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE VIEW role_guard_summary AS
+WITH p AS MATERIALIZED (
+    SELECT * FROM role_guard_policy() WHERE setting = 'budgets'
+), per_role AS (
+    SELECT coalesce(pb.value, (SELECT p.value FROM p WHERE p.kind = 'default')) AS budget
+    FROM pg_catalog.pg_authid a
+    LEFT JOIN p pb ON pb.kind = 'role' AND pb.rolname = a.rolname
+    WHERE a.rolcanlogin
+), b AS (
+    SELECT CASE WHEN bool_and(budget IS NOT NULL)
+                THEN least(sum(budget), 2147483647)::integer END AS budgeted
+    FROM per_role
+)
+SELECT current_setting('max_connections')::integer AS max_connections,
+       current_setting('superuser_reserved_connections')::integer
+         AS superuser_reserved_connections,
+       b.budgeted,
+       g.connections,
+       rs.slots - g.connections AS headroom,
+       coalesce(b.budgeted > rs.slots, true) AS overcommitted,
+       rs.reserved,
+       rs.reserved_unused,
+       rs.waiting
+FROM b, role_guard_global_stats() g, role_guard_reserve_stats() rs;
+-- ---- end of role_guard_summary (issue 21.5) ----

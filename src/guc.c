@@ -22,6 +22,7 @@
 #include <limits.h>
 
 #include "common/hashfn.h"
+#include "utils/builtins.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
@@ -171,6 +172,20 @@ rg_preload_check_enum(const char *name, const struct config_enum_entry *options)
 }
 
 static void
+rg_preload_check_bool(const char *name)
+{
+	const char *raw;
+
+	if (!process_shared_preload_libraries_in_progress ||
+		(raw = GetConfigOption(name, true, false)) == NULL)
+		return;
+	if (!parse_bool(raw, NULL))
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parameter \"%s\" requires a Boolean value", name)));
+}
+
+static void
 rg_preload_check_int(const char *name, int flags, int min, int max)
 {
 	const char *raw;
@@ -282,6 +297,19 @@ rg_check_host_list(const char *name, char **newval, void **extra)
 	return true;
 }
 
+/*
+ * An empty list (the default '') is stored as NULL: every reader tests
+ * "!= NULL" for "a host list is set", and a reaper scan or a login with
+ * nothing configured must do no work for it.
+ */
+static const RGHostList *
+rg_hosts_or_null(void *extra)
+{
+	const RGHostList *list = (const RGHostList *) extra;
+
+	return list != NULL && (list->all || list->nentries > 0) ? list : NULL;
+}
+
 /* The host list settings: one grammar (superuser_deny_hosts's). */
 #define RG_HOSTS_SETTING(fn, gucname, target) \
 static bool \
@@ -292,7 +320,7 @@ rg_check_##fn(char **newval, void **extra, GucSource source) \
 static void \
 rg_assign_##fn(const char *newval, void *extra) \
 { \
-	target = (const RGHostList *) extra; \
+	target = rg_hosts_or_null(extra); \
 }
 
 RG_HOSTS_SETTING(hosts, "role_guard.superuser_deny_hosts", rg_deny_hosts)
@@ -408,6 +436,7 @@ rg_guc_init(void)
 								   rg_list_settings[i].check,
 								   rg_list_settings[i].assign, NULL);
 
+	rg_preload_check_bool("role_guard.superuser_socket_exempt");
 	DefineCustomBoolVariable("role_guard.superuser_socket_exempt",
 							 "Superusers over the Unix socket are never refused by a budget or a reservation.",
 							 NULL, &rg_superuser_socket_exempt, true,

@@ -93,6 +93,10 @@ static HTAB *rg_limits = NULL;
 static bool rg_limits_stale = true;
 static RGReported *rg_reported = NULL;
 
+/* What the last scan did, for its DEBUG2 line: slots walked, roles resolved. */
+static int	rg_scan_slots = 0;
+static int	rg_scan_roles = 0;
+
 /*
  * The backend half.  rg_reap_reason is set by this backend's SIGTERM
  * handler when the signal is the worker's and is acted on; the FATAL that
@@ -276,6 +280,7 @@ rg_limits_fill(void)
 			in_xact = true;
 		}
 		limits = hash_search(rg_limits, &roleid, HASH_ENTER, &found);
+		rg_scan_roles++;
 		if (!rg_role_info(roleid, &limits->info))
 		{
 			/* dropped: keep the name its counter last saw */
@@ -519,13 +524,31 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 		rg_event_add(&ev);
 }
 
+/*
+ * Is anything configured that a scan looks for?  With nothing (no idle
+ * limits, no host list, no eviction), a scan walks no slot and resolves no
+ * role.
+ */
+static bool
+rg_reap_configured(void)
+{
+	return (rg_idle_timeouts != NULL && rg_idle_timeouts->nentries > 0) ||
+		(rg_idle_in_transaction_timeouts != NULL &&
+		 rg_idle_in_transaction_timeouts->nentries > 0) ||
+		rg_deny_hosts != NULL ||
+		(rg_evict_idle != NULL && rg_evict_idle->nentries > 0);
+}
+
 static void
 rg_reap_scan(void)
 {
 	int			mode = rg_mode;
+	TimestampTz start;
 	TimestampTz now;
 	int			n = rg_backend_count();
 	int			procno;
+
+	start = GetCurrentTimestamp();
 
 	/*
 	 * Every interval, even with nothing to reap: on a standby, this is what
@@ -546,22 +569,22 @@ rg_reap_scan(void)
 		rg_wake_waiters();
 		LWLockRelease(rg_lock());
 	}
-	if (mode == RG_MODE_OFF)
-		return;
-	if ((rg_idle_timeouts == NULL || rg_idle_timeouts->nentries == 0) &&
-		(rg_idle_in_transaction_timeouts == NULL ||
-		 rg_idle_in_transaction_timeouts->nentries == 0) &&
-		rg_deny_hosts == NULL &&
-		(rg_evict_idle == NULL || rg_evict_idle->nentries == 0))
-		return;
+	rg_scan_slots = 0;
+	rg_scan_roles = 0;
+	if (mode != RG_MODE_OFF && rg_reap_configured())
+	{
+		if (rg_limits_stale || rg_limits == NULL)
+			rg_limits_reset();
+		rg_limits_fill();
 
-	if (rg_limits_stale || rg_limits == NULL)
-		rg_limits_reset();
-	rg_limits_fill();
-
-	now = GetCurrentTimestamp();
-	for (procno = 0; procno < n; procno++)
-		rg_reap_check(procno, now, mode == RG_MODE_MONITOR);
+		now = GetCurrentTimestamp();
+		for (procno = 0; procno < n; procno++)
+			rg_reap_check(procno, now, mode == RG_MODE_MONITOR);
+		rg_scan_slots = n;
+	}
+	elog(DEBUG2, "role_guard reaper: scan walked %d slots, resolved %d roles in %ld us",
+		 rg_scan_slots, rg_scan_roles,
+		 (long) (GetCurrentTimestamp() - start));
 }
 
 void

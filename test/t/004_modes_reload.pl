@@ -225,7 +225,9 @@ foreach my $bad (
 	[ "role_guard.reap_interval = '50ms'",
 		qr/50 ms is outside the valid range for parameter "role_guard\.reap_interval" \(100 \.\. 2147483647\)/ ],
 	[ "role_guard.max_roles = 8", qr/8 is outside the valid range for parameter "role_guard\.max_roles" \(16 \.\. 1000000\)/ ],
-	[ "role_guard.event_log_size = 'lots'", qr/invalid value for parameter "role_guard\.event_log_size": "lots"/ ])
+	[ "role_guard.event_log_size = 'lots'", qr/invalid value for parameter "role_guard\.event_log_size": "lots"/ ],
+	[ "role_guard.superuser_socket_exempt = 'yse'",
+		qr/parameter "role_guard\.superuser_socket_exempt" requires a Boolean value/ ])
 {
 	my ($line, $re) = @$bad;
 	$pos = log_pos($node);
@@ -235,9 +237,21 @@ foreach my $bad (
 	$node->stop if $started;
 	like(log_since($node, $pos), $re, "$line at start-up: PostgreSQL's message");
 	$node->append_conf('postgresql.conf',
-		"role_guard.mode = enforce\nrole_guard.reap_interval = '10s'\nrole_guard.max_roles = 1024\nrole_guard.event_log_size = 1000");
+		"role_guard.mode = enforce\nrole_guard.reap_interval = '10s'\nrole_guard.max_roles = 1024\nrole_guard.event_log_size = 1000\nrole_guard.superuser_socket_exempt = off");
 }
 ok($node->start(fail_ok => 1), 'repaired again: server starts');
+
+# A bad boolean on reload: a LOG names the setting, the old value stays.
+$pos = log_pos($node);
+$node->append_conf('postgresql.conf', "role_guard.superuser_socket_exempt = 'maybe'");
+$node->reload;
+ok( wait_log(
+		$node,
+		qr/LOG:[^\n]*parameter "role_guard\.superuser_socket_exempt" requires a Boolean value/,
+		$pos),
+	'bad superuser_socket_exempt on reload: a LOG names it');
+is($node->safe_psql('postgres', 'SHOW role_guard.superuser_socket_exempt'),
+	'off', 'bad superuser_socket_exempt on reload: the old value stays');
 is($node->safe_psql('postgres',
 	q{SELECT string_agg(name || ':' || coalesce(min_val, '') || ':' || coalesce(max_val, '') || ':' || coalesce(array_to_string(enumvals, '/'), ''), ',' ORDER BY name)
 	  FROM pg_settings WHERE name IN ('role_guard.mode', 'role_guard.reap_interval', 'role_guard.max_roles', 'role_guard.event_log_size')}),

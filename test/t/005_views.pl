@@ -212,5 +212,36 @@ is( $node->safe_psql('postgres',
 	'summary: more budgeted than max_connections is overcommitted');
 $s->quit;
 
+# ---------------------------------------------------------------------------
+# headroom and overcommitted count the slots a login without special
+# privileges may use, as the reservations do: on 16 and later
+# reserved_connections is kept out too.
+# ---------------------------------------------------------------------------
+my $rres = 0;
+if ($node->safe_psql('postgres', 'SHOW server_version_num') >= 160000)
+{
+	$rres = 3;
+	$node->append_conf('postgresql.conf', "reserved_connections = $rres");
+	$node->restart;
+}
+my $slots = $max - $res - $rres;
+is($node->safe_psql('postgres',
+		q{SELECT slots FROM role_guard_reserve_stats()}),
+	$slots, "the reservations' slot count: max_connections - superuser_reserved_connections - reserved_connections ($rres)");
+# budgeted one more than the slots: overcommitted, though below
+# max_connections - superuser_reserved_connections when $rres > 0
+ok(set_budgets($node, 'app=' . ($slots - 4 + 1) . ', *=1'),
+	'budgets: one more than the slots in all');
+is( $node->safe_psql('postgres',
+		q{SELECT budgeted || ':' || connections || ':' || headroom || ':' || overcommitted
+		  FROM role_guard_summary}),
+	join(':', $slots + 1, 1, $slots - 1, 'true'),
+	'summary: headroom is the slots less the sessions; one budgeted place past the slots is overcommitted');
+ok(set_budgets($node, 'app=' . ($slots - 4) . ', *=1'),
+	'budgets: exactly the slots in all');
+is( $node->safe_psql('postgres',
+		q{SELECT budgeted || ':' || overcommitted FROM role_guard_summary}),
+	"$slots:false", 'summary: budgets that fit the slots are not overcommitted');
+
 $node->stop;
 done_testing();
