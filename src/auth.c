@@ -497,6 +497,8 @@ rg_prepare(RGLogin *login, RGCharges *charges)
 		before_shmem_exit(rg_release_at_exit, (Datum) 0);
 		exit_registered = true;
 	}
+	/* requests to end the session may come once it has a slot */
+	rg_end_install();
 	/* reservations whose names need resolving to OIDs: before the lock */
 	rg_reserve_resolve(&login->reserve);
 	/* a custom wait event is registered in shared memory: not under it */
@@ -932,8 +934,6 @@ rg_admit(Port *port)
 	my_pending = NULL;
 	LWLockRelease(lock);
 
-	if (verdict.kind == RG_ADMIT)
-		rg_reaper_backend_admitted();
 	if (verdict.kind == RG_ADMIT && verdict.worst && login.mode == RG_MODE_MONITOR)
 		rg_evict_monitor(&login, &verdict);
 	rg_report(&login, &verdict);

@@ -48,6 +48,7 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "inject.h"
 #include "role_guard.h"
 
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
@@ -95,6 +96,8 @@ rg_statement_begin(uint64 query_id)
 
 	if (slot == NULL)
 		return;
+	/* a test may hold a session here, busy and not yet counted as such */
+	RG_INJECT_SIGNALS_HELD("statement-begin");
 	slot->seq++;
 	slot->last_query_id = (int64) query_id;
 	slot->active_statements = 1;

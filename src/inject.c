@@ -12,19 +12,22 @@
 
 #ifdef RG_INJECTION_POINTS
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "libpq/pqsignal.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/wait_event.h"
 
 void
-rg_inject(const char *name)
+rg_inject(const char *name, bool signals_held)
 {
 	char		armed[MAXPGPATH];
 	char		held[MAXPGPATH];
 	struct stat st;
+	sigset_t	saved;
 
 	if (DataDir == NULL)
 		return;
@@ -34,6 +37,8 @@ rg_inject(const char *name)
 		return;					/* not armed, or another backend took it */
 
 	elog(LOG, "role_guard test build: held at injection point \"%s\"", name);
+	if (signals_held)
+		sigprocmask(SIG_SETMASK, &BlockSig, &saved);
 	while (stat(held, &st) == 0)
 	{
 		/* 10 ms steps: a test-build path, woken by a file, not a latch */
@@ -42,6 +47,8 @@ rg_inject(const char *name)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+	if (signals_held)
+		sigprocmask(SIG_SETMASK, &saved, NULL);
 	elog(LOG, "role_guard test build: woken at injection point \"%s\"", name);
 }
 

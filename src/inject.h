@@ -14,6 +14,11 @@
  *			and waits there, its interrupts served, while that file exists
  *	wake	remove NAME.PID; the backend goes on
  *
+ * RG_INJECT_SIGNALS_HELD("name") holds the same way with every signal
+ * blocked meanwhile (as for a process that is not scheduled): signals sent
+ * to it stay pending, and those of one kind are merged by the kernel, until
+ * it is woken.
+ *
  * A point inside a held LWLock holds that lock too (that is the point of
  * some of them); interrupts are held off there, so only a wake ends it.
  * Works the same on every PostgreSQL version (core's injection_points
@@ -25,10 +30,12 @@
 #define RG_INJECT_H
 
 #ifdef RG_INJECTION_POINTS
-extern void rg_inject(const char *name);
-#define RG_INJECT(name) rg_inject(name)
+extern void rg_inject(const char *name, bool signals_held);
+#define RG_INJECT(name) rg_inject(name, false)
+#define RG_INJECT_SIGNALS_HELD(name) rg_inject(name, true)
 #else
 #define RG_INJECT(name) ((void) 0)
+#define RG_INJECT_SIGNALS_HELD(name) ((void) 0)
 #endif
 
 #endif							/* RG_INJECT_H */

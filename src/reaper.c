@@ -27,16 +27,12 @@
  *	  entries (it has no entry and no group any more).
  *
  * Ending a session.  Under role_guard's lock the worker reads the slot
- * again, writes the request into it (the pid it is for, why, the limit, and
- * the statement count it saw) and sends SIGTERM.  The backend's SIGTERM
- * handler (installed at admission, see rg_reaper_backend_admitted) knows a
- * signal from the worker by its sender's pid: if the session has started
- * work since the worker looked (it no longer waits for its client, or has
- * begun a statement), the request is dropped and the session lives on;
- * otherwise it dies as pg_terminate_backend would, and the FATAL its client
- * gets is turned into the idle-timeout message (57P05 or 25P03) or, for a
- * superuser on a denied host, 28000.  A SIGTERM from anyone else (the
- * postmaster, pg_terminate_backend) is core's die() unchanged.
+ * again and asks the session to end (rg_request_end, ending.c): the
+ * session itself checks that it is still idle when the request arrives,
+ * drops it if not (the next scan logs that), and otherwise ends, counting
+ * and recording its own ending.  The LOG line "terminating session ..." is
+ * written when the request is sent.  A SIGTERM from anyone else (the
+ * postmaster, pg_terminate_backend) is core's die(), untouched.
  *
  *-------------------------------------------------------------------------
  */
@@ -66,6 +62,7 @@
 #include "utils/wait_event.h"
 
 #include "compat.h"
+#include "inject.h"
 #include "role_guard.h"
 
 /* A role's resolved limits, in the worker's own memory. */
@@ -87,6 +84,7 @@ typedef struct RGReported
 	/* a superuser on a denied host: reported (monitor), or signalled */
 	bool		deny_reported;
 	bool		deny_signalled;
+	uint32		dropped;		/* the slot's reap_dropped last logged */
 } RGReported;
 
 static HTAB *rg_limits = NULL;
@@ -96,126 +94,6 @@ static RGReported *rg_reported = NULL;
 /* What the last scan did, for its DEBUG2 line: slots walked, roles resolved. */
 static int	rg_scan_slots = 0;
 static int	rg_scan_roles = 0;
-
-/*
- * The backend half.  rg_reap_reason is set by this backend's SIGTERM
- * handler when the signal is the worker's and is acted on; the FATAL that
- * follows ("terminating connection due to administrator command", 57P01)
- * is then rewritten by rg_emit_log into core's own idle-timeout message and
- * SQLSTATE (as idle_session_timeout and idle_in_transaction_session_timeout
- * give) or into a superuser denial, with a DETAIL naming the role_guard
- * setting, so clients and poolers see why.
- */
-static emit_log_hook_type prev_emit_log_hook = NULL;
-static volatile sig_atomic_t rg_reap_reason = RG_REAP_NONE;
-static volatile int32 rg_reap_limit_ms = 0;
-
-static void
-rg_emit_log(ErrorData *edata)
-{
-	int			reason = rg_reap_reason;
-
-	if (reason != RG_REAP_NONE && edata->elevel == FATAL &&
-		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-	{
-		if (reason == RG_REAP_SUPERUSER)
-		{
-			char		host[NI_MAXHOST];
-
-			host[0] = '\0';
-			if (MyProcPort == NULL ||
-				pg_getnameinfo_all(&MyProcPort->raddr.addr, MyProcPort->raddr.salen,
-								   host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
-				strlcpy(host, "?", sizeof(host));
-			edata->sqlerrcode = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-			edata->message = psprintf("terminating connection because a superuser may not be connected from host \"%s\"",
-									  host);
-			edata->detail = pstrdup("The session's role became a superuser (or a member of one) after it logged in, and role_guard.superuser_deny_hosts lists this host.");
-		}
-		else if (reason == RG_REAP_EVICT)
-		{
-			edata->sqlerrcode = ERRCODE_IDLE_SESSION_TIMEOUT;
-			edata->message = pstrdup("terminating idle connection to make room for another login");
-			edata->detail = psprintf("role_guard.evict_idle lets this role's sessions be ended after %.1f s idle when their place is needed.",
-									 rg_reap_limit_ms / 1000.0);
-		}
-		else
-		{
-			bool		idle = reason == RG_REAP_IDLE;
-
-			edata->sqlerrcode = idle ? ERRCODE_IDLE_SESSION_TIMEOUT :
-				ERRCODE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT;
-			edata->message = pstrdup(idle ?
-									 "terminating connection due to idle-session timeout" :
-									 "terminating connection due to idle-in-transaction timeout");
-			edata->detail = psprintf("role_guard.%s allows this role %.1f s.",
-									 idle ? "idle_timeouts" : "idle_in_transaction_timeouts",
-									 rg_reap_limit_ms / 1000.0);
-		}
-	}
-	if (prev_emit_log_hook)
-		prev_emit_log_hook(edata);
-}
-
-/*
- * SIGTERM in an admitted backend.  A request to end it (from the worker,
- * or from a login evicting it), sent by the process the request names: go
- * only if the session has done nothing since it was seen idle (a superuser
- * denial goes whatever the session does).  Anything else: die().
- */
-static void
-rg_sigterm(int signo, siginfo_t *info, void *context)
-{
-	int			save_errno = errno;
-	RGBackend  *slot = rg_my_slot;
-
-	if (slot != NULL && info != NULL && info->si_pid != 0 &&
-		slot->reap_pid == MyProcPid && info->si_pid == slot->reap_sender)
-	{
-		int			reason;
-
-		pg_read_barrier();
-		reason = slot->reap_reason;
-		if (reason != RG_REAP_SUPERUSER &&
-			(slot->seq != slot->reap_seq || slot->in_utility ||
-			 MyProc->wait_event_info != WAIT_EVENT_CLIENT_READ))
-		{
-			/*
-			 * Busy again since it was seen idle: not idle any more.  The
-			 * request is dropped (the slot may be asked again later).  One
-			 * that is acted on stays in the slot until the exit clears it,
-			 * so nobody asks this dying session again meanwhile.
-			 */
-			slot->reap_pid = 0;
-			errno = save_errno;
-			return;
-		}
-		rg_reap_limit_ms = slot->reap_limit_ms;
-		rg_reap_reason = reason;
-	}
-	errno = save_errno;
-	die(signo);
-}
-
-/* An admitted backend takes the worker's signals through rg_sigterm. */
-void
-rg_reaper_backend_admitted(void)
-{
-	struct sigaction act;
-
-	memset(&act, 0, sizeof(act));
-	act.sa_sigaction = rg_sigterm;
-	act.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigemptyset(&act.sa_mask);
-	sigaction(SIGTERM, &act, NULL);
-}
-
-void
-rg_reaper_backend_init(void)
-{
-	prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = rg_emit_log;
-}
 
 void
 rg_reaper_register(void)
@@ -298,86 +176,50 @@ rg_limits_fill(void)
 		CommitTransactionCommand();
 }
 
-/*
- * Describe a reap (or would-be reap) from the slot, before the backend is
- * signalled: once it exits, its slot is cleared.
- */
+/* Describe a reap (or would-be reap) from the slot. */
 static void
 rg_reap_event(RGEvent *ev, const RGBackend *slot, int pid,
 			  const RGRoleLimits *limits, RGBackendState state, long idle_ms,
 			  int32 limit, bool monitor)
 {
-	rg_event_init(ev, monitor ? RG_EVENT_WOULD_REAP :
-				  state == RG_STATE_IDLE ? RG_EVENT_REAPED_IDLE :
-				  RG_EVENT_REAPED_IDLE_IN_TRANSACTION);
-	ev->pid = pid;
-	ev->rolname = limits->info.rolname;
-	ev->datname = slot->datname;
-	memcpy(ev->application_name, slot->application_name, sizeof(ev->application_name));
-	ev->application_name[sizeof(ev->application_name) - 1] = '\0';
-	rg_event_client(ev, &slot->client);
-	ev->query_id = slot->last_query_id;
+	rg_event_for_slot(ev, monitor ? RG_EVENT_WOULD_REAP :
+					  state == RG_STATE_IDLE ? RG_EVENT_REAPED_IDLE :
+					  RG_EVENT_REAPED_IDLE_IN_TRANSACTION,
+					  slot, pid, &limits->info.rolname);
 	snprintf(ev->detail, sizeof(ev->detail), "%s for %.1f s, limit %.1f s.",
 			 state == RG_STATE_IDLE ? "Idle" : "Idle in transaction",
 			 idle_ms / 1000.0, limit / 1000.0);
 }
 
 /*
- * Count a reap or a superuser denial (or, in monitor mode, what would have
- * been one) on the role's counter, and record it.  Lock held.
+ * Monitor mode: count what enforce would have done (a reap or a superuser
+ * denial) on the role's counter, and record it.  What enforce does is
+ * counted by the session that ends (ending.c).
  */
 static void
-rg_count_reap(Oid roleid, RGReapReason reason, bool monitor)
+rg_count_would(Oid roleid, RGReapReason reason, const RGEvent *ev)
 {
-	RGCounter  *c = rg_counter_find(RG_COUNTER_ROLE, roleid, InvalidOid);
+	RGCounter  *c;
 
-	if (c == NULL)
-		return;
-	rg_outcome_count(reason == RG_REAP_SUPERUSER ? &c->stats.superuser_denied :
-					 &c->stats.reaped, monitor);
+	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+	c = rg_counter_find(RG_COUNTER_ROLE, roleid, InvalidOid);
+	if (c != NULL)
+		rg_outcome_count(reason == RG_REAP_SUPERUSER ? &c->stats.superuser_denied :
+						 &c->stats.reaped, true);
+	LWLockRelease(rg_lock());
+	rg_event_add(ev);
 }
 
-/*
- * Ask a backend to end (the reaper, or a login evicting a session): check
- * that the slot still holds the same session (and, but for a superuser
- * denial, that it has done nothing since "seq"), write the request and send
- * SIGTERM.  The backend checks again when the signal arrives (rg_sigterm).
- * True if signalled.  Lock held exclusively.
- */
-bool
-rg_request_end(RGBackend *slot, int pid, uint32 seq, RGReapReason reason,
-			   int32 limit)
-{
-	if (slot->pid != pid || (reason != RG_REAP_SUPERUSER && slot->seq != seq))
-		return false;
-	if (slot->reap_pid == pid)
-		return false;			/* asked already, and going */
-	slot->reap_seq = seq;
-	slot->reap_reason = reason;
-	slot->reap_limit_ms = limit;
-	slot->reap_sender = MyProcPid;
-	pg_write_barrier();
-	slot->reap_pid = pid;
-	pg_memory_barrier();
-	if (kill(pid, SIGTERM) == 0)
-		return true;
-	slot->reap_pid = 0;
-	ereport(LOG,
-			(errmsg("role_guard: could not signal pid %d: %m", pid)));
-	return false;
-}
-
-/* The reaper's request: under the lock, counted when sent. */
+/* The reaper's request to end a session (ending.c), under the lock. */
 static bool
 rg_signal_backend(RGBackend *slot, int pid, uint32 seq, RGReapReason reason,
-				  int32 limit, Oid roleid)
+				  int32 limit, const char *detail)
 {
 	bool		sent;
 
+	RG_INJECT("reaper-before-signal");
 	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
-	sent = rg_request_end(slot, pid, seq, reason, limit);
-	if (sent)
-		rg_count_reap(roleid, reason, false);
+	sent = rg_request_end(slot, pid, seq, reason, limit, detail);
 	LWLockRelease(rg_lock());
 	return sent;
 }
@@ -398,14 +240,8 @@ rg_deny_check(RGBackend *slot, RGReported *r, int pid,
 		return;
 	if (monitor ? r->deny_reported : r->deny_signalled)
 		return;
-	rg_event_init(&ev, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED);
-	ev.pid = pid;
-	ev.rolname = info->rolname;
-	ev.datname = slot->datname;
-	memcpy(ev.application_name, slot->application_name, sizeof(ev.application_name));
-	ev.application_name[sizeof(ev.application_name) - 1] = '\0';
-	rg_event_client(&ev, &slot->client);
-	ev.query_id = slot->last_query_id;
+	rg_event_for_slot(&ev, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED,
+					  slot, pid, &info->rolname);
 	if (info->rolsuper)
 		snprintf(ev.detail, sizeof(ev.detail),
 				 "Role became a superuser after it logged in; host \"%s\" matches role_guard.superuser_deny_hosts.",
@@ -418,10 +254,7 @@ rg_deny_check(RGBackend *slot, RGReported *r, int pid,
 	r->deny_signalled = !monitor;
 	if (monitor)
 	{
-		LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
-		rg_count_reap(slot->roleid, RG_REAP_SUPERUSER, true);
-		LWLockRelease(rg_lock());
-		rg_event_add(&ev);
+		rg_count_would(slot->roleid, RG_REAP_SUPERUSER, &ev);
 		ereport(LOG,
 				(errmsg("role_guard: would terminate session of superuser role \"%s\" (pid %d) from host \"%s\"",
 						NameStr(info->rolname), pid, ev.client_addr)));
@@ -430,8 +263,25 @@ rg_deny_check(RGBackend *slot, RGReported *r, int pid,
 	ereport(LOG,
 			(errmsg("role_guard: terminating session of superuser role \"%s\" (pid %d) from host \"%s\"",
 					NameStr(info->rolname), pid, ev.client_addr)));
-	if (rg_signal_backend(slot, pid, 0, RG_REAP_SUPERUSER, 0, slot->roleid))
-		rg_event_add(&ev);
+	(void) rg_signal_backend(slot, pid, 0, RG_REAP_SUPERUSER, 0, ev.detail);
+}
+
+/*
+ * A request to this session was dropped since the last scan (it was busy
+ * again when the request arrived): say so once per drop.
+ */
+static void
+rg_drop_check(const RGBackend *slot, RGReported *r, int pid,
+			  const RGRoleLimits *limits)
+{
+	uint32		dropped = slot->reap_dropped;
+
+	if (dropped == r->dropped)
+		return;
+	r->dropped = dropped;
+	ereport(LOG,
+			(errmsg("role_guard: session of role \"%s\" (pid %d) was busy again when asked to end, and goes on",
+					NameStr(limits->info.rolname), pid)));
 }
 
 static void
@@ -469,6 +319,7 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 			slot->evict_ms = limits->info.evict_ms;
 		LWLockRelease(rg_lock());
 	}
+	rg_drop_check(slot, r, pid, limits);
 	if (rg_deny_hosts != NULL)
 		rg_deny_check(slot, r, pid, limits, monitor);
 
@@ -504,10 +355,7 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 
 	if (monitor)
 	{
-		LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
-		rg_count_reap(roleid, RG_REAP_IDLE, true);
-		LWLockRelease(rg_lock());
-		rg_event_add(&ev);
+		rg_count_would(roleid, RG_REAP_IDLE, &ev);
 		ereport(LOG,
 				(errmsg("role_guard: would terminate session of role \"%s\" (pid %d): %s for %.1f s, limit %.1f s",
 						NameStr(limits->info.rolname), pid, what,
@@ -518,10 +366,9 @@ rg_reap_check(int procno, TimestampTz now, bool monitor)
 			(errmsg("role_guard: terminating session of role \"%s\" (pid %d): %s for %.1f s, limit %.1f s",
 					NameStr(limits->info.rolname), pid, what,
 					idle_ms / 1000.0, limit / 1000.0)));
-	if (rg_signal_backend(slot, pid, seq,
-						  state == RG_STATE_IDLE ? RG_REAP_IDLE : RG_REAP_IDLE_IN_TRANSACTION,
-						  limit, roleid))
-		rg_event_add(&ev);
+	(void) rg_signal_backend(slot, pid, seq,
+							 state == RG_STATE_IDLE ? RG_REAP_IDLE : RG_REAP_IDLE_IN_TRANSACTION,
+							 limit, ev.detail);
 }
 
 /*

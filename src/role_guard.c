@@ -5,7 +5,8 @@
  *
  * The parts, each in its own file: guc.c (settings and parsed policy),
  * shmem.c (shared state), auth.c (the login hook), executor.c (statement
- * counts and session state), reaper.c (the idle-session worker), views.c
+ * counts and session state), reaper.c (the idle-session worker), ending.c
+ * (requests to end a session, and how the session takes them), views.c
  * (the functions behind the views); policy.c parses, roles.c reads roles.
  *
  *-------------------------------------------------------------------------
@@ -56,7 +57,7 @@ _PG_init(void)
 	rg_members_init();
 	rg_executor_init();
 	rg_reaper_register();
-	rg_reaper_backend_init();
+	rg_end_init();
 
 	/* once per server start: the postmaster loads preloaded libraries */
 	if (!IsUnderPostmaster)

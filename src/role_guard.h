@@ -270,10 +270,16 @@ extern void rg_executor_init(void);
 
 /* reaper.c */
 extern void rg_reaper_register(void);
-extern void rg_reaper_backend_init(void);
-extern void rg_reaper_backend_admitted(void);
-extern bool rg_request_end(RGBackend *slot, int pid, uint32 seq,
-						   RGReapReason reason, int32 limit);
 extern PGDLLEXPORT void rg_reaper_main(Datum arg);
+
+/* ending.c */
+extern void rg_end_init(void);
+extern void rg_end_install(void);
+extern bool rg_request_end(RGBackend *slot, int pid, uint32 seq,
+						   RGReapReason reason, int32 limit,
+						   const char *detail);
+extern void rg_event_for_slot(RGEvent *ev, RGEventKind kind,
+							  const RGBackend *slot, int pid,
+							  const NameData *rolname);
 
 #endif							/* ROLE_GUARD_H */

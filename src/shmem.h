@@ -18,7 +18,8 @@
  *				lock; others read it as a snapshot that may be a moment old;
  *	[reaper]	written under the lock exclusively by the process that asks
  *				the backend to end (the reaper, or a login evicting it), read
- *				by the owning backend's SIGTERM handler (see reaper.c);
+ *				by the owning backend's request handler (see ending.c), which
+ *				clears reap_pid when it drops the request;
  *	[atomic]	an atomic, read and changed without the lock;
  *	[startup]	set once when shared memory is created.
  * Under the lock nothing may ERROR, allocate or do I/O (hence
@@ -217,11 +218,15 @@ typedef struct RGBackend
 								 * current by the reaper */
 	int			reap_pid;		/* [reaper] the process a request to end is
 								 * for (0: none) */
-	int			reap_sender;	/* [reaper] who sends its SIGTERM: the
-								 * reaper, or a login evicting it */
+	int			reap_sender;	/* [reaper] who sent it: the reaper, or a
+								 * login evicting it */
 	uint32		reap_seq;		/* [reaper] seq when it was seen idle */
 	int32		reap_reason;	/* [reaper] RGReapReason */
 	int32		reap_limit_ms;	/* [reaper] */
+	char		reap_detail[256];	/* [reaper] the DETAIL of the event the
+									 * session records if it ends */
+	uint32		reap_dropped;	/* [owner] requests it dropped, busy again
+								 * (the reaper logs each) */
 
 	/*
 	 * A login waiting for a place (wait.c) fills roleid, groups and datname

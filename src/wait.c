@@ -35,10 +35,11 @@
  * Eviction: before waiting, a login refused by a full entry looks for the
  * longest-idle session that the entry counts (rg_slot_in_count), of a role
  * with an evict_idle limit it has passed, idle and not in a transaction,
- * not already asked to end; it asks that session to end (rg_request_end:
- * the session's own SIGTERM handler checks it is still idle, so an active
- * session is never ended) and waits for the place, at least until that
- * session has gone and at most login_waits or 5 s, whichever is longer.
+ * not already asked to end; it asks that session to end (rg_request_end,
+ * ending.c: the session itself checks it is still idle, so an active
+ * session is never ended, and counts its own eviction) and waits for the
+ * place, at least until that session has gone and at most login_waits or
+ * 5 s, whichever is longer.
  * A session asked to end is not chosen by another login: two logins racing
  * for one evictable session, one gets it.
  *
@@ -158,8 +159,10 @@ rg_evict_candidate(const RGVerdict *v, TimestampTz now, TimestampTz *since)
 
 /*
  * End (or, in monitor mode, report) the longest-idle session the full
- * entry counts, if there is one.  Lock held; the event is filled for the
- * caller to add once the lock is let go.  Returns the pid asked to end, or
+ * entry counts, if there is one.  Lock held.  In monitor mode the would-be
+ * eviction is counted and its event filled for the caller to add once the
+ * lock is let go; in enforce mode the session, if it ends, counts and
+ * records its own eviction (ending.c).  Returns the pid asked to end, or
  * 0.
  */
 static int
@@ -179,27 +182,25 @@ rg_evict(const RGLogin *login, const RGVerdict *v, bool monitor, RGEvent *ev)
 		return 0;
 	slot = rg_backend(procno);
 	pid = slot->pid;
-	if (!monitor && !rg_request_end(slot, pid, slot->seq, RG_REAP_EVICT, slot->evict_ms))
-		return 0;
 	victim_role = rg_counter_find(RG_COUNTER_ROLE, slot->roleid, InvalidOid);
-	if (victim_role)
-		rg_outcome_count(&victim_role->stats.evicted, monitor);
-
-	rg_event_init(ev, monitor ? RG_EVENT_WOULD_EVICT : RG_EVENT_EVICTED);
-	ev->pid = pid;
-	if (victim_role)
-		ev->rolname = victim_role->rolname;
-	ev->datname = slot->datname;
-	memcpy(ev->application_name, slot->application_name, sizeof(ev->application_name));
-	ev->application_name[sizeof(ev->application_name) - 1] = '\0';
-	rg_event_client(ev, &slot->client);
-	ev->query_id = slot->last_query_id;
+	rg_event_for_slot(ev, monitor ? RG_EVENT_WOULD_EVICT : RG_EVENT_EVICTED,
+					  slot, pid, victim_role ? &victim_role->rolname : NULL);
 	snprintf(ev->detail, sizeof(ev->detail),
 			 "Idle for %.1f s, role_guard.evict_idle allows %.1f s; its place in \"%s=%d\" is wanted by a login of role \"%s\".",
 			 TimestampDifferenceMilliseconds(since, now) / 1000.0,
 			 slot->evict_ms / 1000.0, v->violation.entry, v->violation.limit,
 			 NameStr(login->rolname));
-	return monitor ? 0 : pid;
+	if (monitor)
+	{
+		if (victim_role)
+			rg_outcome_count(&victim_role->stats.evicted, true);
+		return 0;
+	}
+	ev->at = 0;					/* recorded by the session if it ends */
+	if (!rg_request_end(slot, pid, slot->seq, RG_REAP_EVICT, slot->evict_ms,
+						ev->detail))
+		return 0;
+	return pid;
 }
 
 /* Monitor mode: a login over budget records the eviction enforce would make. */
@@ -284,11 +285,6 @@ rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		int			rc;
 
 		LWLockRelease(lock);
-		if (ev.at != 0)
-		{
-			rg_event_add(&ev);
-			ev.at = 0;
-		}
 		rc = WaitLatchOrSocket(MyLatch,
 							   WL_LATCH_SET | WL_TIMEOUT | WL_SOCKET_CLOSED | WL_EXIT_ON_PM_DEATH,
 							   MyProcPort->sock,
@@ -317,19 +313,4 @@ rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		charges->role->stats.waited++;
 	else if (v->kind == RG_REFUSE_BUDGET)
 		charges->role->stats.wait_timeouts++;
-	if (ev.at != 0)
-	{
-		/* an eviction decided on the last look: record it after the lock */
-		LWLockRelease(lock);
-		rg_event_add(&ev);
-		LWLockAcquire(lock, LW_EXCLUSIVE);
-		/* the counts may have moved meanwhile: look once more */
-		if (v->kind == RG_ADMIT || v->kind == RG_REFUSE_BUDGET)
-		{
-			double		waited = v->waited_s;
-
-			rg_decide(login, charges, v);
-			v->waited_s = waited;
-		}
-	}
 }
