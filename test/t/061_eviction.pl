@@ -31,7 +31,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use RoleGuardTest qw(:DEFAULT monitor_session events_where event_is no_event_ok
   raw_result raw_close reset_stats c_new c_send_startup c_wait_all c_close
-  c_text);
+  c_text c_wait_any);
 
 my $t_start = time;
 
@@ -179,7 +179,9 @@ usleep(1_200_000);    # all three idle > 1 s: B ~1.7 s, A ~1.45 s, C ~1.2 s
 my @pids = map { $_->pid } $A, $B, $C;
 my ($r, $el) = timed_login('idler');
 ok($r->{sock}, 'longest idle: newcomer admitted') or diag raw_result($r);
-ok($el < 1, sprintf('longest idle: admitted fast (%.3f s)', $el));
+# (fast: not the 5 s a login waits at most for the evicted session to go;
+# generous, for a busy machine)
+ok($el < 4, sprintf('longest idle: admitted without waiting it out (%.3f s)', $el));
 alive_is(\@pids, [ $A->pid, $C->pid ],
 	'longest idle: B, the longest idle, was ended; A and C are still there');
 evicted_client_ok($B, '1.0', 'longest idle: B');
@@ -188,7 +190,7 @@ event_is($node, { event => 'evicted' },
 		pid      => $B->pid,
 		rolname  => 'idler',
 		datname  => 'postgres',
-		detail   => qr/^Idle for 1\.[5-9] s, role_guard\.evict_idle allows 1\.0 s; its place in "idler=3" is wanted by a login of role "idler"\.$/
+		detail   => qr/^Idle for (?:1\.[5-9]|[2-9]\.\d) s, role_guard\.evict_idle allows 1\.0 s; its place in "idler=3" is wanted by a login of role "idler"\.$/
 	},
 	'longest idle: one evicted event, with B\'s pid');
 is(evicted_count('idler'), '1', 'longest idle: role_guard_usage.evicted = 1');
@@ -257,14 +259,16 @@ is( $mon->query_or_die(
 is(raw_result($r),
 	'53300 too many connections for role "idler" DETAIL: role_guard budget "idler=3" is full (3 of 3 sessions).',
 	'busy: newcomer refused with the plain budget DETAIL');
-ok($el < 0.5, sprintf('busy: at once (%.3f s)', $el));
+ok($el < 3, sprintf('busy: at once, not after an eviction wait (%.3f s)', $el));
 alive_is(\@pids, \@pids, 'busy: none of the three was ended');
 ok(set_conf($node, 'role_guard.login_waits' => 'idler=1s'), 'busy: login_waits idler=1s');
 ($r, $el) = timed_login('idler');
 is(raw_result($r),
 	'53300 too many connections for role "idler" DETAIL: role_guard budget "idler=3" is full (3 of 3 sessions). The login waited 1.0 s for a place (role_guard.login_waits).',
 	'busy: with login_waits the newcomer waits and times out');
-ok($el > 0.9 && $el < 1.6, sprintf('busy: after ~1 s (%.2f s)', $el));
+# (the DETAIL, measured by the server, says 1.0 s; the client's measure
+# includes its scheduling on a busy machine)
+ok($el > 0.9 && $el < 4, sprintf('busy: after ~1 s (%.2f s)', $el));
 alive_is(\@pids, \@pids, 'busy: still none ended');
 no_event_ok($node, { event => [ 'evicted', 'would_evict' ] }, 'busy: no eviction event');
 is(evicted_count('idler'), '0', 'busy: role_guard_usage.evicted = 0');
@@ -276,10 +280,11 @@ close_all($act, $iit, $abt);
 
 # ===========================================================================
 # 3. A session idle less than its evict_idle time is not ended (evict_idle
-#    idler=2s); once it has been, it is.
+#    idler=3s, checked after 0.8 s: margin for a busy machine); once it has
+#    been, it is.
 # ===========================================================================
 reset_stats($mon);
-ok(set_conf($node, 'role_guard.evict_idle' => 'idler=2s'), 'short idle: evict_idle idler=2s');
+ok(set_conf($node, 'role_guard.evict_idle' => 'idler=3s'), 'short idle: evict_idle idler=3s');
 my @s = map { idle_session('idler') } 1 .. 3;
 touch($_) for @s;
 my $t_idle = time;
@@ -288,12 +293,12 @@ usleep(800_000);
 ($r, $el) = timed_login('idler');
 is(raw_result($r),
 	'53300 too many connections for role "idler" DETAIL: role_guard budget "idler=3" is full (3 of 3 sessions).',
-	sprintf('short idle: idle %.1f s < 2 s: newcomer refused', time - $t_idle));
+	sprintf('short idle: idle %.1f s < 3 s: newcomer refused', time - $t_idle));
 alive_is(\@pids, \@pids, 'short idle: none ended');
 no_event_ok($node, { event => 'evicted' }, 'short idle: no evicted event');
-usleep(1_500_000);
+usleep(1_000_000) while time < $t_idle + 3.2;
 ($r, $el) = timed_login('idler');
-ok($r->{sock}, sprintf('short idle: idle %.1f s > 2 s: newcomer admitted', time - $t_idle))
+ok($r->{sock}, sprintf('short idle: idle %.1f s > 3 s: newcomer admitted', time - $t_idle))
   or diag raw_result($r);
 alive_is(\@pids, [ grep { $_ != $pids[0] } @pids ],
 	'short idle: then the longest idle (first touched) was ended');
@@ -338,7 +343,11 @@ $ev = idle_session('idler');
 usleep(1_200_000);
 reset_stats($mon);
 @c = two_at_once('idler', 'idler');
-c_wait_all(\@c, 2);
+# the winner gets in once the evicted session has gone; the loser waits
+# 5 s for a place
+my $race_deadline = time + 4.5;
+c_wait_any(\@c, $race_deadline - time)
+  while time < $race_deadline && !grep { $_->{state} eq 'admitted' } @c;
 @st = sort map { $_->{state} } @c;
 is("@st", 'admitted pending', 'race with waits: one admitted, the other waits')
   or diag join('; ', map { c_text($_) } @c);
