@@ -493,7 +493,7 @@ while (1)
 {
 	$log = log_since($node, $pos);
 	last
-	  unless grep { defined $_->{gone} && $log !~ /\[$_->{pid}\] FATAL/ } @S;
+	  unless grep { defined $_->{gone} && $log !~ /\[$_->{pid}\] [^\n]*FATAL/ } @S;
 	last if time > $log_deadline;
 	usleep(50_000);
 }
