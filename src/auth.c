@@ -850,6 +850,7 @@ rg_apply(const RGLogin *login, const RGCharges *charges, const RGVerdict *v)
 	{
 		case RG_ADMIT:
 			rg_charge(login, charges);
+			rg_my_slot->deny_at_login = v->deny;
 			/* monitor: count what enforce would refuse (not exempt logins) */
 			if ((v->worst || v->reserved) && monitor && !login->exempt)
 				rg_count_refusal(login, role, v, true);

@@ -240,6 +240,12 @@ rg_deny_check(RGBackend *slot, RGReported *r, int pid,
 		return;
 	if (monitor ? r->deny_reported : r->deny_signalled)
 		return;
+	/* a login admitted in monitor mode: its would_deny is recorded */
+	if (monitor && slot->deny_at_login)
+	{
+		r->deny_reported = true;
+		return;
+	}
 	rg_event_for_slot(&ev, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED,
 					  slot, pid, &info->rolname);
 	if (info->rolsuper)

@@ -213,6 +213,9 @@ typedef struct RGBackend
 	TimestampTz idle_since;		/* [owner] end of the last work for the
 								 * client (or of login): a lower bound of
 								 * the idle start */
+	bool		deny_at_login;	/* [lock] admitted (monitor mode) although
+								 * role_guard.superuser_deny_hosts denies
+								 * it: its login reported it already */
 	int32		evict_ms;		/* [lock] its role's role_guard.evict_idle
 								 * (0: never), set at admission, kept
 								 * current by the reaper */
