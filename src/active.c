@@ -460,6 +460,7 @@ rg_active_resolve(void)
 	RGMembers	m;
 	NameData	rolname;
 	bool		rolsuper = false;
+	bool		rolcreaterole = false;
 	const RGEntry *entries[RG_ACTIVE_COUNTS];
 	RGActiveKey keys[RG_ACTIVE_COUNTS];
 	int			n = 0;
@@ -471,7 +472,8 @@ rg_active_resolve(void)
 	m.groups = palloc(sizeof(Oid) * RG_MEMBERS_CACHED);
 	m.names = palloc(sizeof(NameData) * RG_MEMBERS_CACHED);
 	m.super = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
-	if (rg_role_groups(slot->roleid, &rolname, &rolsuper, &m))
+	m.createrole = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
+	if (rg_role_groups(slot->roleid, &rolname, &rolsuper, &rolcreaterole, &m))
 	{
 		n = rg_active_entries(&rolname, slot->roleid, &m, entries, keys);
 		my.wait_ms = rg_active_wait_limit(NameStr(rolname), &m);
@@ -506,6 +508,7 @@ rg_active_resolve(void)
 	pfree(m.groups);
 	pfree(m.names);
 	pfree(m.super);
+	pfree(m.createrole);
 }
 
 /* Taking a place ------------------------------------------------------------ */

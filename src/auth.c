@@ -49,6 +49,7 @@
 #include "catalog/pg_authid.h"
 #include "common/ip.h"
 #include "libpq/auth.h"
+#include "libpq/hba.h"
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "replication/walsender.h"
@@ -143,7 +144,7 @@ rg_login_event(const RGLogin *login, RGEventKind kind, const char *detail)
 	ev.rolname = login->rolname;
 	if (login->dbname)
 		strlcpy(NameStr(ev.datname), login->dbname, NAMEDATALEN);
-	rg_event_client(&ev, &port->raddr);
+	rg_event_client(&ev, &login->origin);
 	if (port->application_name)
 		strlcpy(ev.application_name, port->application_name, sizeof(ev.application_name));
 	strlcpy(ev.detail, detail, sizeof(ev.detail));
@@ -171,8 +172,70 @@ rg_full_detail(char *buf, size_t len)
 			 rg_counter_capacity());
 }
 
+/* Does the login's authentication method prove a secret (SPEC)? */
+static bool
+rg_method_proves_secret(const Port *port)
+{
+	switch (port->hba->auth_method)
+	{
+		case uaPassword:
+		case uaMD5:
+		case uaSCRAM:
+		case uaPAM:
+		case uaBSD:
+		case uaLDAP:
+		case uaRADIUS:
+			return true;
+		default:
+			return false;
+	}
+}
+
 /*
- * A superuser (or a member of one) logged in from a listed host: record
+ * Refuse the login as core refuses a failed authentication of its method
+ * (auth_failed in core's src/backend/libpq/auth.c, the same on 15 to 18):
+ * the same SQLSTATE and message, and, in the ErrorResponse, the same file
+ * and routine (and line, once this server has seen one; see deny.c); the
+ * real reason goes to the server log only, as core's errdetail_log does.
+ */
+static void
+rg_refuse_as_auth_failure(const Port *port, const char *reason)
+{
+	const char *errstr;
+	int			code = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+
+	switch (port->hba->auth_method)
+	{
+		case uaPAM:
+			errstr = gettext_noop("PAM authentication failed for user \"%s\"");
+			break;
+		case uaBSD:
+			errstr = gettext_noop("BSD authentication failed for user \"%s\"");
+			break;
+		case uaLDAP:
+			errstr = gettext_noop("LDAP authentication failed for user \"%s\"");
+			break;
+		case uaRADIUS:
+			errstr = gettext_noop("RADIUS authentication failed for user \"%s\"");
+			break;
+		default:
+			errstr = gettext_noop("password authentication failed for user \"%s\"");
+			code = ERRCODE_INVALID_PASSWORD;
+			break;
+	}
+	if (errstart(FATAL, NULL))
+	{
+		errcode(code);
+		errmsg(errstr, port->user_name);
+		errdetail_log("%s", reason);
+		errfinish("auth.c", rg_auth_failed_line(__LINE__), "auth_failed");
+	}
+	pg_unreachable();
+}
+
+/*
+ * A login that the superuser denial covers (a superuser, a member of one,
+ * or what role_guard.superuser_deny_covers adds) from a listed host: record
  * and log it, and in enforce mode refuse it.  No lock held.
  */
 static void
@@ -181,57 +244,78 @@ rg_report_denial(const RGLogin *login, const RGVerdict *v)
 	Port	   *port = login->port;
 	bool		monitor = v->kind != RG_REFUSE_HOST;
 	char		host[NI_MAXHOST];
-	char		why[2 * NAMEDATALEN + 64];
-	char		detail[sizeof(why) + NI_MAXHOST + 128];
+	char		relay[64];
+	char		subject[NAMEDATALEN + 16];
+	char		why[2 * NAMEDATALEN + 128];
+	char		detail[sizeof(why) + NI_MAXHOST + 160];
 
 	host[0] = '\0';
-	if (pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
+	if (pg_getnameinfo_all(&login->origin.addr, login->origin.salen,
 						   host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
 		strlcpy(host, "?", sizeof(host));
-	if (login->rolsuper)
-	{
-		snprintf(why, sizeof(why), "Role \"%s\" is a superuser",
-				 NameStr(login->rolname));
-		snprintf(detail, sizeof(detail),
-				 "Role is a superuser; host \"%s\" matches role_guard.superuser_deny_hosts.",
-				 host);
-	}
-	else
-	{
-		snprintf(why, sizeof(why), "Role \"%s\" is a member of superuser role \"%s\"",
-				 NameStr(login->rolname), NameStr(v->supername));
-		snprintf(detail, sizeof(detail),
-				 "Role is a member of superuser role \"%s\"; host \"%s\" matches role_guard.superuser_deny_hosts.",
-				 NameStr(v->supername), host);
-	}
+	relay[0] = '\0';
+	if (login->relay_pid != 0)
+		snprintf(relay, sizeof(relay), " (through backend %d over the Unix socket)",
+				 login->relay_pid);
+	rg_deny_reason_text(why, sizeof(why), "Role", &v->deny_reason, false);
+	snprintf(detail, sizeof(detail),
+			 "%s; host \"%s\"%s matches role_guard.superuser_deny_hosts.",
+			 why, host, relay);
 	rg_login_event(login, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED,
 				   detail);
 	ereport(LOG,
-			(errmsg("role_guard: superuser login %s: role \"%s\", host \"%s\", application_name \"%s\"",
+			(errmsg("role_guard: superuser login %s: role \"%s\", host \"%s\"%s, application_name \"%s\"",
 					monitor ? "would be refused" : "refused",
-					NameStr(login->rolname), host,
+					NameStr(login->rolname), host, relay,
 					port->application_name ? port->application_name : "")));
 	if (monitor)
 		return;
+	snprintf(subject, sizeof(subject), "Role \"%s\"", NameStr(login->rolname));
+	rg_deny_reason_text(why, sizeof(why), subject, &v->deny_reason, false);
+	snprintf(detail, sizeof(detail),
+			 "%s, and role_guard.superuser_deny_hosts lists this host%s.",
+			 why, relay);
+	if (rg_method_proves_secret(port))
+		rg_refuse_as_auth_failure(port, detail);
 	ereport(FATAL,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("a superuser may not log in from host \"%s\"", host),
-			 errdetail("%s, and role_guard.superuser_deny_hosts lists this host.", why)));
+			 errdetail("%s", detail)));
+}
+
+/*
+ * What a refused login did before it was refused, as a sentence (or
+ * nothing): waited for a place (login_waits), or ended an idle session and
+ * waited for its place (evict_idle), or both.
+ */
+static void
+rg_waited_detail(char *buf, size_t len, const RGLogin *login,
+				 const RGVerdict *v)
+{
+	if (v->waited_s <= 0)
+		buf[0] = '\0';
+	else if (!v->evicted)
+		snprintf(buf, len, " The login waited %.1f s for a place (role_guard.login_waits).",
+				 v->waited_s);
+	else if (login->wait_ms > 0)
+		snprintf(buf, len, " The login ended an idle session (role_guard.evict_idle) and waited %.1f s for a place (role_guard.login_waits).",
+				 v->waited_s);
+	else
+		snprintf(buf, len, " The login ended an idle session (role_guard.evict_idle) and waited %.1f s for its place, which another login took.",
+				 v->waited_s);
 }
 
 /* Refuse a login for a full budget.  No lock held. */
 static void
-rg_report_budget_refusal(const RGLogin *login, const RGViolation *v,
-						 double waited_s)
+rg_report_budget_refusal(const RGLogin *login, const RGVerdict *verdict)
 {
-	char		detail[RG_ENTRY_TEXT_LEN + 160];
+	const RGViolation *v = &verdict->violation;
+	char		detail[RG_ENTRY_TEXT_LEN + 300];
 
 	rg_budget_detail(detail, sizeof(detail), v);
-	if (waited_s > 0)
-		snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
-				 " The login waited %.1f s for a place (role_guard.login_waits).",
-				 waited_s);
-	rg_login_event(login, waited_s > 0 ? RG_EVENT_WAIT_TIMEOUT : RG_EVENT_REJECTED,
+	rg_waited_detail(detail + strlen(detail), sizeof(detail) - strlen(detail),
+					 login, verdict);
+	rg_login_event(login, verdict->waited_s > 0 ? RG_EVENT_WAIT_TIMEOUT : RG_EVENT_REJECTED,
 				   detail);
 	if (v->kind == RG_ENTRY_DATABASE)
 		ereport(FATAL,
@@ -424,21 +508,22 @@ rg_identify(Port *port, RGLogin *login)
 	login->port = port;
 	login->roleid = form->oid;
 	login->rolsuper = form->rolsuper;
+	login->rolcreaterole = form->rolcreaterole;
 	namestrcpy(&login->rolname, NameStr(form->rolname));
 	core_refuses = rg_role_refuses_login(form, am_walsender);
 	ReleaseSysCache(tup);
-	if (core_refuses)
-		return false;
 
 	/* a physical replication connection has no database */
 	login->dbname = port->database_name[0] != '\0' ? port->database_name : NULL;
 	login->mode = rg_mode;
 	login->policy = rg_budgets;
+	/* where it comes from: a backend relaying over the socket is its client */
+	rg_login_origin(port, &login->origin, &login->relay_pid);
 	/* superusers over the Unix socket: by default never refused by a budget */
-	login->exempt = login->rolsuper && port->raddr.addr.ss_family == AF_UNIX &&
-		rg_superuser_socket_exempt;
-	login->deny_host = login->mode != RG_MODE_OFF && rg_host_denied(&port->raddr);
-	return true;
+	login->exempt = login->rolsuper &&
+		login->origin.addr.ss_family == AF_UNIX && rg_superuser_socket_exempt;
+	login->deny_host = login->mode != RG_MODE_OFF && rg_host_denied(&login->origin);
+	return !core_refuses;
 }
 
 /*
@@ -469,6 +554,7 @@ rg_login_arrays(RGLogin *login, RGCharges *charges, int n)
 	m->groups = palloc(sizeof(Oid) * n);
 	m->names = NULL;
 	m->super = NULL;
+	m->createrole = NULL;
 	if ((login->policy && login->policy->ngroups > 0) ||
 		(login->deny_host && !login->rolsuper) ||
 		(rg_login_waits && rg_login_waits->ngroups > 0) ||
@@ -476,6 +562,7 @@ rg_login_arrays(RGLogin *login, RGCharges *charges, int n)
 	{
 		m->names = palloc(sizeof(NameData) * n);
 		m->super = palloc(sizeof(bool) * n);
+		m->createrole = palloc(sizeof(bool) * n);
 	}
 	charges->groups = palloc0(sizeof(RGCounter *) * n);
 	/* the groups' +group entries: only a policy with such entries has any */
@@ -538,6 +625,7 @@ rg_resolve_groups(RGLogin *login, RGCharges *charges)
 	const RGMembers *m = &login->members;
 
 	rg_members_resolve(login->roleid, &login->rolname, login->rolsuper,
+					   login->rolcreaterole,
 					   &login->members, true, rg_groups_sized, charges);
 	/* its limits by name and groups (O(1) look-ups in local memory) */
 	login->wait_ms = rg_policy_limit(rg_login_waits, NameStr(login->rolname),
@@ -665,6 +753,7 @@ rg_check_entry(const RGLogin *login, RGVerdict *v, const RGEntry *e,
 		rg_waiters_ahead(c, e->kind == RG_ENTRY_GROUP, login->ticket);
 	if (room > 0)
 		return;
+	v->nfull++;
 	if (v->worst == NULL || room < v->worst_room)
 	{
 		v->worst = e;
@@ -720,21 +809,11 @@ rg_decide(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 {
 	const RGMembers *m = &login->members;
 	bool		enforce = login->mode == RG_MODE_ENFORCE;
-	int			i;
 
 	memset(v, 0, sizeof(*v));
 	if (login->deny_host)
-	{
-		v->deny = login->rolsuper;
-		for (i = 0; !v->deny && i < m->ngroups; i++)
-		{
-			if (m->super[i])
-			{
-				v->deny = true;
-				v->supername = m->names[i];
-			}
-		}
-	}
+		v->deny = rg_deny_covers_role(login->rolsuper, login->rolcreaterole, m,
+									  &v->deny_reason);
 	if (!charges->full && login->mode != RG_MODE_OFF)
 	{
 		rg_check_budgets(login, charges, v);
@@ -831,7 +910,7 @@ rg_charge(const RGLogin *login, const RGCharges *charges)
 	if (port->application_name)
 		strlcpy(slot->application_name, port->application_name,
 				sizeof(slot->application_name));
-	slot->client = port->raddr;
+	slot->client = login->origin;
 
 	rg_my_slot = slot;
 	rg_my_counter = role;
@@ -876,7 +955,7 @@ rg_report(const RGLogin *login, const RGVerdict *v)
 	switch (v->kind)
 	{
 		case RG_REFUSE_BUDGET:
-			rg_report_budget_refusal(login, &v->violation, v->waited_s);
+			rg_report_budget_refusal(login, v);
 			break;
 		case RG_REFUSE_GONE:
 			ereport(FATAL,
@@ -902,6 +981,46 @@ rg_report(const RGLogin *login, const RGVerdict *v)
 	}
 }
 
+/*
+ * A login that core refuses after this hook (its role may not log in, or
+ * its database is missing, closed or not granted): it takes no place, but
+ * a denial is decided, counted and recorded as for any login, whatever
+ * core would have said next; in enforce mode the client gets the denial
+ * (or the failed authentication that stands for it), not core's error.
+ * No lock held.
+ */
+static void
+rg_deny_core_refused(RGLogin *login)
+{
+	RGCharges	unused;
+	RGVerdict	v;
+	RGCounter  *role;
+	bool		monitor = login->mode != RG_MODE_ENFORCE;
+
+	if (!login->deny_host)
+		return;
+	rg_login_arrays(login, &unused, RG_MEMBERS_CACHED);
+	rg_members_resolve(login->roleid, &login->rolname, login->rolsuper,
+					   login->rolcreaterole, &login->members, false, NULL, NULL);
+	memset(&v, 0, sizeof(v));
+	if (!rg_deny_covers_role(login->rolsuper, login->rolcreaterole,
+							 &login->members, &v.deny_reason))
+		return;
+	v.deny = true;
+	v.kind = monitor ? RG_ADMIT : RG_REFUSE_HOST;
+	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+	role = rg_counter_enter(RG_COUNTER_ROLE, login->roleid, InvalidOid);
+	if (role != NULL)
+	{
+		role->rolname = login->rolname;
+		role->rolsuper = login->rolsuper;
+		rg_outcome_count(&role->stats.superuser_denied, monitor);
+		rg_counter_unpin(role);
+	}
+	LWLockRelease(rg_lock());
+	rg_report_denial(login, &v);
+}
+
 static void
 rg_admit(Port *port)
 {
@@ -911,13 +1030,18 @@ rg_admit(Port *port)
 	LWLock	   *lock = rg_lock();
 
 	if (!rg_identify(port, &login))
+	{
+		if (OidIsValid(login.roleid))
+			rg_deny_core_refused(&login);
 		return;
+	}
 	rg_prepare(&login, &charges);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	if (!rg_check_database(&login))
 	{
 		LWLockRelease(lock);
+		rg_deny_core_refused(&login);
 		return;
 	}
 	rg_resolve_groups(&login, &charges);
@@ -938,6 +1062,8 @@ rg_admit(Port *port)
 	if (verdict.kind == RG_ADMIT && verdict.worst && login.mode == RG_MODE_MONITOR)
 		rg_evict_monitor(&login, &verdict);
 	rg_report(&login, &verdict);
+	/* it is in: its statements are watched if it comes from a denied host */
+	rg_deny_session_start(&login.origin, login.relay_pid);
 }
 
 static void

@@ -39,6 +39,29 @@ rg_my_procno(void)
 #endif
 }
 
+/* A PGPROC's index into ProcGlobal->allProcs (as rg_my_procno). */
+static inline int
+rg_procno_of(PGPROC *proc)
+{
+#if PG_VERSION_NUM >= 170000
+	return GetNumberFromPGProc(proc);
+#else
+	return proc->pgprocno;
+#endif
+}
+
+/*
+ * Up to PostgreSQL 15 a role with CREATEROLE may grant membership in any
+ * role that is not a superuser (pg_execute_server_program included); from
+ * 16 on only in roles it holds with ADMIN OPTION, which makes it a member
+ * of them already.
+ */
+#if PG_VERSION_NUM < 160000
+#define RG_CREATEROLE_GRANTS_ANY true
+#else
+#define RG_CREATEROLE_GRANTS_ANY false
+#endif
+
 /* Number of PGPROCs (regular backends, auxiliary processes, prepared xacts). */
 static inline int
 rg_total_procs(void)

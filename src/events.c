@@ -4,7 +4,14 @@
  *	  The event ring behind role_guard_events: the latest refusals,
  *	  would-be refusals, superuser denials and reaps.
  *
- * Shared memory: one RGEventRing, role_guard.event_log_size entries long.
+ * Shared memory: one RGEventRing, role_guard.event_log_size entries long,
+ * in two parts, each a circle of its own: the security part (a quarter of
+ * the entries, at least one) keeps the events rg_event_is_security names
+ * (superuser denials, login blocks), the general part everything else.  So
+ * no number of budget refusals, waits, reaps or evictions (which any
+ * authenticated role can cause) pushes a security event out: only newer
+ * security events do.  A ring of one entry has one part for all.  The view
+ * merges the two parts, newest first.
  *
  * Locking rules: the ring has its own LWLock (the second of the
  * "role_guard" tranche), never taken together with the counters' lock, so
@@ -30,11 +37,22 @@
 
 #include "role_guard.h"
 
+/* One part of the ring: events[first .. first + size - 1], a circle. */
+typedef struct RGEventPart
+{
+	int			first;
+	int			size;
+	uint64		written;		/* events ever written to it since reset */
+} RGEventPart;
+
+#define RG_PART_GENERAL		0
+#define RG_PART_SECURITY	1
+
 typedef struct RGEventRing
 {
 	LWLock	   *lock;
 	int			size;			/* entries in events[] */
-	uint64		written;		/* events ever written since reset */
+	RGEventPart parts[2];		/* RG_PART_GENERAL, RG_PART_SECURITY */
 	RGEvent		events[FLEXIBLE_ARRAY_MEMBER];
 } RGEventRing;
 
@@ -56,6 +74,26 @@ static const char *const rg_event_names[] = {
 	[RG_EVENT_AUTH_BLOCKED] = "auth_blocked",
 	[RG_EVENT_WOULD_BLOCK] = "would_block",
 };
+
+/*
+ * Is this kind a security event, kept in the ring's own security part?
+ * Superuser denials (and what monitor mode would deny), and the login
+ * blocks after failed authentications.
+ */
+bool
+rg_event_is_security(RGEventKind kind)
+{
+	switch (kind)
+	{
+		case RG_EVENT_SUPERUSER_DENIED:
+		case RG_EVENT_WOULD_DENY:
+		case RG_EVENT_AUTH_BLOCKED:
+		case RG_EVENT_WOULD_BLOCK:
+			return true;
+		default:
+			return false;
+	}
+}
 
 /* An event kind's name, as role_guard_events shows it. */
 const char *
@@ -83,9 +121,15 @@ rg_events_shmem_init(LWLock *lock)
 	rg_ring = ShmemInitStruct("role_guard events", rg_events_shmem_size(), &found);
 	if (!found)
 	{
+		int			security = rg_event_log_size >= 2 ? Max(1, rg_event_log_size / 4) : 0;
+
 		memset(rg_ring, 0, rg_events_shmem_size());
 		rg_ring->lock = lock;
 		rg_ring->size = rg_event_log_size;
+		rg_ring->parts[RG_PART_GENERAL].first = 0;
+		rg_ring->parts[RG_PART_GENERAL].size = rg_event_log_size - security;
+		rg_ring->parts[RG_PART_SECURITY].first = rg_event_log_size - security;
+		rg_ring->parts[RG_PART_SECURITY].size = security;
 	}
 }
 
@@ -142,11 +186,17 @@ rg_event_client(RGEvent *ev, const SockAddr *client)
 void
 rg_event_add(const RGEvent *ev)
 {
+	RGEventPart *part;
+
 	if (rg_ring == NULL || rg_ring->size == 0)
 		return;
+	part = &rg_ring->parts[RG_PART_SECURITY];
+	if (part->size == 0 || !rg_event_is_security((RGEventKind) ev->kind))
+		part = &rg_ring->parts[RG_PART_GENERAL];
 	LWLockAcquire(rg_ring->lock, LW_EXCLUSIVE);
-	memcpy(&rg_ring->events[rg_ring->written % rg_ring->size], ev, sizeof(RGEvent));
-	rg_ring->written++;
+	memcpy(&rg_ring->events[part->first + part->written % part->size], ev,
+		   sizeof(RGEvent));
+	part->written++;
 	LWLockRelease(rg_ring->lock);
 }
 
@@ -156,8 +206,49 @@ rg_events_reset(void)
 	if (rg_ring == NULL)
 		return;
 	LWLockAcquire(rg_ring->lock, LW_EXCLUSIVE);
-	rg_ring->written = 0;
+	rg_ring->parts[RG_PART_GENERAL].written = 0;
+	rg_ring->parts[RG_PART_SECURITY].written = 0;
 	LWLockRelease(rg_ring->lock);
+}
+
+/* Events a part holds now.  Lock held. */
+static int
+rg_part_count(const RGEventPart *part)
+{
+	return (int) Min(part->written, (uint64) part->size);
+}
+
+/* A part's i-th newest event (i < rg_part_count).  Lock held. */
+static const RGEvent *
+rg_part_event(const RGEventPart *part, int i)
+{
+	return &rg_ring->events[part->first + (part->written - 1 - i) % part->size];
+}
+
+/*
+ * Copy the newest "room" events of both parts into copy[], newest first:
+ * the two parts merged by time.  Returns how many.  Lock held.
+ */
+static int
+rg_events_merge(RGEvent *copy, int room)
+{
+	const RGEventPart *g = &rg_ring->parts[RG_PART_GENERAL];
+	const RGEventPart *s = &rg_ring->parts[RG_PART_SECURITY];
+	int			ng = rg_part_count(g);
+	int			ns = rg_part_count(s);
+	int			ig = 0;
+	int			is = 0;
+	int			n = 0;
+
+	while (n < room && (ig < ng || is < ns))
+	{
+		if (is >= ns ||
+			(ig < ng && rg_part_event(g, ig)->at > rg_part_event(s, is)->at))
+			copy[n++] = *rg_part_event(g, ig++);
+		else
+			copy[n++] = *rg_part_event(s, is++);
+	}
+	return n;
 }
 
 /*
@@ -178,18 +269,14 @@ rg_events_copy(int *nevents)
 
 	for (tries = 0;; tries++)
 	{
-		uint64		written;
 		int			n;
-		int			i;
 
 		LWLockAcquire(rg_ring->lock, LW_SHARED);
-		written = rg_ring->written;
-		n = (int) Min(written, (uint64) rg_ring->size);
+		n = rg_part_count(&rg_ring->parts[RG_PART_GENERAL]) +
+			rg_part_count(&rg_ring->parts[RG_PART_SECURITY]);
 		if (n <= room || tries >= 3)
 		{
-			n = Min(n, room);
-			for (i = 0; i < n; i++)
-				copy[i] = rg_ring->events[(written - 1 - i) % rg_ring->size];
+			n = room > 0 ? rg_events_merge(copy, room) : 0;
 			LWLockRelease(rg_ring->lock);
 			*nevents = n;
 			return copy;

@@ -18,6 +18,11 @@
  * syntax error, say) is not counted.  Parallel workers, background workers
  * and sessions role_guard did not admit have no slot and are not counted.
  *
+ * Before each executor or utility statement, at every level, and after each
+ * utility statement, RG_DENY_CHECK (deny.c) keeps a session from a host
+ * role_guard.superuser_deny_hosts lists from acting as a superuser; for any
+ * other session it is one test of a boolean.
+ *
  * Per statement the cost is: two stores and one atomic add on start, one
  * clock read on leaving ExecutorRun and on ending, no lock, no allocation.
  * The state lives in this backend's own RGBackend slot, written only here:
@@ -135,6 +140,8 @@ rg_statement_end(void)
 static void
 rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
+	/* a session from a denied host: not as a superuser (deny.c) */
+	RG_DENY_CHECK();
 	if (rg_nesting == 0 && rg_my_slot != NULL &&
 		queryDesc->dest->mydest != DestSPI &&
 		queryDesc->dest->mydest != DestSQLFunction)
@@ -253,6 +260,7 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	bool		commit_prepared = IsA(pstmt->utilityStmt, TransactionStmt) &&
 		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED;
 
+	RG_DENY_CHECK();
 	if (rg_nesting == 0 && rg_my_slot != NULL &&
 		context == PROCESS_UTILITY_TOPLEVEL)
 	{
@@ -272,6 +280,8 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	/* its invalidations went to the queue only: see members.c */
 	if (commit_prepared)
 		rg_members_invalidate();
+	/* a GRANT that made the session a superuser's member ends it here */
+	RG_DENY_CHECK();
 	if (rg_nesting == 0)
 		rg_statement_end();
 }

@@ -13,7 +13,12 @@
  * form and never parses.
  *
  * Every policy setting is PGC_SIGHUP: a session cannot change it with SET,
- * PGOPTIONS or ALTER ROLE/DATABASE ... SET.
+ * PGOPTIONS or ALTER ROLE/DATABASE ... SET.  And every setting is
+ * GUC_SUPERUSER_ONLY (RG_GUC_FLAGS): the policy is read by superusers and
+ * pg_read_all_settings (so pg_monitor) only, through SHOW, current_setting
+ * and pg_settings alike, as the views are; the deny list would otherwise
+ * tell any role which hosts are not denied.  (role_guard.library_version,
+ * no policy, stays readable.)
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +30,7 @@
 #include "utils/builtins.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "compat.h"
 #include "role_guard.h"
@@ -44,6 +50,8 @@ const RGPolicy *rg_evict_idle = NULL;
 const RGPolicy *rg_active_budgets = NULL;
 const RGPolicy *rg_active_waits = NULL;
 int			rg_max_waiting_logins = 10;
+int			rg_deny_covers = RG_COVERS_EXECUTE_PROGRAM | RG_COVERS_WRITE_FILES |
+	RG_COVERS_READ_FILES;
 int			rg_reap_interval = 10000;
 int			rg_event_log_size = 1000;
 int			rg_auth_failure_limit = 0;
@@ -68,6 +76,23 @@ static char *rg_evict_idle_text = NULL;
 static char *rg_active_budgets_text = NULL;
 static char *rg_active_waits_text = NULL;
 static char *rg_auth_exempt_hosts_text = NULL;
+static char *rg_deny_covers_text = NULL;
+
+/* role_guard.superuser_deny_covers: its words */
+static const struct
+{
+	const char *word;
+	int			flag;
+}			rg_covers_words[] =
+{
+	{"createrole", RG_COVERS_CREATEROLE},
+	{"pg_execute_server_program", RG_COVERS_EXECUTE_PROGRAM},
+	{"pg_write_server_files", RG_COVERS_WRITE_FILES},
+	{"pg_read_server_files", RG_COVERS_READ_FILES},
+};
+
+/* the flags of every policy setting (see the top of the file) */
+#define RG_GUC_FLAGS GUC_SUPERUSER_ONLY
 
 static const struct config_enum_entry rg_mode_options[] = {
 	{"enforce", RG_MODE_ENFORCE, false},
@@ -310,7 +335,10 @@ rg_hosts_or_null(void *extra)
 	return list != NULL && (list->all || list->nentries > 0) ? list : NULL;
 }
 
-/* The host list settings: one grammar (superuser_deny_hosts's). */
+/*
+ * The host list settings: one grammar (superuser_deny_hosts's).  A change
+ * makes the sessions' superuser check look again once (deny.c).
+ */
 #define RG_HOSTS_SETTING(fn, gucname, target) \
 static bool \
 rg_check_##fn(char **newval, void **extra, GucSource source) \
@@ -321,6 +349,7 @@ static void \
 rg_assign_##fn(const char *newval, void *extra) \
 { \
 	target = rg_hosts_or_null(extra); \
+	rg_deny_policy_changed(); \
 }
 
 RG_HOSTS_SETTING(hosts, "role_guard.superuser_deny_hosts", rg_deny_hosts)
@@ -336,6 +365,66 @@ rg_assign_auth_failure_limit(int newval, void *extra)
 {
 	rg_authwire_update(newval > 0);
 }
+
+/*
+ * role_guard.superuser_deny_covers: a list of the words in rg_covers_words
+ * (or empty: superusers and their members only), parsed into a bit mask.
+ */
+static bool
+rg_check_covers(char **newval, void **extra, GucSource source)
+{
+	char	   *raw = pstrdup(*newval);
+	List	   *words;
+	ListCell   *lc;
+	int			mask = 0;
+	int		   *result;
+
+	if (!SplitIdentifierString(raw, ',', &words))
+		return rg_reject("role_guard.superuser_deny_covers", *newval,
+						 "The value is not a comma-separated list of words.");
+	foreach(lc, words)
+	{
+		const char *w = (const char *) lfirst(lc);
+		int			i;
+		int			flag = 0;
+
+		for (i = 0; i < (int) lengthof(rg_covers_words) && flag == 0; i++)
+			if (strcmp(w, rg_covers_words[i].word) == 0)
+				flag = rg_covers_words[i].flag;
+		if (flag == 0)
+		{
+			char		err[256];
+
+			snprintf(err, sizeof(err),
+					 "Unknown word \"%s\": the words are createrole, pg_execute_server_program, pg_write_server_files and pg_read_server_files.",
+					 w);
+			return rg_reject("role_guard.superuser_deny_covers", *newval, err);
+		}
+		mask |= flag;
+	}
+	result = rg_guc_alloc(sizeof(int));
+	if (result == NULL)
+		return false;
+	*result = mask;
+	*extra = result;
+	return true;
+}
+
+static void
+rg_assign_covers(const char *newval, void *extra)
+{
+	rg_deny_covers = *(const int *) extra;
+	rg_deny_policy_changed();
+}
+
+static void
+rg_assign_mode(int newval, void *extra)
+{
+	rg_mode = newval;
+	rg_deny_policy_changed();
+}
+
+#define RG_COVERS_DEFAULT "pg_execute_server_program, pg_write_server_files, pg_read_server_files"
 
 /* The list settings, all PGC_SIGHUP and GUC_LIST_INPUT, default ''. */
 static const struct
@@ -387,7 +476,7 @@ rg_define_int_hooked(const char *name, const char *description, int *var,
 {
 	rg_preload_check_int(name, flags, min, max);
 	DefineCustomIntVariable(name, description, NULL, var, boot, min, max,
-							context, flags, NULL, assign, NULL);
+							context, flags | RG_GUC_FLAGS, NULL, assign, NULL);
 }
 
 static void
@@ -426,21 +515,27 @@ rg_guc_init(void)
 	DefineCustomEnumVariable("role_guard.mode",
 							 "What role_guard does: enforce, monitor (log and count only) or off.",
 							 NULL, &rg_mode, RG_MODE_ENFORCE, rg_mode_options,
-							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+							 PGC_SIGHUP, RG_GUC_FLAGS, NULL, rg_assign_mode, NULL);
 
 	for (i = 0; i < (int) lengthof(rg_list_settings); i++)
 		DefineCustomStringVariable(rg_list_settings[i].name,
 								   rg_list_settings[i].description,
 								   NULL, rg_list_settings[i].text, "",
-								   PGC_SIGHUP, GUC_LIST_INPUT,
+								   PGC_SIGHUP, GUC_LIST_INPUT | RG_GUC_FLAGS,
 								   rg_list_settings[i].check,
 								   rg_list_settings[i].assign, NULL);
+
+	DefineCustomStringVariable("role_guard.superuser_deny_covers",
+							   "What the superuser denial covers besides superusers and their members: createrole, pg_execute_server_program, pg_write_server_files, pg_read_server_files.",
+							   NULL, &rg_deny_covers_text, RG_COVERS_DEFAULT,
+							   PGC_SIGHUP, GUC_LIST_INPUT | RG_GUC_FLAGS,
+							   rg_check_covers, rg_assign_covers, NULL);
 
 	rg_preload_check_bool("role_guard.superuser_socket_exempt");
 	DefineCustomBoolVariable("role_guard.superuser_socket_exempt",
 							 "Superusers over the Unix socket are never refused by a budget or a reservation.",
 							 NULL, &rg_superuser_socket_exempt, true,
-							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+							 PGC_SIGHUP, RG_GUC_FLAGS, NULL, NULL, NULL);
 
 	DefineCustomStringVariable("role_guard.library_version",
 							   "Version of the loaded role_guard library.",

@@ -20,6 +20,10 @@ typedef struct RGLogin
 	Oid			roleid;
 	NameData	rolname;
 	bool		rolsuper;
+	bool		rolcreaterole;
+	SockAddr	origin;			/* where it comes from, for the denial: the
+								 * client, or a relaying backend's client */
+	int			relay_pid;		/* that relaying backend, or 0 */
 	const char *dbname;			/* NULL: physical replication */
 	Oid			dboid;			/* its OID (step "database") */
 	bool		exempt;			/* superuser over the Unix socket */
@@ -73,15 +77,17 @@ typedef struct RGVerdict
 {
 	RGVerdictKind kind;
 	bool		deny;			/* a superuser on a listed host */
-	NameData	supername;		/* the superuser role it is a member of */
+	RGDenyReason deny_reason;	/* ... why the denial covers it */
 	const RGEntry *worst;		/* the full budget with least room */
 	RGCounter  *worst_counter;	/* ... the counter that keeps its count */
 	int			worst_room;		/* ... its room (0 or less) */
+	int			nfull;			/* budget entries that refuse it */
 	RGViolation violation;		/* ... as reported */
 	bool		reserved;		/* it would take a slot reservations keep */
 	int			reserved_unused;	/* ... their unused places */
 	int			slots_used;		/* ... and the slots in use */
 	double		waited_s;		/* how long it waited (0: it did not) */
+	bool		evicted;		/* it ended an idle session for a place */
 } RGVerdict;
 
 /* auth.c */

@@ -15,7 +15,7 @@
  *
  * Validity is one generation number for the whole cache.  An entry is
  * valid while its generation equals the cache's; anything that may change
- * a membership, a role's name or its SUPERUSER attribute bumps the cache's
+ * a membership, a role's name or its attributes bumps the cache's
  * generation, which invalidates every entry at once:
  *	- a syscache invalidation of AUTHMEMMEMROLE or AUTHOID, in whichever
  *	  process sees it: the backend that changes the catalog (at its own
@@ -41,7 +41,7 @@
  * Shared memory: RGMembersShared (the generations, the capacity and a pool
  * of max_roles x RG_MEMBERS_POOL_AVG group OIDs) and a hash of RGRoleEntry
  * keyed by role OID, role_guard.max_roles entries.  A role's entry holds
- * its name and SUPERUSER attribute, and its groups if it logged in
+ * its name, SUPERUSER and CREATEROLE attributes, and its groups if it logged in
  * (ngroups >= 0, a run of the pool) or -1 if the entry was made for a
  * group's name only.  A role that is a member of more than
  * RG_MEMBERS_CACHED roles is not cached: its logins read the catalogs.
@@ -255,6 +255,7 @@ rg_members_lookup(Oid roleid, RGMembers *m)
 			return false;
 		m->names[i] = g->name;
 		m->super[i] = g->rolsuper;
+		m->createrole[i] = g->rolcreaterole;
 	}
 	return true;
 }
@@ -276,10 +277,12 @@ rg_members_load(Oid roleid, RGMembers *m)
 	m->groups = rg_member_of_fresh(roleid, &m->ngroups);
 	m->names = palloc(sizeof(NameData) * Max(m->ngroups, 1));
 	m->super = palloc(sizeof(bool) * Max(m->ngroups, 1));
+	m->createrole = palloc(sizeof(bool) * Max(m->ngroups, 1));
 	for (i = 0; i < m->ngroups; i++)
 	{
 		/* a group dropped meanwhile is left out */
-		if (rg_role_fresh(m->groups[i], &m->names[n], &m->super[n]))
+		if (rg_role_fresh(m->groups[i], &m->names[n], &m->super[n],
+						  &m->createrole[n]))
 			m->groups[n++] = m->groups[i];
 	}
 	m->ngroups = n;
@@ -288,7 +291,7 @@ rg_members_load(Oid roleid, RGMembers *m)
 
 static RGRoleEntry *
 rg_members_enter(Oid roleid, uint64 generation, const NameData *name,
-				 bool rolsuper)
+				 bool rolsuper, bool rolcreaterole)
 {
 	bool		found;
 	RGRoleEntry *e = hash_search(rg_members_hash, &roleid, HASH_ENTER_NULL, &found);
@@ -300,6 +303,7 @@ rg_members_enter(Oid roleid, uint64 generation, const NameData *name,
 	e->generation = generation;
 	e->name = *name;
 	e->rolsuper = rolsuper;
+	e->rolcreaterole = rolcreaterole;
 	return e;
 }
 
@@ -309,7 +313,7 @@ rg_members_enter(Oid roleid, uint64 generation, const NameData *name,
  */
 static void
 rg_members_store(uint64 generation, Oid roleid, const NameData *rolname,
-				 bool rolsuper, const RGMembers *m)
+				 bool rolsuper, bool rolcreaterole, const RGMembers *m)
 {
 	RGRoleEntry *e;
 	int			i;
@@ -328,9 +332,9 @@ rg_members_store(uint64 generation, Oid roleid, const NameData *rolname,
 	}
 	for (i = 0; i < m->ngroups; i++)
 		if (rg_members_enter(m->groups[i], generation, &m->names[i],
-							 m->super[i]) == NULL)
+							 m->super[i], m->createrole[i]) == NULL)
 			return;
-	e = rg_members_enter(roleid, generation, rolname, rolsuper);
+	e = rg_members_enter(roleid, generation, rolname, rolsuper, rolcreaterole);
 	if (e == NULL)
 		return;
 	e->first = rg_members_shared->pool_used;
@@ -352,7 +356,7 @@ rg_members_store(uint64 generation, Oid roleid, const NameData *rolname,
  */
 void
 rg_members_resolve(Oid roleid, const NameData *rolname, bool rolsuper,
-				   RGMembers *m, bool lock_held,
+				   bool rolcreaterole, RGMembers *m, bool lock_held,
 				   void (*sized) (int ngroups, void *arg), void *arg)
 {
 	LWLock	   *lock = rg_lock();
@@ -374,12 +378,13 @@ rg_members_resolve(Oid roleid, const NameData *rolname, bool rolsuper,
 	{
 		pfree(m->names);
 		pfree(m->super);
+		pfree(m->createrole);
 	}
 	generation = rg_members_load(roleid, m);
 	if (sized)
 		sized(m->ngroups, arg);
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	rg_members_store(generation, roleid, rolname, rolsuper, m);
+	rg_members_store(generation, roleid, rolname, rolsuper, rolcreaterole, m);
 	if (!lock_held)
 		LWLockRelease(lock);
 }

@@ -236,7 +236,7 @@ rg_deny_check(RGBackend *slot, RGReported *r, int pid,
 	const RGRoleInfo *info = &limits->info;
 	RGEvent		ev;
 
-	if (!(info->rolsuper || info->super_member) || !rg_host_denied(&slot->client))
+	if (info->deny.why == RG_DENY_NONE || !rg_host_denied(&slot->client))
 		return;
 	if (monitor ? r->deny_reported : r->deny_signalled)
 		return;
@@ -248,14 +248,14 @@ rg_deny_check(RGBackend *slot, RGReported *r, int pid,
 	}
 	rg_event_for_slot(&ev, monitor ? RG_EVENT_WOULD_DENY : RG_EVENT_SUPERUSER_DENIED,
 					  slot, pid, &info->rolname);
-	if (info->rolsuper)
+	{
+		char		why[2 * NAMEDATALEN + 128];
+
+		rg_deny_reason_text(why, sizeof(why), "Role", &info->deny, true);
 		snprintf(ev.detail, sizeof(ev.detail),
-				 "Role became a superuser after it logged in; host \"%s\" matches role_guard.superuser_deny_hosts.",
-				 ev.client_addr);
-	else
-		snprintf(ev.detail, sizeof(ev.detail),
-				 "Role became a member of superuser role \"%s\" after it logged in; host \"%s\" matches role_guard.superuser_deny_hosts.",
-				 NameStr(info->supername), ev.client_addr);
+				 "%s after it logged in; host \"%s\" matches role_guard.superuser_deny_hosts.",
+				 why, ev.client_addr);
+	}
 	r->deny_reported = true;
 	r->deny_signalled = !monitor;
 	if (monitor)

@@ -7,7 +7,8 @@
  * shmem.c (shared state), auth.c (the login hook), executor.c (statement
  * counts and session state), reaper.c (the idle-session worker), ending.c
  * (requests to end a session, and how the session takes them), views.c
- * (the functions behind the views); policy.c parses, roles.c reads roles.
+ * (the functions behind the views), deny.c (the superuser denial for the
+ * whole session); policy.c parses, roles.c reads roles.
  *
  *-------------------------------------------------------------------------
  */
@@ -54,6 +55,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("role_guard");
 	rg_shmem_init();
 	rg_auth_init();
+	rg_deny_init();
 	rg_members_init();
 	rg_executor_init();
 	rg_reaper_register();

@@ -19,6 +19,7 @@
 
 struct FormData_pg_authid;
 struct RGMembers;
+struct Port;
 
 /* role_guard.mode */
 typedef enum RGMode
@@ -30,6 +31,29 @@ typedef enum RGMode
 
 
 
+
+/* role_guard.superuser_deny_covers: what the denial covers besides superusers */
+#define RG_COVERS_CREATEROLE		0x01	/* CREATEROLE, on 15 and earlier */
+#define RG_COVERS_EXECUTE_PROGRAM	0x02	/* pg_execute_server_program */
+#define RG_COVERS_WRITE_FILES		0x04	/* pg_write_server_files */
+#define RG_COVERS_READ_FILES		0x08	/* pg_read_server_files */
+
+/* Why a role is covered by the superuser denial (deny.c). */
+typedef enum RGDenyWhy
+{
+	RG_DENY_NONE,
+	RG_DENY_SUPERUSER,			/* SUPERUSER */
+	RG_DENY_SUPER_MEMBER,		/* a member of a superuser role (via) */
+	RG_DENY_CREATEROLE,			/* CREATEROLE, if covered */
+	RG_DENY_CREATEROLE_MEMBER,	/* a member of a CREATEROLE role (via) */
+	RG_DENY_SERVER_ROLE			/* a member of a covered predefined role (via) */
+} RGDenyWhy;
+
+typedef struct RGDenyReason
+{
+	RGDenyWhy	why;
+	NameData	via;			/* the role it is a member of, if any */
+} RGDenyReason;
 
 /* role_guard_events: what happened, as one fixed-size ring entry. */
 typedef enum RGEventKind
@@ -91,6 +115,7 @@ extern int	rg_auth_failure_window;	/* ms */
 extern int	rg_auth_block_time;	/* ms */
 extern int	rg_max_auth_blocks;
 extern const RGHostList *rg_auth_exempt_hosts;
+extern int	rg_deny_covers;
 extern void rg_guc_init(void);
 
 /* shmem.c (the shared structs are in shmem.h) */
@@ -132,6 +157,7 @@ extern void rg_event_add(const RGEvent *ev);
 extern void rg_events_reset(void);
 extern RGEvent *rg_events_copy(int *nevents);
 extern const char *rg_event_name(int kind);
+extern bool rg_event_is_security(RGEventKind kind);
 
 /* auth.c */
 extern void rg_auth_init(void);
@@ -173,7 +199,8 @@ extern RGAuthWireState rg_authwire_state(void);
 
 /* roles.c */
 extern Oid *rg_member_of_fresh(Oid roleid, int *count);
-extern bool rg_role_fresh(Oid roleid, NameData *name, bool *rolsuper);
+extern bool rg_role_fresh(Oid roleid, NameData *name, bool *rolsuper,
+						  bool *rolcreaterole);
 extern bool rg_role_refuses_login(const struct FormData_pg_authid *role,
 								  bool walsender);
 
@@ -185,6 +212,7 @@ typedef struct RGRoleInfo
 	bool		rolsuper;
 	bool		super_member;	/* a member of a superuser role */
 	NameData	supername;		/* ... that role, if super_member */
+	RGDenyReason deny;			/* covered by the superuser denial, and why */
 	int32		idle_ms;		/* effective limits, 0 = none */
 	int32		iit_ms;
 	int32		evict_ms;		/* role_guard.evict_idle, 0 = never */
@@ -193,7 +221,7 @@ extern bool rg_role_info(Oid roleid, RGRoleInfo *info);
 extern int32 rg_policy_limit(const RGPolicy *policy, const char *rolname,
 							 const NameData *groupnames, int ngroups);
 extern bool rg_role_groups(Oid roleid, NameData *rolname, bool *rolsuper,
-						   struct RGMembers *m);
+						   bool *rolcreaterole, struct RGMembers *m);
 
 /* members.c: the shared membership and database caches */
 
@@ -203,7 +231,8 @@ typedef struct RGMembers
 	int			ngroups;
 	Oid		   *groups;
 	NameData   *names;			/* NULL: not wanted (rg_members_lookup) */
-	bool	   *super;
+	bool	   *super;			/* SUPERUSER, per group (with names) */
+	bool	   *createrole;		/* CREATEROLE, per group (with names) */
 } RGMembers;
 
 extern Size rg_members_shmem_size(void);
@@ -212,7 +241,8 @@ extern void rg_members_init(void);
 extern void rg_members_invalidate(void);
 extern uint64 rg_members_generation(void);
 extern void rg_members_resolve(Oid roleid, const NameData *rolname,
-							   bool rolsuper, RGMembers *m, bool lock_held,
+							   bool rolsuper, bool rolcreaterole,
+							   RGMembers *m, bool lock_held,
 							   void (*sized) (int ngroups, void *arg),
 							   void *arg);
 extern bool rg_database_refuses(const char *dbname, Oid roleid, bool rolsuper,
@@ -264,6 +294,30 @@ extern void rg_active_entry_numbers(const RGEntry *e,
 									int ncopies, int32 *held,
 									RGActiveStats *stats);
 extern int32 rg_active_role_budget(const char *rolname, bool *isnull);
+
+/* deny.c */
+extern bool rg_deny_watch;
+extern void rg_deny_init(void);
+extern bool rg_deny_covers_role(bool rolsuper, bool rolcreaterole,
+								const struct RGMembers *m, RGDenyReason *r);
+extern void rg_deny_reason_text(char *buf, size_t len, const char *subject,
+								const RGDenyReason *r, bool became);
+extern void rg_login_origin(const struct Port *port, SockAddr *origin,
+							int *relay_pid);
+extern void rg_deny_session_start(const SockAddr *origin, int relay_pid);
+extern void rg_deny_policy_changed(void);
+extern void rg_deny_session_check(void);
+extern int	rg_auth_failed_line(int fallback);
+
+/*
+ * Before (and after) each statement: one branch for a session that is not
+ * from a denied host.
+ */
+#define RG_DENY_CHECK() \
+	do { \
+		if (unlikely(rg_deny_watch)) \
+			rg_deny_session_check(); \
+	} while (0)
 
 /* executor.c */
 extern void rg_executor_init(void);

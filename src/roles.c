@@ -95,12 +95,12 @@ rg_member_of_fresh(Oid roleid, int *count)
 }
 
 /*
- * A role's name and SUPERUSER attribute read from pg_authid's index (after
+ * A role's name, SUPERUSER and CREATEROLE attributes read from pg_authid's index (after
  * rg_member_of_fresh, which took the new catalog snapshot).
  * False if the role is gone.
  */
 bool
-rg_role_fresh(Oid roleid, NameData *name, bool *rolsuper)
+rg_role_fresh(Oid roleid, NameData *name, bool *rolsuper, bool *rolcreaterole)
 {
 	Relation	rel;
 	ScanKeyData key;
@@ -120,6 +120,7 @@ rg_role_fresh(Oid roleid, NameData *name, bool *rolsuper)
 
 		namestrcpy(name, NameStr(form->rolname));
 		*rolsuper = form->rolsuper;
+		*rolcreaterole = form->rolcreaterole;
 		found = true;
 	}
 	systable_endscan(scan);
@@ -165,7 +166,8 @@ rg_policy_limit(const RGPolicy *policy, const char *rolname,
 
 /*
  * What the reaper and the views need of a role: its name, SUPERUSER
- * attribute and membership in a superuser role, and its effective idle and
+ * attribute and membership in a superuser role, whether the superuser
+ * denial covers it, and its effective idle and
  * idle-in-transaction limits under this process's settings.  False if the
  * role does not exist (dropped while its sessions run): then the limits
  * are those of "*", the entry for a role with no entry of its own and no
@@ -175,14 +177,18 @@ bool
 rg_role_info(Oid roleid, RGRoleInfo *info)
 {
 	RGMembers	m;
+	bool		rolcreaterole;
 	int			i;
 
 	info->rolsuper = false;
 	info->super_member = false;
+	memset(&info->deny, 0, sizeof(info->deny));
 	m.groups = palloc(sizeof(Oid) * RG_MEMBERS_CACHED);
 	m.names = palloc(sizeof(NameData) * RG_MEMBERS_CACHED);
 	m.super = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
-	if (!rg_role_groups(roleid, &info->rolname, &info->rolsuper, &m))
+	m.createrole = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
+	if (!rg_role_groups(roleid, &info->rolname, &info->rolsuper,
+						&rolcreaterole, &m))
 	{
 		info->idle_ms = rg_policy_limit(rg_idle_timeouts, "", NULL, 0);
 		info->iit_ms = rg_policy_limit(rg_idle_in_transaction_timeouts, "", NULL, 0);
@@ -197,6 +203,7 @@ rg_role_info(Oid roleid, RGRoleInfo *info)
 			info->supername = m.names[i];
 		}
 	}
+	(void) rg_deny_covers_role(info->rolsuper, rolcreaterole, &m, &info->deny);
 	info->idle_ms = rg_policy_limit(rg_idle_timeouts, NameStr(info->rolname),
 									  m.names, m.ngroups);
 	info->iit_ms = rg_policy_limit(rg_idle_in_transaction_timeouts,
@@ -206,27 +213,33 @@ rg_role_info(Oid roleid, RGRoleInfo *info)
 	pfree(m.groups);
 	pfree(m.names);
 	pfree(m.super);
+	pfree(m.createrole);
 	return true;
 }
 
 /*
- * A role's name, SUPERUSER attribute and groups (with their names and
- * attributes if m->names is set; arrays as rg_members_resolve wants them),
+ * A role's name, SUPERUSER and CREATEROLE attributes and groups (with
+ * their names and attributes if m->names is set; arrays as rg_members_resolve wants them),
  * through the membership cache.  False, with nothing filled, if the role
  * does not exist.  No lock held.
  */
 bool
-rg_role_groups(Oid roleid, NameData *rolname, bool *rolsuper, RGMembers *m)
+rg_role_groups(Oid roleid, NameData *rolname, bool *rolsuper,
+			   bool *rolcreaterole, RGMembers *m)
 {
 	HeapTuple	tup;
+	Form_pg_authid form;
 
 	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
 	if (!HeapTupleIsValid(tup))
 		return false;
-	namestrcpy(rolname, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
-	*rolsuper = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
+	form = (Form_pg_authid) GETSTRUCT(tup);
+	namestrcpy(rolname, NameStr(form->rolname));
+	*rolsuper = form->rolsuper;
+	*rolcreaterole = form->rolcreaterole;
 	ReleaseSysCache(tup);
-	rg_members_resolve(roleid, rolname, *rolsuper, m, false, NULL, NULL);
+	rg_members_resolve(roleid, rolname, *rolsuper, *rolcreaterole, m, false,
+					   NULL, NULL);
 	return true;
 }
 

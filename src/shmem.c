@@ -124,6 +124,7 @@ rg_shmem_startup(void)
 		rg_shared->lock = &(GetNamedLWLockTranche("role_guard"))->lock;
 		rg_shared->nbackends = rg_total_procs();
 		rg_shared->capacity = capacity;
+		pg_atomic_init_u32(&rg_shared->auth_failed_line, 0);
 	}
 	rg_counters = ShmemInitStruct("role_guard counters",
 								  mul_size(capacity, sizeof(RGCounter)), &found);

@@ -293,6 +293,9 @@ typedef struct RGShared
 	uint64		next_ticket;	/* [lock] the last waiter's ticket */
 	RGReserveState reserve;		/* [lock] */
 	RGGlobalStats stats;		/* [lock] */
+	pg_atomic_uint32 auth_failed_line;	/* [atomic] the source line of core's
+										 * failed-authentication report, once
+										 * seen (deny.c); 0 until then */
 	RGBackend	backends[FLEXIBLE_ARRAY_MEMBER];
 } RGShared;
 
@@ -323,6 +326,7 @@ typedef struct RGRoleEntry
 	uint64		generation;		/* [lock] valid while equal to the cache's */
 	NameData	name;			/* [lock] */
 	bool		rolsuper;		/* [lock] */
+	bool		rolcreaterole;	/* [lock] */
 	int16		ngroups;		/* [lock] -1: groups not known */
 	int32		first;			/* [lock] its groups: pool[first ..
 								 * first + ngroups - 1] */

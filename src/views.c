@@ -218,12 +218,14 @@ rg_role_rows_add_slot(HTAB *rows, const RGSlotCopy *slot)
 		RGMembers	m;
 		NameData	name;
 		bool		super;
+		bool		createrole;
 
 		m.groups = palloc(sizeof(Oid) * RG_MEMBERS_CACHED);
 		m.names = NULL;
 		m.super = NULL;
+		m.createrole = NULL;
 		m.ngroups = 0;
-		(void) rg_role_groups(slot->roleid, &name, &super, &m);
+		(void) rg_role_groups(slot->roleid, &name, &super, &createrole, &m);
 		for (j = 0; j < m.ngroups; j++)
 			rg_role_row(rows, m.groups[j])->members++;
 		pfree(m.groups);

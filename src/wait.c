@@ -32,7 +32,11 @@
  * timeout).  Whatever way it leaves, its ticket is given back (by
  * rg_wait_abandon from the exit callback on a FATAL).
  *
- * Eviction: before waiting, a login refused by a full entry looks for the
+ * Eviction: only a login whose one obstacle is one place in one full entry
+ * (no other full entry, no earlier waiter for that place, no reservation
+ * refusing it) may evict: ending a session for a login that one place
+ * would not admit would end it for nothing.  Before waiting, such a login
+ * looks for the
  * longest-idle session that the entry counts (rg_slot_in_count), of a role
  * with an evict_idle limit it has passed, idle and not in a transaction,
  * not already asked to end; it asks that session to end (rg_request_end,
@@ -177,6 +181,14 @@ rg_evict(const RGLogin *login, const RGVerdict *v, bool monitor, RGEvent *ev)
 
 	if (rg_evict_idle == NULL || rg_evict_idle->nentries == 0 || v->worst == NULL)
 		return 0;
+	/*
+	 * Only when that session's place is the one thing between the login and
+	 * its admission: one full entry, short of one place that no earlier
+	 * waiter waits for, and no reservation or denial refusing it too.
+	 */
+	if (v->nfull != 1 || v->worst_room != 0 || v->violation.waiting != 0 ||
+		v->reserved || v->deny)
+		return 0;
 	procno = rg_evict_candidate(v, now, &since);
 	if (procno < 0)
 		return 0;
@@ -269,9 +281,11 @@ rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 	TimestampTz deadline;
 	TimestampTz now = start;
 	uint32		wait_event = rg_login_wait_event();
+	bool		evicted;
 
 	memset(&ev, 0, sizeof(ev));
 	victim = rg_evict(login, v, false, &ev);
+	evicted = victim != 0;
 	if (victim != 0)
 		wait_ms = Max(wait_ms, RG_EVICT_WAIT_MS);
 	if (wait_ms <= 0)
@@ -304,11 +318,15 @@ rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 			break;
 		/* the session it ended is gone, or stayed (it was busy): another? */
 		if (victim == 0 || !rg_request_pending(victim))
+		{
 			victim = rg_evict(login, v, false, &ev);
+			evicted |= victim != 0;
+		}
 	}
 	rg_wait_unregister();
 	login->ticket = 0;
 	v->waited_s = TimestampDifferenceMilliseconds(start, now) / 1000.0;
+	v->evicted = evicted;
 	if (v->kind == RG_ADMIT)
 		charges->role->stats.waited++;
 	else if (v->kind == RG_REFUSE_BUDGET)

@@ -237,6 +237,7 @@ admitted_quietly_ok(
 counters_ok('after the 127.0.0.0/8 refusals');
 
 # A failed password learns nothing from role_guard; nothing is counted.
+my $wrong_err;
 {
 	my $pos = log_pos($node);
 	my ($ret, $out, $err) = $node->psql(
@@ -250,6 +251,7 @@ counters_ok('after the 127.0.0.0/8 refusals');
 		'wrong password: client gets PostgreSQL\'s password failure');
 	unlike($err, qr/role_guard|may not log in|superuser/i,
 		'wrong password: client sees nothing from role_guard');
+	$wrong_err = $err;
 	my $log = slurp_file($node->logfile, $pos);
 	like(
 		$log,
@@ -259,9 +261,24 @@ counters_ok('after the 127.0.0.0/8 refusals');
 		'wrong password: nothing from role_guard in the log');
 	counters_ok('after the wrong password');
 }
-denied_ok(
-	'pwsuper', 'right password, superuser, listed host: refused',
-	connstr => tcp('pwsuper', extra => 'password=right-pw'));
+# The right password: refused as if it were wrong (scram-sha-256 proves a
+# secret), the real reason in the log only; counted as a denial.
+{
+	my $pos = log_pos($node);
+	my ($ret, $out, $err) = $node->psql(
+		'postgres', 'SELECT 1',
+		connstr      => tcp('pwsuper', extra => 'password=right-pw'),
+		extra_params => ['-w']);
+	isnt($ret, 0, 'right password, superuser, listed host: refused');
+	is($err, $wrong_err,
+		'right password: the client error is the wrong password\'s, byte for byte');
+	my $log = wait_log($node, qr/FATAL:\s+28P01: password authentication failed for user "pwsuper"\n[^\n]*DETAIL:\s+Role "pwsuper" is a superuser, and role_guard\.superuser_deny_hosts lists this host\./, $pos);
+	ok(defined $log, 'right password: the log has 28P01 with the real reason as its DETAIL');
+	like($log // '', qr/LOG:\s+(?:00000: )?role_guard: superuser login refused: role "pwsuper", host "127\.0\.0\.1"/,
+		'right password: and role_guard\'s LOG line');
+	$denied{pwsuper}++;
+	counters_ok('after the right password');
+}
 admitted_quietly_ok($node, sock('pwsuper'),
 	'password superuser over the Unix socket: admitted');
 

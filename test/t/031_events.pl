@@ -422,7 +422,8 @@ is_deeply([ map { "$_->{event}:$_->{application_name}" } events() ],
 	['rejected:rg_after_reset'], 'after reset: only the new event');
 
 # ---------------------------------------------------------------------------
-# event_log_size = 5: the ring keeps the 5 newest.
+# event_log_size = 5: a quarter (at least one) is kept for security events
+# (superuser denials), so refusals keep the 4 newest.
 # ---------------------------------------------------------------------------
 $node->append_conf('postgresql.conf', "role_guard.event_log_size = 5\n");
 $node->restart;
@@ -438,8 +439,8 @@ is(usage_of($node, 'app', 'rejected')->{rejected}, '12',
 	'all 12 refusals counted');
 is_deeply(
 	[ map { "$_->{event}:$_->{application_name}" } events() ],
-	[ map { sprintf('rejected:rg_%02d', $_) } reverse 8 .. 12 ],
-	'the ring wrapped: the 5 newest, newest first');
+	[ map { sprintf('rejected:rg_%02d', $_) } reverse 9 .. 12 ],
+	'the ring wrapped: the 4 newest refusals (one entry is for denials), newest first');
 is( $node->safe_psql(
 		'postgres',
 		'SELECT count(*) FROM (SELECT at, lag(at) OVER () AS newer FROM role_guard_events) e WHERE at > newer'

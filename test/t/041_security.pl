@@ -19,6 +19,11 @@
 #   3. The views, the functions behind them and role_guard_reset() are
 #      closed to PUBLIC (42501) and readable by pg_monitor; role_guard_reset()
 #      works for a superuser and for a role granted EXECUTE on it.
+#   4. The settings are read by superusers and pg_read_all_settings only
+#      (GUC_SUPERUSER_ONLY): for a plain role SHOW and current_setting() fail
+#      with 42501 and pg_settings has no role_guard row (but the read-only
+#      library_version, which is no policy); a pg_monitor member (which
+#      includes pg_read_all_settings) reads each value.
 #
 # Only 127.0.0.1 and the node's Unix socket are used.
 
@@ -56,6 +61,7 @@ my %conf = (
 	'role_guard.auth_block_time'              => '5min',
 	'role_guard.max_auth_blocks'              => '64',
 	'role_guard.auth_block_exempt_hosts'      => '10.9.0.0/16',
+	'role_guard.superuser_deny_covers'        => 'pg_execute_server_program',
 );
 # What a session tries to set each of them to.
 my %attempt = (
@@ -79,6 +85,7 @@ my %attempt = (
 	'role_guard.auth_block_time'              => '1s',
 	'role_guard.max_auth_blocks'              => '16',
 	'role_guard.auth_block_exempt_hosts'      => 'all',
+	'role_guard.superuser_deny_covers'        => '',
 );
 my @settings = sort keys %conf;
 
@@ -255,8 +262,8 @@ like(
 	qr/FATAL:\s+too many connections for role "pwrole"\n\s*DETAIL:\s+role_guard budget "pwrole=1" is full \(1 of 1 sessions\)\./,
 	'pwrole with the right password: refused by its full budget');
 ($ret, $out, $err) = run_sql(tcp('pwsuper', 'password=right-pw'), 'SELECT 1');
-like($err, qr/FATAL:\s+a superuser may not log in from host "127.0.0.1"/,
-	'pwsuper with the right password: denied as a superuser from 127.0.0.1');
+like($err, qr/FATAL:\s+password authentication failed for user "pwsuper"/,
+	'pwsuper with the right password: denied, as a failed password (scram-sha-256)');
 isnt(counters(), $before, '(and those two do move the counters)');
 is( $node->safe_psql(
 		'postgres',
@@ -315,7 +322,9 @@ foreach my $name (@settings)
 		is(count_matches($err, $re), 4,
 			"$name: SET, SET LOCAL and set_config() fail for $user")
 		  or diag $err;
-		is($out, "$conf{$name}\n0", "$name: $user still has the configured value");
+		# a plain role cannot read it either (part 4): no value, no row
+		is($out, $user eq 'plain' ? '0' : "$conf{$name}\n0",
+			"$name: $user still has the configured value");
 	}
 
 	# ALTER ROLE / DATABASE ... SET, as a superuser and as the role itself.
@@ -390,8 +399,8 @@ $node->reload;
 ok(poll_until($node, $settings_sql, $settings0), 'settings unchanged after a reload');
 is($node->safe_psql('postgres', $policy_sql), $policy0,
 	'role_guard_policy() unchanged');
-($ret, $out, $err) = as_user('plain', $settings_sql);
-is($out, $settings0, 'a new session of plain sees the configured settings');
+($ret, $out, $err) = as_user('mon', $settings_sql);
+is($out, $settings0, 'a new session of a pg_monitor member sees the configured settings');
 
 # The effective policy still refuses.
 refused_ok(
@@ -481,6 +490,31 @@ like($err, qr/ERROR:\s+42501:/, 'EXECUTE on reset does not open the views');
 is( $node->safe_psql('postgres',
 		q{SELECT connections FROM role_guard_usage WHERE rolname = 'full'}),
 	'1', 'a reset does not free places');
+
+# ---------------------------------------------------------------------------
+# 4. The settings: superusers and pg_read_all_settings only
+# ---------------------------------------------------------------------------
+foreach my $name (@settings)
+{
+	foreach my $sql ("SHOW $name", "SELECT current_setting('$name')")
+	{
+		($ret, $out, $err) = as_user('plain', $sql);
+		ok($ret != 0 && $err =~ /ERROR:\s+42501: [^\n]*examine "\Q$name\E"/,
+			"plain role: $sql fails with 42501") or diag "$ret [$out] $err";
+		($ret, $out, $err) = as_user('mon', $sql);
+		ok($ret == 0 && $out ne '', "pg_monitor member: $sql answers")
+		  or diag $err;
+	}
+}
+($ret, $out, $err) = as_user('plain',
+	q{SELECT string_agg(name, ',') FROM pg_settings WHERE name LIKE 'role_guard.%'});
+is($out, 'role_guard.library_version',
+	'plain role: pg_settings shows no role_guard setting but the library version');
+($ret, $out, $err) = as_user('mon',
+	q{SELECT count(*) FROM pg_settings WHERE name LIKE 'role_guard.%' AND setting IS NOT NULL});
+cmp_ok($out, '>=', scalar(@settings), 'pg_monitor member: pg_settings shows every role_guard setting');
+($ret, $out, $err) = as_user('mon', 'SHOW role_guard.superuser_deny_hosts');
+is($out, '127.0.0.1/32', 'pg_monitor member: reads the deny list itself');
 
 $_->quit for values %held;
 $node->stop;

@@ -17,7 +17,9 @@
 # and sessions in a transaction are never ended; 3 a session idle less than
 # its evict_idle time is not ended; 4 two newcomers at once for one
 # evictable session; 5 +group and @database entries; 6 monitor mode; 7 a
-# role not listed in evict_idle.
+# role not listed in evict_idle; 8 a login refused by two full entries
+# evicts nobody (one place would not admit it) and its DETAIL does not
+# speak of a wait it did not make.
 
 use strict;
 use warnings;
@@ -468,6 +470,44 @@ ok($el < 0.5, sprintf('unlisted: at once (%.3f s)', $el));
 alive_is(\@pids, \@pids, 'unlisted: nobody ended');
 no_event_ok($node, { event => [ 'evicted', 'would_evict' ] }, 'unlisted: no eviction event');
 close_all(@s);
+
+# ===========================================================================
+# 8. Two full entries: an eviction would admit nobody, so none is made.
+# ===========================================================================
+ok( set_conf(
+		$node,
+		'role_guard.budgets'    => '+grp=2, @edb=1',
+		'role_guard.evict_idle' => 'g1=1s',
+		'role_guard.login_waits' => ''),
+	'two entries: budgets +grp=2, @edb=1, evict_idle g1=1s');
+reset_stats($mon);
+my $g1 = idle_session('g1');
+my $g2 = idle_session('g2', 'edb');
+usleep(1_300_000);
+@pids = ($g1->pid, $g2->pid);
+($r, $el) = timed_login('g2', 'edb');
+like(raw_result($r), qr/^53300 too many connections for /,
+	'two entries: the second login of g2 to edb is refused');
+unlike(raw_result($r), qr/waited|login_waits/,
+	'two entries: its DETAIL speaks of no wait');
+ok($el < 2, sprintf('two entries: refused at once (%.3f s)', $el));
+alive_is(\@pids, \@pids, 'two entries: the idle g1 session is not ended');
+no_event_ok($node, { event => [ 'evicted', 'would_evict' ] },
+	'two entries: no eviction event');
+ok(set_conf($node, 'role_guard.mode' => 'monitor'), 'two entries: monitor mode');
+($r, $el) = timed_login('g2', 'edb');
+ok($r->{sock}, 'two entries, monitor: admitted');
+raw_close($r->{sock});
+no_event_ok($node, { event => [ 'evicted', 'would_evict' ] },
+	'two entries, monitor: no would_evict event either');
+ok(set_conf($node, 'role_guard.mode' => 'enforce'), 'two entries: enforce again');
+# one full entry again: now g1's place is the one thing in the way
+ok(set_conf($node, 'role_guard.budgets' => '+grp=2'), 'one entry: budgets +grp=2');
+($r, $el) = timed_login('g2', 'postgres');
+ok($r->{sock}, 'one entry: the login is admitted') or diag raw_result($r);
+alive_is(\@pids, [ $g2->pid ], 'one entry: the idle g1 session was ended for it');
+raw_close($r->{sock});
+close_all($g2);
 
 $mon->quit;
 $node->stop;

@@ -559,7 +559,8 @@ sub entry_text
 # server-first message).  Returns a hash: codes (the authentication request
 # codes received, in order), sock (open socket when admitted), pid (backend
 # pid from BackendKeyData), severity/sqlstate/message/detail when an
-# ErrorResponse came, abandoned, else eof, timeout, or error (no
+# ErrorResponse came (and fields: all its fields by code, source file F,
+# line L and routine R too), abandoned, else eof, timeout, or error (no
 # connection, or an authentication request it cannot answer).
 sub raw_login
 {
@@ -631,6 +632,7 @@ sub raw_login
 				my %key = (C => 'sqlstate', M => 'message', D => 'detail',
 					V => 'severity');
 				$r{ $key{$_} } = $e->{$_} foreach grep { defined $e->{$_} } keys %key;
+				$r{fields} = $e;
 				close($sock);
 				return \%r;
 			}
