@@ -56,6 +56,7 @@
 #include "catalog/pg_authid.h"
 #include "common/hashfn.h"
 #include "libpq/libpq-be.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -106,6 +107,7 @@ typedef struct RGAuthShared
 	LWLock	   *lock;			/* [startup] */
 	int32		capacity;		/* [startup] places in pairs[] */
 	uint32		mask;			/* [startup] buckets - 1 */
+	uint32		seed;			/* [startup] secret start of every hash */
 	RGAuthList	lists[RG_AUTH_NLISTS];	/* [lock] */
 	/* then: pg_atomic_uint32 buckets[mask + 1], [atomic]: place + 1, 0 */
 	/* then: RGAuthPair pairs[capacity] */
@@ -170,6 +172,8 @@ rg_authblock_shmem_init(LWLock *lock)
 	rg_auth->lock = lock;
 	rg_auth->capacity = rg_max_auth_blocks;
 	rg_auth->mask = nbuckets - 1;
+	if (!pg_strong_random(&rg_auth->seed, sizeof(rg_auth->seed)))
+		rg_auth->seed = (uint32) GetCurrentTimestamp() ^ (uint32) MyProcPid;
 	for (i = 0; i < (int) nbuckets; i++)
 		pg_atomic_init_u32(&rg_auth_buckets[i], 0);
 	/* every place free, in order */
@@ -187,22 +191,38 @@ rg_authblock_shmem_init(LWLock *lock)
 
 /*
  * A login's pair: false for the Unix socket, which is never counted nor
- * blocked.  Hashes only the bytes that matter (the address's, the name's).
+ * blocked.  Every login with the limit on comes here, so it is one pass:
+ * the name is copied and hashed together (FNV-1a from the table's secret
+ * seed, so that no client can choose names that share a bucket), then
+ * the address's words are mixed in.  The name is NUL-terminated, not
+ * padded (keys are compared with strcmp).
  */
 static bool
 rg_auth_key(const Port *port, RGAuthKey *key, uint32 *hash)
 {
+	const char *s = port->user_name;
+	char	   *d = NameStr(key->rolname);
+	uint32		h = rg_auth->seed;
+	uint32		word;
 	int			family;
-	size_t		len;
+	int			i;
 
-	memset(key, 0, sizeof(*key));
+	memset(key->addr, 0, sizeof(key->addr));
 	if (!rg_client_address(&port->raddr, &family, key->addr))
 		return false;
 	key->family = (uint8) family;
-	len = strlcpy(NameStr(key->rolname), port->user_name, NAMEDATALEN);
-	len = Min(len, NAMEDATALEN - 1);
-	*hash = hash_combine(hash_bytes(key->addr, family == 4 ? 4 : 16),
-						 hash_bytes((const unsigned char *) NameStr(key->rolname), (int) len)) ^ family;
+	for (i = 0; i < NAMEDATALEN - 1 && s[i] != '\0'; i++)
+	{
+		d[i] = s[i];
+		h = (h ^ (uint8) s[i]) * 16777619;
+	}
+	d[i] = '\0';
+	for (i = 0; i < (family == 4 ? 4 : 16); i += 4)
+	{
+		memcpy(&word, key->addr + i, sizeof(word));
+		h = hash_combine(h, murmurhash32(word));
+	}
+	*hash = murmurhash32(h ^ (uint32) family);
 	return true;
 }
 
@@ -335,7 +355,10 @@ rg_auth_enter(RGAuthLogin *a)
 	RGAuthPair *p = &rg_auth_pairs[place];
 	pg_atomic_uint32 *bucket = rg_auth_bucket(a->hash);
 
-	p->key = a->key;
+	memset(&p->key, 0, sizeof(p->key));
+	p->key.family = a->key.family;
+	memcpy(p->key.addr, a->key.addr, sizeof(p->key.addr));
+	strlcpy(NameStr(p->key.rolname), NameStr(a->key.rolname), NAMEDATALEN);
 	p->hash = a->hash;
 	p->failures = 0;
 	p->first_failure = p->blocked_until = 0;
@@ -440,6 +463,40 @@ rg_auth_forget_failures(RGAuthLogin *a)
 	LWLockRelease(rg_auth->lock);
 }
 
+/*
+ * A role name as the client sent it (any bytes but NUL), made safe to show
+ * in a view or an event: as it is when it is valid in "encoding" and has no
+ * control character, else with every byte outside printable ASCII written
+ * as \xNN.  Otherwise a client could put bytes in role_guard_auth_blocks or
+ * role_guard_events that fail the view's encoding conversion.
+ */
+void
+rg_auth_name_text(const char *name, int encoding, char *out, size_t outlen)
+{
+	size_t		len = strlen(name);
+	size_t		pos = 0;
+	size_t		i;
+	bool		plain = pg_verify_mbstr(encoding, name, (int) len, true);
+
+	for (i = 0; plain && i < len; i++)
+		plain = (unsigned char) name[i] >= 0x20 && name[i] != 0x7f;
+	if (plain)
+	{
+		strlcpy(out, name, outlen);
+		return;
+	}
+	for (i = 0; i < len && pos + 4 < outlen; i++)
+	{
+		unsigned char c = (unsigned char) name[i];
+
+		if (c >= 0x20 && c < 0x7f)
+			out[pos++] = (char) c;
+		else
+			pos += snprintf(out + pos, outlen - pos, "\\x%02x", c);
+	}
+	out[Min(pos, outlen - 1)] = '\0';
+}
+
 /* The pair's address as text (IPv4-mapped IPv6 as IPv4), for messages. */
 static void
 rg_auth_host(const RGAuthKey *key, char *buf, size_t len)
@@ -521,7 +578,9 @@ rg_auth_report_start(const Port *port, const RGAuthLogin *a, bool monitor)
 	rg_auth_host(&a->key, host, sizeof(host));
 	rg_event_init(&ev, monitor ? RG_EVENT_WOULD_BLOCK : RG_EVENT_AUTH_BLOCKED);
 	ev.pid = MyProcPid;
-	ev.rolname = a->key.rolname;
+	/* events are read from databases of any encoding: UTF-8 or escaped */
+	rg_auth_name_text(NameStr(a->key.rolname), PG_UTF8, NameStr(ev.rolname),
+					  NAMEDATALEN);
 	if (port->database_name)
 		strlcpy(NameStr(ev.datname), port->database_name, NAMEDATALEN);
 	rg_event_client(&ev, &port->raddr);

@@ -184,6 +184,8 @@ extern void rg_authblock_login(struct Port *port, int status);
 extern bool rg_authblock_refuses(const struct Port *port);
 extern RGAuthRow *rg_authblock_rows(int *n);
 extern int	rg_authblock_unblock(const RGHostList *hosts, const char *rolname);
+extern void rg_auth_name_text(const char *name, int encoding, char *out,
+							  size_t outlen);
 
 /* authwire.c: the SCRAM final message of a login that will be refused */
 typedef enum RGAuthWireState

@@ -15,6 +15,7 @@
 #include "fmgr.h"
 #include "commands/dbcommands.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -1023,9 +1024,12 @@ role_guard_auth_block_rows(PG_FUNCTION_ARGS)
 		const RGAuthRow *r = &rows[i];
 		Datum		values[5];
 		bool		nulls[5] = {0};
+		char		name[4 * NAMEDATALEN + 1];
 
+		rg_auth_name_text(NameStr(r->rolname), GetDatabaseEncoding(),
+						  name, sizeof(name));
 		values[0] = rg_inet_datum(r->family, r->addr);
-		values[1] = CStringGetTextDatum(NameStr(r->rolname));
+		values[1] = CStringGetTextDatum(name);
 		values[2] = Int32GetDatum(r->failures);
 		values[3] = TimestampTzGetDatum(r->first_failure);
 		values[4] = TimestampTzGetDatum(r->blocked_until);

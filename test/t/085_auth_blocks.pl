@@ -60,10 +60,10 @@ CREATE ROLE cnt LOGIN PASSWORD 'cntpw';
 });
 
 # shared memory: max_auth_blocks (1024) places of 128 bytes, 2048 buckets of
-# 4 bytes and a 40-byte header
+# 4 bytes and a 48-byte header
 is($node->safe_psql('postgres',
 		q{SELECT size FROM pg_shmem_allocations WHERE name = 'role_guard auth blocks'}),
-	1024 * 128 + 2048 * 4 + 40, 'the table takes 139 304 bytes at the defaults');
+	1024 * 128 + 2048 * 4 + 48, 'the table takes 139 312 bytes at the defaults');
 
 sub pairs
 {
@@ -80,7 +80,7 @@ sub logins
 	return map { scram_login($node, $user, $pw, %o) } 1 .. $n;
 }
 
-my $wrong_re = qr/^password authentication failed for user "(\w+)"$/;
+my $wrong_re = qr/^password authentication failed for user ".+"$/s;
 my $block_re = qr/^too many failed logins for role "(\w+)" from host "([0-9a-f.:]+)"$/;
 
 sub failed_ok
@@ -239,6 +239,20 @@ is($node->safe_psql('postgres', q{SELECT role_guard_unblock(NULL, 'app')}),
 		q{SET ROLE other; SELECT role_guard_unblock('127.0.0.1')});
 	like($err, qr/permission denied for function role_guard_unblock/,
 		'role_guard_unblock is not for PUBLIC');
+}
+
+# --- a role name with bytes that are not text -------------------------------
+{
+	my $bad = "bad\xff\x01name";
+	failed_ok($_, 'a name with bytes 0xff and 0x01') foreach logins(3, $bad, 'x');
+	is($node->safe_psql('postgres',
+			q{SET client_encoding = 'LATIN1';
+			  SELECT rolname || ' ' || failures FROM role_guard_auth_blocks}),
+		'bad\xff\x01name 3', 'the view shows it escaped (and converts to LATIN1)');
+	my @ev = events_where($node, { event => 'auth_blocked', rolname => 'bad\xff\x01name' });
+	is(scalar(@ev), 1, 'its auth_blocked event has the escaped name');
+	is($node->safe_psql('postgres', q{SELECT role_guard_unblock('127.0.0.1')}),
+		'1', 'unblocked by its address');
 }
 
 # --- exempt hosts ------------------------------------------------------------
