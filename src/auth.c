@@ -61,6 +61,7 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "inject.h"
 #include "login.h"
 #include "role_guard.h"
 
@@ -523,6 +524,7 @@ rg_identify(Port *port, RGLogin *login)
 	login->exempt = login->rolsuper &&
 		login->origin.addr.ss_family == AF_UNIX && rg_superuser_socket_exempt;
 	login->deny_host = login->mode != RG_MODE_OFF && rg_host_denied(&login->origin);
+	login->slot_limit = rg_login_slot_limit(login->roleid, login->rolsuper);
 	return !core_refuses;
 }
 
@@ -820,6 +822,7 @@ rg_decide(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		if (!am_walsender && !login->exempt)
 			v->reserved = rg_reserve_refuses(charges->role, charges->groups,
 											 m->ngroups, login->ticket != 0,
+											 login->slot_limit,
 											 &v->reserved_unused,
 											 &v->slots_used);
 	}
@@ -1029,6 +1032,7 @@ rg_admit(Port *port)
 	RGVerdict	verdict;
 	LWLock	   *lock = rg_lock();
 
+	RG_INJECT("login-start");
 	if (!rg_identify(port, &login))
 	{
 		if (OidIsValid(login.roleid))
@@ -1036,6 +1040,7 @@ rg_admit(Port *port)
 		return;
 	}
 	rg_prepare(&login, &charges);
+	RG_INJECT("login-prepared");
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	if (!rg_check_database(&login))
@@ -1058,6 +1063,8 @@ rg_admit(Port *port)
 	rg_unpin_counters(&login, &charges);
 	my_pending = NULL;
 	LWLockRelease(lock);
+	/* decided; core's own checks (InitPostgres) come after the hook */
+	RG_INJECT("login-decided");
 
 	if (verdict.kind == RG_ADMIT && verdict.worst && login.mode == RG_MODE_MONITOR)
 		rg_evict_monitor(&login, &verdict);

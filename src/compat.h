@@ -11,6 +11,7 @@
 #define RG_COMPAT_H
 
 #include "access/twophase.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -102,6 +103,27 @@ rg_connection_slots(void)
 #else
 	return MaxConnections - ReservedBackends;
 #endif
+}
+
+/*
+ * The most connection slots core lets this login use (InitPostgres, after
+ * the login hook): a superuser all of max_connections; from PG16 a role
+ * with the privileges of pg_use_reserved_connections all but
+ * superuser_reserved_connections; any other rg_connection_slots().  Before
+ * role_guard's lock (has_privs_of_role may read the catalogs), and only
+ * when reserved_connections is set.
+ */
+static inline int
+rg_login_slot_limit(Oid roleid, bool rolsuper)
+{
+	if (rolsuper)
+		return MaxConnections;
+#if PG_VERSION_NUM >= 160000
+	if (ReservedConnections > 0 &&
+		has_privs_of_role(roleid, ROLE_PG_USE_RESERVED_CONNECTIONS))
+		return MaxConnections - SuperuserReservedConnections;
+#endif
+	return rg_connection_slots();
 }
 
 /* The same arithmetic, in words, for messages. */

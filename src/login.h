@@ -28,6 +28,7 @@ typedef struct RGLogin
 	Oid			dboid;			/* its OID (step "database") */
 	bool		exempt;			/* superuser over the Unix socket */
 	bool		deny_host;		/* client listed in superuser_deny_hosts */
+	int			slot_limit;		/* the most slots core lets it use */
 	int			mode;
 	const RGPolicy *policy;
 	TimestampTz now;

@@ -115,11 +115,13 @@ rg_reserve_apply(const RGReserveResolved *resolved)
 	rs->first = NULL;
 	rs->unused = 0;
 	rs->unbacked = 0;
+	rs->places = 0;
 	for (i = 0; i < resolved->nentries; i++)
 	{
 		const RGEntry *e = &policy->entries[i];
 		bool		member = e->kind == RG_ENTRY_GROUP;
 
+		rs->places += e->value;
 		c = OidIsValid(resolved->oids[i]) ?
 			rg_counter_enter(RG_COUNTER_ROLE, resolved->oids[i], InvalidOid) : NULL;
 		if (c == NULL)
@@ -162,26 +164,47 @@ rg_has_unused(const RGCounter *c, bool member)
  * is the login role's counter; "groups" its groups' counters whose member
  * counts are kept (NULL for others).  Logins waiting for a place hold a
  * slot each ("waiter": this login is one of them, its slot counted
- * already).  On a refusal, *unused and *used say why.
+ * already).  "limit" is the most slots core lets this login use
+ * (rg_login_slot_limit: more than rg_connection_slots for a superuser).
+ * On a refusal, *unused and *used say why.
+ *
+ * While any reservation is applied, a login that fills no unused place is
+ * always checked, also when no place is unused: core checks the total only
+ * later (InitPostgres, after this hook), against the process slots in use
+ * at that later moment.  A session that role_guard let in past the slots
+ * would get through core's check whenever a reserved session ended in
+ * between, and then hold the place that session gives back to its
+ * reservation; the next login of the reserved role would meet core's
+ * refusal.  With every login checked here, the sessions role_guard admits
+ * outside the reservations never pass rg_connection_slots less the unused
+ * places, so what core refuses a reserved login for is only backends in
+ * flight (authenticating, or refused and exiting), which end by themselves.
  */
 bool
 rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
-				   int ngroups, bool waiter, int *unused, int *used)
+				   int ngroups, bool waiter, int limit, int *unused,
+				   int *used)
 {
+	const RGReserveState *rs = &rg_shared->reserve;
 	int			slots = rg_connection_slots();
+	int			after;
 	int			i;
 
-	*unused = rg_shared->reserve.unused;
+	*unused = rs->unused;
 	*used = rg_shared->regular_sessions + rg_shared->waiting;
-	if (*unused <= 0)
-		return false;
+	if (rs->places <= 0)
+		return false;			/* no reservation: core's check alone */
 	if (rg_has_unused(role, false) ||
 		(role->members_tracked && rg_has_unused(role, true)))
 		return false;
 	for (i = 0; i < ngroups; i++)
 		if (rg_has_unused(groups[i], true))
 			return false;
-	return slots - (*used + (waiter ? 0 : 1)) < *unused;
+	after = *used + (waiter ? 0 : 1);
+	/* unused places: only the slots they leave; none: what core allows */
+	if (*unused > 0)
+		return slots - after < *unused;
+	return after > limit;
 }
 
 /*

@@ -264,8 +264,8 @@ extern bool rg_reserve_resolve(RGReserveResolved *resolved);
 extern void rg_reserve_apply(const RGReserveResolved *resolved);
 extern void rg_reserve_sync(void);
 extern bool rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
-							   int ngroups, bool waiter, int *unused,
-							   int *used);
+							   int ngroups, bool waiter, int limit,
+							   int *unused, int *used);
 
 /* active.c */
 typedef struct RGActiveCount RGActiveCount;

@@ -267,6 +267,7 @@ typedef struct RGReserveState
 	uint32		hash;			/* [lock] which list (rg_reservations_hash) */
 	uint64		generation;		/* [lock] membership-cache generation it
 								 * was resolved under */
+	int32		places;			/* [lock] the places of all its entries */
 	int32		unbacked;		/* [lock] places of entries that name no
 								 * role: kept free for nobody */
 	int32		unused;			/* [lock] places reservations keep free now:

@@ -7,11 +7,14 @@
  *
  * Only a login that a full budget refuses in enforce mode waits, and only
  * if fewer than role_guard.max_waiting_logins wait already and the slot it
- * holds meanwhile is not one that reservations keep: a waiting login holds
- * a connection slot (its process), so it may wait only if the reservations
- * would still have their free slots with it counted.  (A login refused by
- * the reservations themselves is therefore never let wait: it would hold
- * one of the slots they keep.)
+ * holds meanwhile is not one that is kept: a waiting login holds a
+ * connection slot (its process), so it may wait only if, with it counted,
+ * the sessions and waiters still leave free the slots core keeps
+ * (superuser_reserved_connections, and reserved_connections from 16) and
+ * those the reservations keep.  A login that may not wait is refused at
+ * once, as without login_waits.  (A login refused by the reservations
+ * themselves is therefore never let wait: it would hold one of the slots
+ * they keep.)
  *
  * A waiter is a backend that has taken a ticket (its place in line) and
  * recorded in its own slot who it is (role, groups, database; not its pid,
@@ -51,10 +54,13 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "catalog/pg_authid.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "utils/ps_status.h"
+#include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
@@ -242,9 +248,38 @@ rg_wait_wanted(const RGLogin *login, const RGVerdict *v)
 		return false;
 	if (rg_shared->waiting >= rg_max_waiting_logins)
 		return false;
-	/* the slot it holds while it waits must not be one reservations keep */
-	return unused <= 0 ||
-		rg_connection_slots() - (rg_shared->regular_sessions + rg_shared->waiting + 1) >= unused;
+
+	/*
+	 * The slot it holds while it waits must be one that every slot kept
+	 * leaves: core's for superusers (and reserved_connections), which
+	 * rg_connection_slots leaves out, and the reservations' unused places.
+	 * Also with no reservation at all: else enough waiters fill the slots
+	 * core keeps, and a superuser cannot log in even over the socket.
+	 */
+	return rg_connection_slots() -
+		(rg_shared->regular_sessions + rg_shared->waiting + 1) >= Max(unused, 0);
+}
+
+/*
+ * Before each sleep: let go of what would hold back VACUUM's horizon for
+ * the shared catalogs while the login waits (a login is in no database
+ * yet, so its xmin counts for shared catalogs only).  The catalog snapshot
+ * (core's own look-ups during authentication, and role_guard's) goes; up
+ * to 17 InitPostgres also took a transaction snapshot before
+ * authentication (18 no longer does), unused since, whose xmin stays
+ * published until the last registered snapshot goes: a catalog snapshot
+ * taken and let go at once makes snapmgr clear it (as core's own
+ * InvalidateCatalogSnapshot after authentication does soon after the hook
+ * anyway).  Snapshots someone registered or pushed are left alone.
+ */
+static void
+rg_wait_release_snapshots(void)
+{
+	InvalidateCatalogSnapshot();
+	if (!TransactionIdIsValid(MyProc->xmin) || HaveRegisteredOrActiveSnapshot())
+		return;
+	(void) GetCatalogSnapshot(AuthIdRelationId);
+	InvalidateCatalogSnapshot();
 }
 
 /* When a wait must end: its limit, or just before authentication_timeout. */
@@ -299,6 +334,7 @@ rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		int			rc;
 
 		LWLockRelease(lock);
+		rg_wait_release_snapshots();
 		rc = WaitLatchOrSocket(MyLatch,
 							   WL_LATCH_SET | WL_TIMEOUT | WL_SOCKET_CLOSED | WL_EXIT_ON_PM_DEATH,
 							   MyProcPort->sock,

@@ -47,7 +47,8 @@
 #     role_guard like anyone.
 #
 # Phases: 1 storm alone, then the reserved roles fill their places;
-# 2 reserved and unreserved logins in one storm; 3 reservations covering
+# 2a the window between role_guard's decision and core's check, made to
+# happen with pause points; 2b reserved and unreserved logins in one storm; 3 reservations covering
 # one another; 4 superusers; 5 replication connections; 6 exit paths and a
 # crash-restart; 7 reloads; 8 monitor mode.
 
@@ -66,7 +67,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
-use RoleGuardTest qw(:DEFAULT wait_log events_where no_event_ok);
+use RoleGuardTest qw(:DEFAULT wait_log events_where no_event_ok c_new c_wait
+  c_close c_text inject_arm inject_wait inject_wake pid_gone_ok);
 
 my $t_start = time;
 my $SLOTS   = 40 - 3;    # slots for logins without special privileges
@@ -489,27 +491,122 @@ my @ops = (
 	login_in('op1', 'phase 1: op1 #2'),
 	login_in('op2', 'phase 1: op2 #1'));
 {
-	# Reservations have nothing unused now: role_guard does not refuse;
-	# the 38th session leaves only core's superuser slots, so core does.
-	my $c = client('op2');
-	run_logins([$c]);
-	ok($c->{state} eq 'core' && $c->{err}{M} =~ $CORE_RESERVED,
-		'phase 1: a 4th ops member session is refused (by core: only its superuser slots are left)')
-	  or diag 'got: ' . ($c->{state} eq 'in' ? 'admitted' : err_text($c));
+	# Reservations have nothing unused now, but the 38th session would
+	# pass the 37 slots: role_guard refuses it itself (left to core, it
+	# would get in whenever a reserved session ended before core's check,
+	# and hold that session's place: see phase 2a).
+	my $c = login_rg_refused('op2',
+		'phase 1: a 4th ops member session is refused by role_guard (every slot in use)');
 	push @ops, $c if $c->{state} eq 'in';
 }
 is(sq($RESV_SQL), '+ops group 3/3 unused 0, crit role 4/4 unused 0',
 	'phase 1: role_guard_reservations crit 4/4, +ops 3/3, nothing unused');
 is(sq($SUMM_SQL), '7 unused 0', 'phase 1: role_guard_summary reserved 7, reserved_unused 0');
 is(sq($STORM_SQL), '30', 'phase 1: storm still holds 30');
-is(usage_of($node, 'op2', 'rejected')->{rejected}, '0',
-	'phase 1: the 4th ops session is not counted as a role_guard rejection');
+is(usage_of($node, 'op2', 'rejected')->{rejected}, '1',
+	'phase 1: the 4th ops session is counted as a role_guard rejection');
 
 close_clients(@storm, @crit, @ops);
 ok(poll_until($node, $SUMM_SQL, '7 unused 7'), 'phase 1: all gone, reserved_unused 7');
 
 # ===========================================================================
-# Phase 2: reserved and unreserved logins in one storm.
+# Phase 2a: the window between role_guard's decision (the login hook) and
+# core's own check (InitPostgres, later), made to happen with the test
+# build's pause points (src/inject.h) instead of hoped for in a storm.
+# storm holds 30, crit 4, op2 2: one place of +ops=3 is unused.
+#   1. op1 fills it and is held after role_guard's decision;
+#   2. a storm login is held before role_guard's decision (a backend in
+#      flight: it holds a process slot that role_guard does not count);
+#   3. another storm login is decided while op1's place is charged (no
+#      place unused) and held before core's check;
+#   4. op1 meets core's check with 39 process slots taken: core refuses
+#      it, and its place is unused again;
+#   5. the storm login of 2 is refused by role_guard;
+#   6. the storm login of 3 must not get in (before the fix role_guard let
+#      it through with no slot check, core found the slot op1 left, and
+#      storm held 31 with op1 locked out);
+#   7. op1 gets its place.
+# ===========================================================================
+
+# inject_wait for a backend other than those of @skip (a point may hold
+# one backend already).
+sub inject_wait_other
+{
+	my ($name, @skip) = @_;
+	my %skip = map { $_ => 1 } grep { defined } @skip;
+	my $dir = $node->data_dir . '/rg_inject';
+	my $deadline = time + 30;
+	while (time < $deadline)
+	{
+		opendir(my $dh, $dir) or die "cannot read $dir: $!";
+		my @held = grep { !$skip{$_} } map { /^\Q$name\E\.(\d+)$/ ? $1 : () } readdir($dh);
+		closedir $dh;
+		return $held[0] if @held;
+		usleep(20_000);
+	}
+	diag "no other backend reached injection point $name";
+	return undef;
+}
+
+# A c_new client refused by role_guard for reservations.
+sub c_rg_refused_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($c, $name) = @_;
+	c_wait($c, 30);
+	return ok($c->{state} eq 'refused' && classify($c->{err}) eq 'rg', $name)
+	  || diag c_text($c);
+}
+
+sq('SELECT role_guard_reset()');
+{
+	my @held = @{ storm('storm', 45, 10, 'phase 2a storm')->{in} };
+	is(scalar @held, 30, 'phase 2a: storm holds 30');
+	push @held, map { login_in('crit', "phase 2a: crit #$_") } 1 .. 4;
+	push @held, map { login_in('op2', "phase 2a: op2 #$_") } 1 .. 2;
+	is(sq($SUMM_SQL), '7 unused 1', 'phase 2a: one place of +ops=3 unused');
+	ok(poll_until($node, 'SELECT slots_used FROM role_guard_reserve_stats()', '37'),
+		'phase 2a: 36 sessions (and this query\'s) use slots, no other backend');
+
+	inject_arm($node, 'login-decided');
+	my $op1 = c_new($node, 'op1');
+	my $p1  = inject_wait($node, 'login-decided');
+	ok($p1, 'phase 2a: op1 held after role_guard\'s decision');
+	inject_arm($node, 'login-start');
+	my $sa = c_new($node, 'storm');
+	my $pa = inject_wait($node, 'login-start');
+	ok($pa, 'phase 2a: storm login A held before role_guard\'s decision');
+	inject_arm($node, 'login-decided');
+	my $sb = c_new($node, 'storm');
+	my $pb = inject_wait_other('login-decided', $p1);
+	ok($pb, 'phase 2a: storm login B decided while op1 is charged, held before core\'s check');
+
+	inject_wake($node, 'login-decided', $p1) if $p1;
+	c_wait($op1, 30);
+	ok($op1->{state} eq 'refused' && ($op1->{err}{M} // '') =~ $CORE_RESERVED,
+		'phase 2a: op1 refused by core (39 process slots taken, two by logins in flight)')
+	  or diag c_text($op1);
+	pid_gone_ok($p1, 'phase 2a: op1\'s backend has exited') if $p1;
+	inject_wake($node, 'login-start', $pa) if $pa;
+	c_rg_refused_ok($sa, 'phase 2a: storm login A refused by role_guard');
+	pid_gone_ok($pa, 'phase 2a: storm login A\'s backend has exited') if $pa;
+	inject_wake($node, 'login-decided', $pb) if $pb;
+	c_rg_refused_ok($sb,
+		'phase 2a: storm login B refused by role_guard (decided with every slot in use, though no place was unused)');
+	push @held, $sb if $sb->{state} eq 'admitted';
+	pid_gone_ok($pb, 'phase 2a: storm login B\'s backend has exited')
+	  if $pb && $sb->{state} ne 'admitted';
+
+	push @held, login_in('op1', 'phase 2a: op1 gets its place');
+	is(sq($STORM_SQL), '30', 'phase 2a: storm still holds 30');
+	is(sq($SUMM_SQL), '7 unused 0', 'phase 2a: every reserved place used');
+	c_close($_) for grep { $_->{state} eq 'admitted' } $sb;
+	close_clients(@held);
+}
+ok(poll_until($node, $SUMM_SQL, '7 unused 7'), 'phase 2a: all gone, reserved_unused 7');
+
+# ===========================================================================
+# Phase 2b: reserved and unreserved logins in one storm.
 # ===========================================================================
 sq('SELECT role_guard_reset()');
 {
@@ -521,24 +618,24 @@ sq('SELECT role_guard_reset()');
 	my $r  = run_logins(\@cl);
 	my %in;
 	$in{ $_->{user} }++ for @{ $r->{in} };
-	note sprintf('phase 2 storm: %s (%.1f s); admitted: %s', seen_text($r),
+	note sprintf('phase 2b storm: %s (%.1f s); admitted: %s', seen_text($r),
 		time - $t0, join(', ', map { "$_ $in{$_}" } sort keys %in));
 	my @res = grep { $_->{user} ne 'storm' } @cl;
 	is(scalar(grep { $_->{state} eq 'in' } @res), 7,
-		'phase 2: all 4 crit and all 3 ops logins admitted')
+		'phase 2b: all 4 crit and all 3 ops logins admitted')
 	  or diag join("\n", map { "$_->{user}: $_->{state} " . err_text($_) } grep { $_->{state} ne 'in' } @res);
 	is(scalar(grep { $_->{user} ne 'storm' && $_->{state} eq 'rg' } @cl), 0,
-		'phase 2: no crit or ops login refused by role_guard');
-	note sprintf('phase 2: crit/ops logins retried after core refusals: %d',
+		'phase 2b: no crit or ops login refused by role_guard');
+	note sprintf('phase 2b: crit/ops logins retried after core refusals: %d',
 		scalar(grep { $_->{attempts} > 1 } @res));
-	cmp_ok($in{storm} // 0, '<=', 30, 'phase 2: storm got at most 30');
-	is($r->{seen}{other}, 0, 'phase 2: every answer was an admission, role_guard\'s refusal or core\'s')
+	cmp_ok($in{storm} // 0, '<=', 30, 'phase 2b: storm got at most 30');
+	is($r->{seen}{other}, 0, 'phase 2b: every answer was an admission, role_guard\'s refusal or core\'s')
 	  or diag join("\n", map { err_text($_) } @{ $r->{other} });
-	is(sq($STORM_SQL), $in{storm} // 0, 'phase 2: pg_stat_activity agrees on storm');
-	is(sq($SUMM_SQL), '7 unused 0', 'phase 2: reserved_unused 0');
+	is(sq($STORM_SQL), $in{storm} // 0, 'phase 2b: pg_stat_activity agrees on storm');
+	is(sq($SUMM_SQL), '7 unused 0', 'phase 2b: reserved_unused 0');
 	close_clients(@cl);
 }
-ok(poll_until($node, $SUMM_SQL, '7 unused 7'), 'phase 2: all gone, reserved_unused 7');
+ok(poll_until($node, $SUMM_SQL, '7 unused 7'), 'phase 2b: all gone, reserved_unused 7');
 
 # ===========================================================================
 # Phase 3: reservations covering one another.

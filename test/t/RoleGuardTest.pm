@@ -51,7 +51,7 @@ our @EXPORT_OK = qw(
   raw_hold_ok raw_close raw_result write_hba events_where event_is
   no_event_ok monitor_session reset_stats c_new c_send_startup c_write
   c_update c_wait_any c_wait c_wait_all c_hold_ok c_close c_text
-  inject_arm inject_wait inject_wake scram_login scram_result
+  inject_arm inject_wait inject_wake scram_login scram_result pid_gone_ok
 );
 
 our $wait_seconds = 30;
@@ -103,6 +103,17 @@ sub inject_wake
 	my $f = _inject_dir($node) . "/$name.$pid";
 	unlink $f or die "cannot wake $f: $!";
 	return;
+}
+
+# Wait until the node's backend $pid has exited (its process slot is free
+# then: core counts a backend's slot until its very end); an assertion.
+sub pid_gone_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($pid, $name) = @_;
+	my $deadline = time + $wait_seconds;
+	usleep(10_000) while kill(0, $pid) && time < $deadline;
+	return ok(!kill(0, $pid), $name);
 }
 
 # A node with role_guard preloaded, listening on its Unix socket and on

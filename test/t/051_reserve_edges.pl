@@ -1,0 +1,108 @@
+
+# Copyright: see README.md.
+#
+# Reservations at their edges, each race made to happen every time with
+# the test build's pause points (src/inject.h):
+#
+#  A. Between role_guard's decision and core's own check.  role_guard
+#     decides in the login hook; core counts the process slots in use
+#     later (InitPostgres), at the moment it gets there.  A login that
+#     role_guard lets through past the slots (because no reservation had
+#     an unused place when it decided) gets through core's check if a
+#     reserved session ends meanwhile, and then holds the place that
+#     session gave back to its reservation.  5 slots (max_connections 8,
+#     superuser_reserved_connections 3), crit=2, so storm may hold 3: a
+#     storm login paused at "login-decided" while a crit client quits must
+#     not end with storm=4 crit=1.
+#
+# Holders and the paused logins are raw logins from this process
+# (RoleGuardTest's c_new); the test's own queries run as the bootstrap
+# superuser over the Unix socket, and never while a paused login waits for
+# core's check (they would take a process slot too).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use RoleGuardTest qw(:DEFAULT c_new c_wait c_close c_text c_hold_ok
+  inject_arm inject_wait inject_wake pid_gone_ok);
+
+my $RG_RESERVED = qr/^remaining connection slots are reserved for roles with role_guard reservations$/;
+
+my $node = rg_node(
+	'reserve_edges',
+	conf => qq{max_connections = 8
+superuser_reserved_connections = 3
+role_guard.reservations = 'crit=2'
+});
+
+$node->safe_psql(
+	'postgres', q{
+CREATE ROLE storm LOGIN;
+CREATE ROLE crit LOGIN;
+CREATE EXTENSION role_guard;
+});
+
+my $SUMM_SQL =
+  q{SELECT reserved || ' unused ' || reserved_unused FROM role_guard_summary};
+my $COUNT_SQL =
+  q{SELECT string_agg(usename || '=' || n, ' ' ORDER BY usename) FROM (SELECT usename, count(*) AS n FROM pg_stat_activity WHERE usename IN ('storm', 'crit') AND backend_type = 'client backend' GROUP BY usename) s};
+# the slots role_guard counts in use, less this query's own session
+my $USED_SQL = q{SELECT slots_used - 1 FROM role_guard_reserve_stats()};
+
+# A client's refusal is role_guard's for reservations.
+sub rg_refused_ok
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($c, $name) = @_;
+	my $e = $c->{err} // {};
+	return ok($c->{state} eq 'refused'
+		  && ($e->{C} // '') eq '53300'
+		  && ($e->{M} // '') =~ $RG_RESERVED
+		  && ($e->{D} // '') =~ /role_guard\.reservations/, $name)
+	  || diag c_text($c);
+}
+
+# ===========================================================================
+# A. A storm login paused between role_guard's decision and core's check
+#    while a crit client quits.
+# ===========================================================================
+my @crit  = map { c_hold_ok($node, 'crit',  "A: crit #$_ in") } 1 .. 2;
+my @storm = map { c_hold_ok($node, 'storm', "A: storm #$_ in") } 1 .. 3;
+ok(poll_until($node, $USED_SQL, '5'), 'A: 5 of 5 slots in use');
+is($node->safe_psql('postgres', $SUMM_SQL), '2 unused 0', 'A: crit=2 used, nothing unused');
+{
+	inject_arm($node, 'login-decided');
+	my $s4  = c_new($node, 'storm');
+	my $pid = inject_wait($node, 'login-decided');
+	ok($pid, 'A: a 4th storm login is held after role_guard\'s decision');
+	# a crit client quits while the storm login has not met core's check
+	my $quit = shift @crit;
+	c_close($quit);
+	pid_gone_ok($quit->{pid}, 'A: the crit backend has exited');
+	inject_wake($node, 'login-decided', $pid) if $pid;
+	c_wait($s4, 30);
+	rg_refused_ok($s4,
+		'A: the 4th storm login is refused by role_guard (no slot is free, crit\'s place is kept)');
+	push @storm, $s4 if $s4->{state} eq 'admitted';
+	pid_gone_ok($s4->{pid}, 'A: the refused storm backend has exited')
+	  if $s4->{pid} && $s4->{state} eq 'refused';
+
+	my $c = c_new($node, 'crit');
+	is(c_wait($c, 30), 'admitted', 'A: crit gets its reserved place back')
+	  or diag c_text($c);
+	push @crit, $c if $c->{state} eq 'admitted';
+}
+is($node->safe_psql('postgres', $COUNT_SQL), 'crit=2 storm=3', 'A: pg_stat_activity: crit=2 storm=3');
+is($node->safe_psql('postgres', $SUMM_SQL), '2 unused 0', 'A: role_guard_summary: crit=2 used');
+c_close($_) for @crit, @storm;
+ok(poll_until($node, $SUMM_SQL, '2 unused 2'), 'A: all gone');
+
+$node->stop;
+done_testing();
