@@ -10,6 +10,9 @@
  * or refuse a blocked pair (authblock.c).  Then, for a login with
  * STATUS_OK, rg_admit runs these steps, top to bottom:
  *
+ *	refresh		this process's copy of the settings made the postmaster's
+ *				if a reload came since the process started (guc.c); no
+ *				I/O when it is current.
  *	identify	the role (one syscache look-up), the client; a login that
  *				core will refuse after the hook for its role (NOLOGIN, no
  *				REPLICATION) is left to core: it takes no place and learns
@@ -21,14 +24,20 @@
  *				database cache (members.c).
  *	groups		the roles it is a member of, from the membership cache
  *				(members.c).  A miss of either cache lets the lock go, reads
- *				the catalogs and takes the lock again.
+ *				the catalogs and takes the lock again.  If a reload came
+ *				meanwhile, the lock goes and the steps run again from
+ *				"refresh" (rg_begin), so the rest is decided under the lock
+ *				by the settings the postmaster has loaded.
  *	counters	find or create, and pin, the counters the login is charged
  *				to: the role's, and the counts an entry names or that are
  *				kept already (the database's, the role's in the database,
  *				the member counts of its role and groups; see shmem.c).
  *	decide		a verdict: admit, admit uncounted, refuse for the host,
  *				refuse for a budget, refuse for a full counter table; and
- *				what monitor mode would have refused.
+ *				what monitor mode would have refused.  A login a full
+ *				budget refuses may wait for a place (wait.c); a reload
+ *				during its wait sends it back to "refresh", its place in
+ *				line kept.
  *	apply		charge the counters and take the slot, or count the refusal.
  *	unlock		let the lock go, once.
  *	report		events, LOG lines and the FATAL, with no lock held.
@@ -821,7 +830,7 @@ rg_decide(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		rg_check_budgets(login, charges, v);
 		if (!am_walsender && !login->exempt)
 			v->reserved = rg_reserve_refuses(charges->role, charges->groups,
-											 m->ngroups, login->ticket != 0,
+											 m->ngroups, login->waiting,
 											 login->slot_limit,
 											 &v->reserved_unused,
 											 &v->slots_used);
@@ -945,6 +954,7 @@ rg_apply(const RGLogin *login, const RGCharges *charges, const RGVerdict *v)
 		case RG_REFUSE_FULL:
 		case RG_REFUSE_GONE:
 		case RG_ADMIT_UNCOUNTED:
+		case RG_RETRY:
 			break;
 	}
 }
@@ -980,6 +990,7 @@ rg_report(const RGLogin *login, const RGVerdict *v)
 				rg_report_reserved(login, v, false);
 			break;
 		case RG_REFUSE_HOST:
+		case RG_RETRY:
 			break;
 	}
 }
@@ -1024,6 +1035,53 @@ rg_deny_core_refused(RGLogin *login)
 	rg_report_denial(login, &v);
 }
 
+/*
+ * Steps "identify" to "groups", with this process's copy of the settings
+ * made the server's newest first (a reload may have come since the
+ * process started, or while the client authenticated; guc.c).  If another
+ * reload comes before the lock is taken, the steps run again with it, so
+ * the login is decided (under the lock, from here on) by the settings the
+ * postmaster has loaded.  False, with no lock held, for a login role_guard
+ * has no say in; else true with the lock held.
+ */
+static bool
+rg_begin(Port *port, RGLogin *login, RGCharges *charges)
+{
+	int			tries = 0;
+
+	for (;;)
+	{
+		rg_policy_refresh();
+		if (!rg_identify(port, login))
+		{
+			if (OidIsValid(login->roleid))
+				rg_deny_core_refused(login);
+			return false;
+		}
+		/* decided again after a reload: its place in line is kept */
+		login->ticket = rg_wait_resumed_ticket();
+		rg_prepare(login, charges);
+		RG_INJECT("login-prepared");
+
+		LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+		if (!rg_check_database(login))
+		{
+			LWLockRelease(rg_lock());
+			rg_deny_core_refused(login);
+			return false;
+		}
+		rg_resolve_groups(login, charges);
+
+		/*
+		 * A copy newer than the postmaster's (the file edited but not
+		 * reloaded yet) stays so: go on with it after a few tries.
+		 */
+		if (rg_policy_current() || ++tries >= 3)
+			return true;
+		LWLockRelease(rg_lock());
+	}
+}
+
 static void
 rg_admit(Port *port)
 {
@@ -1033,32 +1091,27 @@ rg_admit(Port *port)
 	LWLock	   *lock = rg_lock();
 
 	RG_INJECT("login-start");
-	if (!rg_identify(port, &login))
+	for (;;)
 	{
-		if (OidIsValid(login.roleid))
-			rg_deny_core_refused(&login);
-		return;
-	}
-	rg_prepare(&login, &charges);
-	RG_INJECT("login-prepared");
-
-	LWLockAcquire(lock, LW_EXCLUSIVE);
-	if (!rg_check_database(&login))
-	{
+		if (!rg_begin(port, &login, &charges))
+			return;
+		rg_reserve_apply(&login.reserve);
+		rg_enter_counters(&login, &charges);
+		rg_decide(&login, &charges, &verdict);
+		if (rg_wait_wanted(&login, &verdict))
+		{
+			my_pending = &charges;
+			my_pending_login = &login;
+			rg_wait(&login, &charges, &verdict);
+		}
+		if (verdict.kind != RG_RETRY)
+			break;
+		/* a reload while it waited: from the start with the new settings */
+		rg_unpin_counters(&login, &charges);
+		my_pending = NULL;
 		LWLockRelease(lock);
-		rg_deny_core_refused(&login);
-		return;
 	}
-	rg_resolve_groups(&login, &charges);
-	rg_reserve_apply(&login.reserve);
-	rg_enter_counters(&login, &charges);
-	rg_decide(&login, &charges, &verdict);
-	if (rg_wait_wanted(&login, &verdict))
-	{
-		my_pending = &charges;
-		my_pending_login = &login;
-		rg_wait(&login, &charges, &verdict);
-	}
+	rg_wait_settle(&charges, &verdict);
 	rg_apply(&login, &charges, &verdict);
 	rg_unpin_counters(&login, &charges);
 	my_pending = NULL;

@@ -20,6 +20,22 @@
  * tell any role which hosts are not denied.  (role_guard.library_version,
  * no policy, stays readable.)
  *
+ * Which copy decides.  Every process has its own copy of the settings,
+ * taken when it started (forked from the postmaster) and renewed when it
+ * processes a SIGHUP; a backend still authenticating processes none, so a
+ * login could be decided by the settings of before a reload, and re-apply
+ * an older reservation list after the newer one.  So every assign hook of
+ * a PGC_SIGHUP setting adds the value to a hash of the process's whole
+ * policy (rg_policy_noted), and the postmaster, which loads a reload before
+ * it signals anyone, publishes its hash in shared memory
+ * (RGShared.policy_hash, an atomic it writes without a lock).  A process
+ * whose hash differs holds an older (or, for a moment, newer) copy: the
+ * login path reads the configuration file again before it decides
+ * (rg_policy_refresh) and decides only with a copy equal to the
+ * postmaster's (checked under role_guard's lock), and no process applies a
+ * reservation list from a copy that is not the postmaster's
+ * (rg_reserve_apply).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -29,6 +45,7 @@
 #include "common/hashfn.h"
 #include "utils/builtins.h"
 #include "miscadmin.h"
+#include "postmaster/interrupt.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
@@ -93,6 +110,81 @@ static const struct
 
 /* the flags of every policy setting (see the top of the file) */
 #define RG_GUC_FLAGS GUC_SUPERUSER_ONLY
+
+/* This process's policy hash: the sum of each PGC_SIGHUP setting's. */
+#define RG_POLICY_SETTINGS 32
+static struct
+{
+	const char *name;
+	uint64		hash;
+}			rg_noted[RG_POLICY_SETTINGS];
+static int	rg_nnoted = 0;
+static uint64 rg_policy_hash = 0;
+
+/*
+ * An assign hook's new value: into this process's policy hash, and in the
+ * postmaster into shared memory (once it exists; rg_policy_publish then).
+ */
+static void
+rg_policy_noted(const char *name, const void *value, size_t len)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) name, strlen(name), 0);
+	int			i;
+
+	h = hash_bytes_extended((const unsigned char *) value, len, h);
+	for (i = 0; i < rg_nnoted && strcmp(rg_noted[i].name, name) != 0; i++)
+		;
+	if (i == rg_nnoted)
+	{
+		Assert(rg_nnoted < RG_POLICY_SETTINGS);
+		if (rg_nnoted == RG_POLICY_SETTINGS)
+			return;
+		rg_noted[rg_nnoted].name = name;
+		rg_noted[rg_nnoted++].hash = 0;
+	}
+	rg_policy_hash += h - rg_noted[i].hash;
+	rg_noted[i].hash = h;
+	if (!IsUnderPostmaster)
+		rg_policy_publish();
+}
+
+static void
+rg_policy_noted_text(const char *name, const char *value)
+{
+	value = value ? value : "";
+	rg_policy_noted(name, value, strlen(value));
+}
+
+/* The postmaster (or a single-user backend): publish its hash. */
+void
+rg_policy_publish(void)
+{
+	if (rg_shared != NULL)
+		pg_atomic_write_u64(&rg_shared->policy_hash, rg_policy_hash);
+}
+
+/* Is this process's copy of the settings the one the postmaster loaded? */
+bool
+rg_policy_current(void)
+{
+	return rg_shared == NULL ||
+		pg_atomic_read_u64(&rg_shared->policy_hash) == rg_policy_hash;
+}
+
+/*
+ * Make this process's copy of the settings the postmaster's, if it is not
+ * (a reload since the process started that it has not processed): read
+ * the configuration file, as PostgresMain does on SIGHUP.  Nothing to do,
+ * and no I/O, when it is current.  Not under role_guard's lock.
+ */
+void
+rg_policy_refresh(void)
+{
+	if (!ConfigReloadPending && rg_policy_current())
+		return;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+}
 
 static const struct config_enum_entry rg_mode_options[] = {
 	{"enforce", RG_MODE_ENFORCE, false},
@@ -162,6 +254,7 @@ static void \
 rg_assign_##fn(const char *newval, void *extra) \
 { \
 	target = (const RGPolicy *) extra; \
+	rg_policy_noted_text(gucname, newval); \
 }
 
 RG_POLICY_SETTING(budgets, "role_guard.budgets", RG_POLICY_BUDGETS, rg_budgets)
@@ -251,6 +344,7 @@ static void \
 rg_assign_##fn(const char *newval, void *extra) \
 { \
 	target = (const RGPolicy *) extra; \
+	rg_policy_noted_text(gucname, newval); \
 	rg_active_generation++; \
 	rg_active_need = rg_active_budgets != NULL && rg_active_budgets->nentries > 0; \
 }
@@ -306,6 +400,7 @@ rg_assign_reservations(const char *newval, void *extra)
 	/* what identifies this list in shared memory (see reserve.c) */
 	rg_reservations_hash = newval ? hash_bytes((const unsigned char *) newval,
 											   strlen(newval)) : 0;
+	rg_policy_noted_text("role_guard.reservations", newval);
 }
 
 /* Parse a host list setting into *extra; on failure report the bad entry. */
@@ -350,6 +445,7 @@ rg_assign_##fn(const char *newval, void *extra) \
 { \
 	target = rg_hosts_or_null(extra); \
 	rg_deny_policy_changed(); \
+	rg_policy_noted_text(gucname, newval); \
 }
 
 RG_HOSTS_SETTING(hosts, "role_guard.superuser_deny_hosts", rg_deny_hosts)
@@ -364,6 +460,7 @@ static void
 rg_assign_auth_failure_limit(int newval, void *extra)
 {
 	rg_authwire_update(newval > 0);
+	rg_policy_noted("role_guard.auth_failure_limit", &newval, sizeof(newval));
 }
 
 /*
@@ -415,6 +512,7 @@ rg_assign_covers(const char *newval, void *extra)
 {
 	rg_deny_covers = *(const int *) extra;
 	rg_deny_policy_changed();
+	rg_policy_noted_text("role_guard.superuser_deny_covers", newval);
 }
 
 static void
@@ -422,9 +520,28 @@ rg_assign_mode(int newval, void *extra)
 {
 	rg_mode = newval;
 	rg_deny_policy_changed();
+	rg_policy_noted("role_guard.mode", &newval, sizeof(newval));
 }
 
 #define RG_COVERS_DEFAULT "pg_execute_server_program, pg_write_server_files, pg_read_server_files"
+
+/* The other scalar PGC_SIGHUP settings: only noted in the policy hash. */
+#define RG_SCALAR_NOTED(fn, gucname, type) \
+static void \
+rg_assign_##fn(type newval, void *extra) \
+{ \
+	rg_policy_noted(gucname, &newval, sizeof(newval)); \
+}
+
+RG_SCALAR_NOTED(socket_exempt, "role_guard.superuser_socket_exempt", bool)
+
+RG_SCALAR_NOTED(max_waiting, "role_guard.max_waiting_logins", int)
+
+RG_SCALAR_NOTED(reap_interval, "role_guard.reap_interval", int)
+
+RG_SCALAR_NOTED(auth_failure_window, "role_guard.auth_failure_window", int)
+
+RG_SCALAR_NOTED(auth_block_time, "role_guard.auth_block_time", int)
 
 /* The list settings, all PGC_SIGHUP and GUC_LIST_INPUT, default ''. */
 static const struct
@@ -495,12 +612,14 @@ rg_define_auth_block_settings(void)
 						 "Failed authentications of one client address and role name within role_guard.auth_failure_window that block the pair; 0 turns login blocks off.",
 						 &rg_auth_failure_limit, 0, 0, 1000000, PGC_SIGHUP, 0,
 						 rg_assign_auth_failure_limit);
-	rg_define_int("role_guard.auth_failure_window",
-				  "The time within which role_guard.auth_failure_limit failed authentications block a pair.",
-				  &rg_auth_failure_window, 60000, 100, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS);
-	rg_define_int("role_guard.auth_block_time",
-				  "How long a blocked client address and role name pair stays blocked.",
-				  &rg_auth_block_time, 600000, 100, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS);
+	rg_define_int_hooked("role_guard.auth_failure_window",
+						 "The time within which role_guard.auth_failure_limit failed authentications block a pair.",
+						 &rg_auth_failure_window, 60000, 100, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS,
+						 rg_assign_auth_failure_window);
+	rg_define_int_hooked("role_guard.auth_block_time",
+						 "How long a blocked client address and role name pair stays blocked.",
+						 &rg_auth_block_time, 600000, 100, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS,
+						 rg_assign_auth_block_time);
 	rg_define_int("role_guard.max_auth_blocks",
 				  "Client address and role name pairs whose failed logins role_guard keeps in shared memory.",
 				  &rg_max_auth_blocks, 1024, 1, 1000000, PGC_POSTMASTER, 0);
@@ -535,7 +654,7 @@ rg_guc_init(void)
 	DefineCustomBoolVariable("role_guard.superuser_socket_exempt",
 							 "Superusers over the Unix socket are never refused by a budget or a reservation.",
 							 NULL, &rg_superuser_socket_exempt, true,
-							 PGC_SIGHUP, RG_GUC_FLAGS, NULL, NULL, NULL);
+							 PGC_SIGHUP, RG_GUC_FLAGS, NULL, rg_assign_socket_exempt, NULL);
 
 	DefineCustomStringVariable("role_guard.library_version",
 							   "Version of the loaded role_guard library.",
@@ -544,12 +663,14 @@ rg_guc_init(void)
 							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							   NULL, NULL, NULL);
 
-	rg_define_int("role_guard.max_waiting_logins",
-				  "The most logins waiting for a place at one time.",
-				  &rg_max_waiting_logins, 10, 0, 100000, PGC_SIGHUP, 0);
-	rg_define_int("role_guard.reap_interval",
-				  "How often the reaper looks for idle sessions.",
-				  &rg_reap_interval, 10000, 100, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS);
+	rg_define_int_hooked("role_guard.max_waiting_logins",
+						 "The most logins waiting for a place at one time.",
+						 &rg_max_waiting_logins, 10, 0, 100000, PGC_SIGHUP, 0,
+						 rg_assign_max_waiting);
+	rg_define_int_hooked("role_guard.reap_interval",
+						 "How often the reaper looks for idle sessions.",
+						 &rg_reap_interval, 10000, 100, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS,
+						 rg_assign_reap_interval);
 	rg_define_int("role_guard.max_roles",
 				  "Roles whose counters role_guard keeps in shared memory.",
 				  &rg_max_roles, 1024, 16, 1000000, PGC_POSTMASTER, 0);

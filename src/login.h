@@ -34,7 +34,10 @@ typedef struct RGLogin
 	TimestampTz now;
 	RGMembers	members;		/* its groups (names and SUPERUSER wanted) */
 	RGReserveResolved reserve;	/* reservations to apply, if stale */
-	uint64		ticket;			/* its place in line while it waits, or 0 */
+	uint64		ticket;			/* its place in line while it waits (or
+								 * waited, before a reload), or 0 */
+	bool		waiting;		/* registered as a waiter: its slot counted
+								 * in RGShared.waiting */
 	int32		wait_ms;		/* role_guard.login_waits for it (0: none) */
 	int32		evict_ms;		/* role_guard.evict_idle for its sessions */
 } RGLogin;
@@ -61,7 +64,9 @@ typedef enum RGVerdictKind
 	RG_REFUSE_BUDGET,
 	RG_REFUSE_RESERVED,			/* would take a slot reservations keep */
 	RG_REFUSE_FULL,
-	RG_REFUSE_GONE				/* the client went away while it waited */
+	RG_REFUSE_GONE,				/* the client went away while it waited */
+	RG_RETRY					/* a reload while it waited: decide again
+								 * with the new settings */
 } RGVerdictKind;
 
 /* The entry a login was (or would have been) refused by. */
@@ -99,6 +104,8 @@ extern void rg_decide(const RGLogin *login, const RGCharges *charges,
 extern bool rg_wait_wanted(const RGLogin *login, const RGVerdict *v);
 extern void rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v);
 extern void rg_wait_abandon(void);
+extern uint64 rg_wait_resumed_ticket(void);
+extern void rg_wait_settle(const RGCharges *charges, RGVerdict *v);
 extern void rg_evict_monitor(const RGLogin *login, const RGVerdict *v);
 
 #endif							/* RG_LOGIN_H */

@@ -26,6 +26,11 @@
  * login's check is O(its role and groups), whatever the number of entries,
  * and exits give places back without knowing the policy.
  *
+ * Only a process whose copy of the settings is the postmaster's applies
+ * its list (rg_policy_current, checked under the lock): a login that began
+ * before a reload, or a session that has not processed it yet, never puts
+ * an older list back over the newer one.
+ *
  * Applying a list: counters are keyed by OID and entries name roles, so the
  * names are resolved (syscache, before the lock) by the first login that
  * finds the applied list stale: another list (a reload) or another
@@ -98,6 +103,9 @@ rg_reserve_apply(const RGReserveResolved *resolved)
 	if (resolved->oids == NULL ||
 		(rs->applied && rs->hash == resolved->hash &&
 		 rs->generation == resolved->generation))
+		return;
+	/* never a list other than the postmaster's (guc.c): an older one */
+	if (!rg_policy_current())
 		return;
 
 	/*

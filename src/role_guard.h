@@ -117,6 +117,9 @@ extern int	rg_max_auth_blocks;
 extern const RGHostList *rg_auth_exempt_hosts;
 extern int	rg_deny_covers;
 extern void rg_guc_init(void);
+extern void rg_policy_publish(void);
+extern bool rg_policy_current(void);
+extern void rg_policy_refresh(void);
 
 /* shmem.c (the shared structs are in shmem.h) */
 extern RGShared *rg_shared;

@@ -125,6 +125,10 @@ rg_shmem_startup(void)
 		rg_shared->nbackends = rg_total_procs();
 		rg_shared->capacity = capacity;
 		pg_atomic_init_u32(&rg_shared->auth_failed_line, 0);
+		pg_atomic_init_u64(&rg_shared->policy_hash, 0);
+		/* the postmaster's copy of the settings is the one in force */
+		if (!IsUnderPostmaster)
+			rg_policy_publish();
 	}
 	rg_counters = ShmemInitStruct("role_guard counters",
 								  mul_size(capacity, sizeof(RGCounter)), &found);

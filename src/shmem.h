@@ -292,6 +292,8 @@ typedef struct RGShared
 	int32		ndb_counters;	/* [lock] counters of databases and roles
 								 * in databases in the table */
 	uint64		next_ticket;	/* [lock] the last waiter's ticket */
+	pg_atomic_uint64 policy_hash;	/* [atomic] the postmaster's policy hash
+									 * (guc.c), written by it alone */
 	RGReserveState reserve;		/* [lock] */
 	RGGlobalStats stats;		/* [lock] */
 	pg_atomic_uint32 auth_failed_line;	/* [atomic] the source line of core's

@@ -76,6 +76,14 @@
 /* This backend is in line: what rg_wait_abandon must give back. */
 static RGCounter *my_wait_role = NULL;
 
+/*
+ * A wait ended by a reload (RG_RETRY): the login is decided again from the
+ * start with the new settings, and keeps its place in line and the time
+ * it began waiting.
+ */
+static uint64 my_kept_ticket = 0;
+static TimestampTz my_kept_start = 0;
+
 /* Is the request to end "pid" (sent by this backend) still pending? */
 static bool
 rg_request_pending(int pid)
@@ -99,7 +107,8 @@ rg_wait_register(RGLogin *login, const RGCharges *charges)
 	RGBackend  *slot = rg_backend(rg_my_procno());
 	const RGMembers *m = &login->members;
 
-	login->ticket = ++rg_shared->next_ticket;
+	login->ticket = my_kept_ticket != 0 ? my_kept_ticket : ++rg_shared->next_ticket;
+	login->waiting = true;
 	memset(slot, 0, sizeof(*slot));
 	slot->roleid = login->roleid;
 	slot->ngroups = Min(m->ngroups, RG_SLOT_GROUPS);
@@ -282,6 +291,41 @@ rg_wait_release_snapshots(void)
 	InvalidateCatalogSnapshot();
 }
 
+/* The place in line of a login decided again after a reload, or 0. */
+uint64
+rg_wait_resumed_ticket(void)
+{
+	return my_kept_ticket;
+}
+
+/* How long it waited, counted in its role's statistics.  Lock held. */
+static void
+rg_wait_account(const RGCharges *charges, RGVerdict *v, TimestampTz start,
+				TimestampTz now)
+{
+	my_kept_ticket = 0;
+	my_kept_start = 0;
+	v->waited_s = TimestampDifferenceMilliseconds(start, now) / 1000.0;
+	if (charges->role == NULL)
+		return;					/* decided again: no counter this time */
+	if (v->kind == RG_ADMIT)
+		charges->role->stats.waited++;
+	else if (v->kind == RG_REFUSE_BUDGET)
+		charges->role->stats.wait_timeouts++;
+}
+
+/*
+ * A login that waited before a reload and was decided again without
+ * waiting more (admitted, or refused at once under the new settings): its
+ * wait is over.  Lock held.
+ */
+void
+rg_wait_settle(const RGCharges *charges, RGVerdict *v)
+{
+	if (my_kept_start != 0)
+		rg_wait_account(charges, v, my_kept_start, GetCurrentTimestamp());
+}
+
 /* When a wait must end: its limit, or just before authentication_timeout. */
 static TimestampTz
 rg_wait_deadline(TimestampTz start, int32 wait_ms)
@@ -312,9 +356,9 @@ rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 	RGEvent		ev;
 	int32		wait_ms = login->wait_ms;
 	int			victim;
-	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz start = my_kept_start != 0 ? my_kept_start : now;
 	TimestampTz deadline;
-	TimestampTz now = start;
 	uint32		wait_event = rg_login_wait_event();
 	bool		evicted;
 
@@ -349,6 +393,12 @@ rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 			v->kind = RG_REFUSE_GONE;
 			break;
 		}
+		/* a reload: its copy of the settings is old, decide again with new */
+		if (!rg_policy_current())
+		{
+			v->kind = RG_RETRY;
+			break;
+		}
 		rg_decide(login, charges, v);
 		if (v->kind != RG_REFUSE_BUDGET || now >= deadline)
 			break;
@@ -360,11 +410,14 @@ rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		}
 	}
 	rg_wait_unregister();
+	login->waiting = false;
+	if (v->kind == RG_RETRY)
+	{
+		my_kept_ticket = login->ticket;
+		my_kept_start = start;
+		return;
+	}
 	login->ticket = 0;
-	v->waited_s = TimestampDifferenceMilliseconds(start, now) / 1000.0;
+	rg_wait_account(charges, v, start, now);
 	v->evicted = evicted;
-	if (v->kind == RG_ADMIT)
-		charges->role->stats.waited++;
-	else if (v->kind == RG_REFUSE_BUDGET)
-		charges->role->stats.wait_timeouts++;
 }

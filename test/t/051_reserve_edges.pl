@@ -15,6 +15,10 @@
 #     storm login paused at "login-decided" while a crit client quits must
 #     not end with storm=4 crit=1.
 #
+#  B. A reload while a login is on its way (issue 21, item 3): decided by
+#     the settings the server has loaded, for reservations, budgets and
+#     login_waits alike.
+#
 # Holders and the paused logins are raw logins from this process
 # (RoleGuardTest's c_new); the test's own queries run as the bootstrap
 # superuser over the Unix socket, and never while a paused login waits for
@@ -103,6 +107,100 @@ is($node->safe_psql('postgres', $COUNT_SQL), 'crit=2 storm=3', 'A: pg_stat_activ
 is($node->safe_psql('postgres', $SUMM_SQL), '2 unused 0', 'A: role_guard_summary: crit=2 used');
 c_close($_) for @crit, @storm;
 ok(poll_until($node, $SUMM_SQL, '2 unused 2'), 'A: all gone');
+
+# ===========================================================================
+# B. A reload while a login is on its way.  A backend still authenticating
+#    processes no SIGHUP: its copy of the settings is the one of before
+#    the reload.  It must be decided by the settings the server has loaded
+#    (and never put an older reservation list back).  Each login is held at
+#    a pause point while the configuration is reloaded: "login-start" (the
+#    start of the login hook, before anything is read) and
+#    "login-prepared" (the steps before role_guard's lock done, with the
+#    settings of that moment).
+# ===========================================================================
+
+# Hold a login of $user at $point, reload %conf, wake it; returns the
+# client, answered, and its backend's pid.
+sub held_across_reload
+{
+	my ($point, $user, %conf) = @_;
+	inject_arm($node, $point);
+	my $c   = c_new($node, $user);
+	my $pid = inject_wait($node, $point);
+	ok($pid, "B: a $user login held at $point");
+	ok(set_conf($node, %conf),
+		'B: reloaded ' . join(', ', map { "$_ = '$conf{$_}'" } sort keys %conf));
+	inject_wake($node, $point, $pid) if $pid;
+	c_wait($c, 30);
+	return ($c, $pid);
+}
+
+# B1, the issue's case: crit=1 (storm may hold 4 of 5), storm holds 3, a
+# storm login held before its decision while crit=2 is loaded.
+ok(set_conf($node, 'role_guard.reservations' => 'crit=1'), 'B1: crit=1');
+{
+	my @storm = map { c_hold_ok($node, 'storm', "B1: storm #$_ in") } 1 .. 3;
+	my ($c, $pid) = held_across_reload('login-start', 'storm',
+		'role_guard.reservations' => 'crit=2');
+	rg_refused_ok($c, 'B1: the held storm login is decided under crit=2: refused');
+	push @storm, $c if $c->{state} eq 'admitted';
+	# until it has exited it holds a process slot core counts
+	pid_gone_ok($pid, 'B1: the refused storm backend has exited')
+	  if $pid && $c->{state} eq 'refused';
+	is($node->safe_psql('postgres', $SUMM_SQL), '2 unused 2',
+		'B1: role_guard_summary: crit=2 in force (no login put crit=1 back)');
+	my @crit = map { c_new($node, 'crit') } 1 .. 2;
+	is(c_wait($_, 30), 'admitted', 'B1: crit login admitted') or diag c_text($_) for @crit;
+	is($node->safe_psql('postgres', $COUNT_SQL), 'crit=2 storm=3', 'B1: crit=2 storm=3');
+	c_close($_) for @crit, @storm;
+}
+ok(poll_until($node, $SUMM_SQL, '2 unused 2'), 'B1: all gone');
+
+# B2: budgets, the same at both points: storm=4 -> storm=3 while storm
+# holds 3.
+ok(set_conf($node, 'role_guard.reservations' => '', 'role_guard.budgets' => 'storm=4'),
+	'B2: no reservations, storm=4');
+foreach my $point (qw(login-start login-prepared))
+{
+	my @storm = map { c_hold_ok($node, 'storm', "B2 $point: storm #$_ in") } 1 .. 3;
+	my ($c) = held_across_reload($point, 'storm', 'role_guard.budgets' => 'storm=3');
+	ok($c->{state} eq 'refused'
+		  && ($c->{err}{M} // '') eq 'too many connections for role "storm"'
+		  && ($c->{err}{D} // '') =~ /^role_guard budget "storm=3" is full \(3 of 3 sessions\)/,
+		"B2 $point: the held login is decided under storm=3: refused") or diag c_text($c);
+	push @storm, $c if $c->{state} eq 'admitted';
+	c_close($_) for @storm;
+	ok(set_conf($node, 'role_guard.budgets' => 'storm=4'), "B2 $point: storm=4 again");
+	ok(poll_until($node, $COUNT_SQL, ''), "B2 $point: all gone");
+}
+
+# B3: a waiting login and a reload.  storm=3, login_waits storm=120s.
+ok(set_conf($node, 'role_guard.budgets' => 'storm=3', 'role_guard.login_waits' => 'storm=120s'),
+	'B3: storm=3, login_waits storm=120s');
+{
+	my @storm = map { c_hold_ok($node, 'storm', "B3: storm #$_ in") } 1 .. 3;
+	my $w = c_new($node, 'storm');
+	ok(poll_until($node, 'SELECT waiting FROM role_guard_summary', '1'),
+		'B3: a 4th storm login waits');
+	ok(set_conf($node, 'role_guard.budgets' => 'storm=4'), 'B3: storm=4 loaded');
+	is(c_wait($w, 30), 'admitted',
+		'B3: the waiter is admitted under storm=4 (not left waiting under storm=3)')
+	  or diag c_text($w);
+	push @storm, $w;
+	my $w2 = c_new($node, 'storm');
+	ok(poll_until($node, 'SELECT waiting FROM role_guard_summary', '1'),
+		'B3: a 5th storm login waits');
+	ok(set_conf($node, 'role_guard.login_waits' => ''), 'B3: login_waits emptied');
+	c_wait($w2, 30);
+	ok($w2->{state} eq 'refused'
+		  && ($w2->{err}{D} // '') =~ /^role_guard budget "storm=4" is full \(4 of 4 sessions\)\. The login waited [\d.]+ s for a place/,
+		'B3: the waiter is refused once login_waits no longer lets it wait, its DETAIL says how long it waited')
+	  or diag c_text($w2);
+	is($node->safe_psql('postgres',
+		q{SELECT waited || ' ' || wait_timeouts || ' ' || waiting FROM role_guard_usage WHERE rolname = 'storm'}),
+		'1 1 0', 'B3: role_guard_usage: one waited, one wait timed out, none waiting');
+	c_close($_) for @storm;
+}
 
 $node->stop;
 done_testing();
