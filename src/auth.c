@@ -1076,7 +1076,8 @@ rg_begin(Port *port, RGLogin *login, RGCharges *charges)
 		 * A copy newer than the postmaster's (the file edited but not
 		 * reloaded yet) stays so: go on with it after a few tries.
 		 */
-		if (rg_policy_current() || ++tries >= 3)
+		login->loaded = rg_policy_loaded();
+		if (login->loaded == rg_policy_own() || ++tries >= 3)
 			return true;
 		LWLockRelease(rg_lock());
 	}

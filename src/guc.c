@@ -163,12 +163,28 @@ rg_policy_publish(void)
 		pg_atomic_write_u64(&rg_shared->policy_hash, rg_policy_hash);
 }
 
+/*
+ * The postmaster's policy hash: what it loaded last (0 without role_guard's
+ * shared memory).
+ */
+uint64
+rg_policy_loaded(void)
+{
+	return rg_shared == NULL ? 0 : pg_atomic_read_u64(&rg_shared->policy_hash);
+}
+
+/* This process's policy hash. */
+uint64
+rg_policy_own(void)
+{
+	return rg_policy_hash;
+}
+
 /* Is this process's copy of the settings the one the postmaster loaded? */
 bool
 rg_policy_current(void)
 {
-	return rg_shared == NULL ||
-		pg_atomic_read_u64(&rg_shared->policy_hash) == rg_policy_hash;
+	return rg_shared == NULL || rg_policy_loaded() == rg_policy_hash;
 }
 
 /*

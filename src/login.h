@@ -38,6 +38,8 @@ typedef struct RGLogin
 								 * waited, before a reload), or 0 */
 	bool		waiting;		/* registered as a waiter: its slot counted
 								 * in RGShared.waiting */
+	uint64		loaded;			/* the postmaster's policy hash when the
+								 * login was checked against it (guc.c) */
 	int32		wait_ms;		/* role_guard.login_waits for it (0: none) */
 	int32		evict_ms;		/* role_guard.evict_idle for its sessions */
 } RGLogin;

@@ -118,6 +118,8 @@ extern const RGHostList *rg_auth_exempt_hosts;
 extern int	rg_deny_covers;
 extern void rg_guc_init(void);
 extern void rg_policy_publish(void);
+extern uint64 rg_policy_loaded(void);
+extern uint64 rg_policy_own(void);
 extern bool rg_policy_current(void);
 extern void rg_policy_refresh(void);
 

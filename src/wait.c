@@ -393,8 +393,12 @@ rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 			v->kind = RG_REFUSE_GONE;
 			break;
 		}
-		/* a reload: its copy of the settings is old, decide again with new */
-		if (!rg_policy_current())
+		/*
+		 * A reload since it began waiting: decide again with the new
+		 * settings.  (Not merely a copy that differs: one read from a file
+		 * edited but not reloaded yet would never match.)
+		 */
+		if (rg_policy_loaded() != login->loaded)
 		{
 			v->kind = RG_RETRY;
 			break;
