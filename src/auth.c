@@ -1134,6 +1134,8 @@ rg_ClientAuthentication(Port *port, int status)
 		prev_ClientAuthentication(port, status);
 	if (rg_shared == NULL)
 		return;
+	/* the settings the postmaster loaded decide, login blocks too (guc.c) */
+	rg_policy_refresh();
 	/* login blocks: counted and refused whatever the status (authblock.c) */
 	if (rg_auth_failure_limit > 0)
 		rg_authblock_login(port, status);
