@@ -19,21 +19,23 @@
 #       (printed per node); then the reservation holds on every node (and
 #       one for Patroni's superuser keeps Patroni's own login possible), and
 #       an eviction happens on every node;
-#   (4) a minute (from the edit-config of (3)) under role_guard.idle_timeouts = '*=3s' and
-#       role_guard.evict_idle: Patroni's own connection (its superuser,
-#       application_name Patroni) is idle between its HA loops (loop_wait
-#       5 s) and is reaped like any session -- role_guard does not
-#       recognise Patroni -- and that is harmless: Patroni reconnects at its
-#       next query, no leader change, no timeline change, the walsenders and
+#   (4) a minute (from the edit-config of (3) on) under
+#       role_guard.idle_timeouts = '*=3s' and role_guard.evict_idle:
+#       Patroni's own connection (its superuser, application_name Patroni)
+#       is idle between its HA loops (loop_wait 5 s) and is reaped like any
+#       session -- role_guard does not recognise Patroni -- and that is
+#       harmless for HA: Patroni reconnects at its next query, its log has
+#       no error, no leader change, no timeline change, the walsenders and
 #       WAL receivers are the same processes all along and the replicas
-#       keep replaying what the leader writes;
+#       keep replaying what the leader writes.  Not for load balancers: a
+#       REST health check right after a reap answers 503 once (printed);
 #   (5) a switchover with app's budget full on the candidate (two busy
 #       sessions): the candidate refuses every app login before, during and
 #       after its promotion, from the first login on; the old leader comes
 #       back as a streaming replica, its replication connection admitted
 #       while '*=0' refuses every role without an entry of its own;
 #       Patroni's superuser has 'name=0' in idle_timeouts from here on, and
-#       is not reaped again;
+#       is not reaped again (the health checks answer 200 at the end);
 #   (6) a hard failover: the leader's walsenders are stopped, a row is
 #       written that no replica receives, then the leader's Patroni,
 #       postmaster and walsenders are SIGKILLed.  A replica is promoted; its
@@ -928,6 +930,26 @@ phase('(4) the rest of a minute under idle limits');
 	}
 	my ($rc2, $hist1) = patronictl($RG, 'history', '-f', 'json');
 	is($hist1, $hist0, 'no failover in patronictl history');
+
+	# What a load balancer sees: Patroni's REST API shares that connection
+	# and its health checks do not retry, so the first check after a reap
+	# fails (Patroni's behaviour, printed, not asserted; '$SUE=0' below
+	# avoids it, and (7) checks the health checks then).
+	my $m   = $reps->[0];
+	my $sql = "SELECT count(*) FROM role_guard_events WHERE event = 'reaped_idle' "
+	  . "AND rolname = '$SU' AND application_name = 'Patroni'";
+	my $n0 = q_ok($m->{node}, $sql);
+	if (defined wait_for(3 * $LOOP_WAIT, sub { q_ok($m->{node}, $sql) > $n0 },
+			"a reap of Patroni's connection on $m->{name}"))
+	{
+		my $r1 = $HTTP->get("http://127.0.0.1:$m->{rest}/replica");
+		my $r2 = $HTTP->get("http://127.0.0.1:$m->{rest}/replica");
+		my ($state) = ($r1->{content} // '') =~ /"state":\s*"(\w+)"/;
+		$FIG{health} = sprintf(
+			'GET /replica on %s right after a reap of its connection: %s (state %s), the next one: %s',
+			$m->{name}, $r1->{status}, $state // '?', $r2->{status});
+		note $FIG{health};
+	}
 }
 
 # ===========================================================================
@@ -1186,6 +1208,9 @@ foreach my $m (@N)
 		'0', "$m->{name}: superuser denials only for the application host");
 	my $st = rest_status($m);
 	is($st->{state} // '', 'running', "$m->{name}: Patroni reports running");
+	my $check = $m == $leader ? 'primary' : 'replica';
+	is($HTTP->get("http://127.0.0.1:$m->{rest}/$check")->{status},
+		200, "$m->{name}: the load balancers' health check GET /$check answers 200");
 }
 # Patroni's connection left alone since '$SUE=0' (the killed node lost the
 # events of its first life; its second is there)
@@ -1218,6 +1243,7 @@ foreach my $m (@N)
 diag sprintf("Patroni's connection reaped under '*=3s' in the minute: %s",
 	join(', ', map { "$_ $FIG{su_reaps}{$_} times" } sort keys %{ $FIG{su_reaps} // {} }));
 diag "switchover: app logins on the candidate: $FIG{switchover}" if $FIG{switchover};
+diag $FIG{health} if $FIG{health};
 foreach my $scope (qw(rg plain))
 {
 	my ($secs, $promo) = @{ $FIG{failover}{$scope} // [] };
