@@ -78,7 +78,7 @@ RG_BASE_PACKAGES=(make gcc perl libipc-run-perl libkrb5-dev iproute2
 	pgbouncer prometheus-postgres-exporter)
 
 # Patroni 3.0 with its etcd client and one etcd 3.4 server, for the HA
-# cluster test (test/t/080_patroni.pl, which runs its own etcd and Patronis
+# cluster test (test/t/090_patroni.pl, which runs its own etcd and Patronis
 # on free ports and leaves Debian's services alone).  Optional: where they
 # cannot be installed the test skips and says so, nothing else is lost.
 RG_HA_PACKAGES=(patroni python3-etcd etcd-server)
@@ -141,7 +141,7 @@ rg_setup_version() {
 	fi
 	RG_PG_BINDIR=$("$RG_PG_CONFIG" --bindir)
 	rg_ensure_packages "${RG_HA_PACKAGES[@]}" ||
-		rg_warn "could not install ${RG_HA_PACKAGES[*]}: test/t/080_patroni.pl will skip"
+		rg_warn "could not install ${RG_HA_PACKAGES[*]}: test/t/090_patroni.pl will skip"
 	rg_say "PostgreSQL $v: $("$RG_PG_CONFIG" --version) ($RG_PG_CONFIG)"
 }
 
