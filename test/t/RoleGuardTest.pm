@@ -762,8 +762,8 @@ sub raw_close
 # ---------------------------------------------------------------------------
 
 # A login of $user into postgres.  %opts: app (application_name, rg_raw by
-# default), defer => 1 (connect only: c_send_startup sends the packet, e.g.
-# for many logins at once).
+# default), db (the database, postgres by default), defer => 1 (connect
+# only: c_send_startup sends the packet, e.g. for many logins at once).
 sub c_new
 {
 	my ($node, $user, %opts) = @_;
@@ -778,6 +778,7 @@ sub c_new
 		port  => $sock->sockport,
 		user  => $user,
 		app   => $opts{app} // 'rg_raw',
+		db    => $opts{db}  // 'postgres',
 		buf   => '',
 		msgs  => [],
 		state => 'pending',
@@ -790,7 +791,7 @@ sub c_send_startup
 {
 	my ($c) = @_;
 	my $params =
-	  "user\0$c->{user}\0database\0postgres\0application_name\0$c->{app}\0\0";
+	  "user\0$c->{user}\0database\0$c->{db}\0application_name\0$c->{app}\0\0";
 	$c->{t0} = time;
 	return c_write($c, pack('NN', 8 + length($params), 196608) . $params);
 }
