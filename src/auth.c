@@ -1123,6 +1123,14 @@ rg_admit(Port *port)
 	if (verdict.kind == RG_ADMIT && verdict.worst && login.mode == RG_MODE_MONITOR)
 		rg_evict_monitor(&login, &verdict);
 	rg_report(&login, &verdict);
+	/*
+	 * The SCRAM final message was held back for a denial (authwire.c) that
+	 * a reload lifted since: without it the client cannot go on, so the
+	 * login ends as the failed authentication it was shown.
+	 */
+	if (rg_authwire_state() == RG_WIRE_WITHHELD_DENY)
+		rg_refuse_as_auth_failure(port,
+								  "role_guard held back the SCRAM final message for a superuser denial that no longer applied when the login hook ran.");
 	/* it is in: its statements are watched if it comes from a denied host */
 	rg_deny_session_start(&login.origin, login.relay_pid);
 }
@@ -1139,6 +1147,7 @@ rg_ClientAuthentication(Port *port, int status)
 	/* login blocks: counted and refused whatever the status (authblock.c) */
 	if (rg_auth_failure_limit > 0)
 		rg_authblock_login(port, status);
+	rg_authwire_done();
 	if (status != STATUS_OK)
 		return;
 	rg_admit(port);

@@ -6,8 +6,9 @@
  *	  after the exchange anyway.
  *
  * role_guard refuses some logins in ClientAuthentication_hook whatever
- * their authentication did (a blocked pair, authblock.c), so that a
- * refused client cannot learn whether its password was right.  For most
+ * their authentication did (a blocked pair, authblock.c; a superuser on a
+ * denied host, deny.c and auth.c), so that a refused client cannot learn
+ * whether its password was right.  For most
  * methods nothing goes to the client between the secret and the hook.
  * SASL (SCRAM) is the exception: when the client's proof is right,
  * CheckSASLAuth() queues AuthenticationSASLFinal (the server's signature,
@@ -53,12 +54,18 @@ static RGAuthWireState rg_wire_state = RG_WIRE_NONE;
 
 /*
  * Will role_guard refuse this login after authentication whatever its
- * outcome?  Each reason that refuses that way answers here.
+ * outcome?  Each reason that refuses that way answers here, with the state
+ * to record: the superuser denial (deny.c) first, so that a login block is
+ * still decided by authblock.c as for a wrong password.
  */
-static bool
+static RGAuthWireState
 rg_authwire_refuses(const Port *port)
 {
-	return rg_authblock_refuses(port);
+	if (rg_deny_login_refuses(port))
+		return RG_WIRE_WITHHELD_DENY;
+	if (rg_authblock_refuses(port))
+		return RG_WIRE_WITHHELD;
+	return RG_WIRE_NONE;
 }
 
 static int
@@ -72,9 +79,11 @@ rg_wire_putmessage(char msgtype, const char *s, size_t len)
 		memcpy(&code, s, sizeof(code));
 		if (pg_ntoh32(code) == AUTH_REQ_SASL_FIN)
 		{
-			if (rg_authwire_refuses(MyProcPort))
+			RGAuthWireState held = rg_authwire_refuses(MyProcPort);
+
+			if (held != RG_WIRE_NONE)
 			{
-				rg_wire_state = RG_WIRE_WITHHELD;
+				rg_wire_state = held;
 				return 0;
 			}
 			rg_wire_state = RG_WIRE_SENT;

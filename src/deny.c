@@ -59,6 +59,7 @@
 #include "miscadmin.h"
 #include "storage/procarray.h"
 #include "utils/guc.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -363,6 +364,36 @@ rg_deny_session_check(void)
 	rg_checked_session = session;
 	rg_checked_outer = outer;
 	rg_checked_generation = generation;
+}
+
+/*
+ * Will the login hook refuse this login as a covered role from a denied
+ * host (enforce mode)?  Asked by authwire.c before a SCRAM exchange's
+ * final message goes out, which would tell the client that its password
+ * was right: the message is held back, and the client sees what a wrong
+ * password shows.  In the login's transaction, during authentication.
+ */
+bool
+rg_deny_login_refuses(const Port *port)
+{
+	SockAddr	origin;
+	int			relay_pid;
+	HeapTuple	tup;
+	Oid			roleid;
+	NameData	name;
+	RGDenyReason r;
+
+	if (rg_mode != RG_MODE_ENFORCE || rg_deny_hosts == NULL || rg_shared == NULL)
+		return false;
+	rg_login_origin(port, &origin, &relay_pid);
+	if (!rg_host_denied(&origin))
+		return false;
+	tup = SearchSysCache1(AUTHNAME, CStringGetDatum(port->user_name));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	roleid = ((Form_pg_authid) GETSTRUCT(tup))->oid;
+	ReleaseSysCache(tup);
+	return rg_identity_covered(roleid, &name, &r);
 }
 
 /* A function is about to be called (fast path, or an expression built). */

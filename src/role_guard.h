@@ -197,7 +197,9 @@ typedef enum RGAuthWireState
 {
 	RG_WIRE_NONE,				/* no SASL final message (yet) */
 	RG_WIRE_SENT,				/* sent: the login was not blocked then */
-	RG_WIRE_WITHHELD			/* held back: the login will be refused */
+	RG_WIRE_WITHHELD,			/* held back: the login will be refused */
+	RG_WIRE_WITHHELD_DENY		/* held back: the superuser denial will
+								 * refuse it (deny.c) */
 } RGAuthWireState;
 
 extern void rg_authwire_update(bool wanted);
@@ -315,6 +317,7 @@ extern void rg_deny_session_start(const SockAddr *origin, int relay_pid);
 extern void rg_deny_policy_changed(void);
 extern void rg_deny_session_check(void);
 extern int	rg_auth_failed_line(int fallback);
+extern bool rg_deny_login_refuses(const struct Port *port);
 
 /*
  * Before (and after) each statement: one branch for a session that is not

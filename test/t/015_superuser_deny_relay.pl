@@ -44,6 +44,7 @@ write_hba($node, <<'EOT');
 local   all  pwsu,relay2               scram-sha-256
 local   all  all                       trust
 host    all  md5su,md5plain  127.0.0.1/32   md5
+host    all  scramsu         127.0.0.1/32   scram-sha-256
 host    all  all             127.0.0.1/32   trust
 EOT
 $node->start;
@@ -55,6 +56,7 @@ CREATE ROLE md5su LOGIN SUPERUSER PASSWORD 'right-pw';
 CREATE ROLE md5plain LOGIN PASSWORD 'right-pw';
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE pwsu LOGIN SUPERUSER PASSWORD 'right-pw';
+CREATE ROLE scramsu LOGIN SUPERUSER PASSWORD 'right-pw';
 CREATE ROLE relay2 LOGIN PASSWORD 'right-pw';
 CREATE ROLE relayer LOGIN;
 CREATE ROLE su1 LOGIN SUPERUSER;
@@ -105,6 +107,27 @@ is(count_events(q{event = 'superuser_denied' AND rolname = 'md5su'}), '1',
 is(counter('md5su'), 1, '1 superuser_denied = 1');
 my $again = raw_login($node, 'md5su', 'postgres', password => 'right-pw');
 is(fields_text($again), fields_text($wrong), '1 and again');
+
+# scram-sha-256: the server's final message (which only a right proof gets)
+# is held back for a login the denial will refuse, so the messages the
+# client receives are those of a wrong password, in the same order.
+my $swrong = raw_login($node, 'scramsu', 'postgres', password => 'wrong-pw');
+my $sright = raw_login($node, 'scramsu', 'postgres', password => 'right-pw');
+is(join(',', @{ $sright->{codes} }), join(',', @{ $swrong->{codes} }),
+	'1 scram: the same authentication requests for the right password as for a wrong one (no SASL final)')
+  or diag 'right: ' . join(',', @{ $sright->{codes} }) . ' wrong: ' . join(',', @{ $swrong->{codes} });
+is(fields_text($sright), fields_text($swrong), '1 scram: the same ErrorResponse, every field');
+is(count_events(q{event = 'superuser_denied' AND rolname = 'scramsu'}), '1',
+	'1 scram: one superuser_denied event (the right password only)');
+ok(set_conf($node, 'role_guard.superuser_deny_hosts' => ''), '1 scram: reload with no denied host');
+my $sok = raw_login($node, 'scramsu', 'postgres', password => 'right-pw');
+ok($sok->{sock}, '1 scram: with no denied host the right password gets in')
+  or diag raw_result($sok);
+is($sok->{codes}[-2], 12, '1 scram: and gets the SASL final message (12)')
+  or diag join(',', @{ $sok->{codes} });
+RoleGuardTest::raw_close($sok->{sock});
+ok(set_conf($node, 'role_guard.superuser_deny_hosts' => '127.0.0.1'), '1 scram: the denied host again');
+
 my $plain = raw_login($node, 'md5plain', 'postgres', password => 'right-pw');
 ok($plain->{sock}, '1 a plain role with its password is admitted');
 RoleGuardTest::raw_close($plain->{sock});
