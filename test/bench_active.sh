@@ -15,12 +15,18 @@
 #      pg_stat_activity sampled every 10 ms for backends waiting on the
 #      "role_guard active" LWLock (contention of the take/give-back lock);
 #   B. a full budget of 4 ('bench=4', no active_waits: wait until served):
-#      the same pgbench with 32 clients against 4 clients alone, rg/rg
-#      (the queue's cost when it moves), alternating order;
+#      32 clients against 4 clients alone, rg/rg (the queue's cost when it
+#      moves), alternating order.  The transactions are BEGIN; the -S
+#      SELECT; END (three round trips, the place held across them): a
+#      single -S statement holds its place some 30 us, and on a small
+#      machine the clients then rarely have more than 4 in progress at
+#      once, so the budget would never bind and nothing would be measured.
+#      The statements that waited (role_guard_usage.statements_waited) are
+#      printed beside the figures: 0 there means the queue did not form;
 #   C. the wake-up delay: 32 clients on 'bench=4' with log_min_messages =
-#      debug2, each statement served after a wait logs how long after its
-#      place was granted it ran (release -> the next waiter's start):
-#      median, 99th percentile and max;
+#      debug2, the same transactions, each statement served after a wait
+#      logs how long after its place was granted it ran (release -> the
+#      next waiter's start): median, 99th percentile and max;
 #   D. instructions (valgrind --tool=callgrind, --toggle-collect on the
 #      hooks): per pgbench -S -M prepared transaction, rg_active_take and
 #      rg_active_xact_end inclusive, with 'bench=1000' (never fills).
@@ -75,9 +81,19 @@ EOF
 set_active() { # set_active BUDGETS [LOGLEVEL]
 	printf "role_guard.active_budgets = '%s'\nlog_min_messages = %s\n" "$1" "${2:-warning}" >"$DIR/rg/active.conf"
 	chown postgres: "$DIR/rg/active.conf"
+	[ -e "$DIR/rg/postmaster.pid" ] || return 0
 	as_pg "$BIN/pg_ctl -D $DIR/rg reload" >/dev/null
-	sleep 1
+	# a new backend forks from the postmaster: once one sees it, all will
+	for ((i = 0; i < 100; i++)); do
+		[ "$(rg_sql 'SHOW role_guard.active_budgets')" = "$1" ] && return 0
+		sleep 0.1
+	done
+	echo "the reload of active_budgets = '$1' was not seen" >&2
+	exit 1
 }
+rg_sql() { as_pg "$BIN/psql -X -At -h $DIR -p ${PORT[rg]} -d postgres -c \"$1\""; }
+# the statements of bench that waited for their place so far
+waited() { rg_sql "SELECT statements_waited FROM role_guard_usage WHERE rolname = 'bench'"; }
 set_active 'bench=1000'
 for s in stock rg; do
 	as_pg "$BIN/pg_ctl -D $DIR/$s -l $DIR/$s.log -w start" >/dev/null || { tail "$DIR/$s.log"; exit 1; }
@@ -88,9 +104,21 @@ done
 for s in stock rg; do
 	as_pg "$BIN/psql -X -q -h $DIR -p ${PORT[$s]} -d bench -c 'ALTER ROLE bench NOSUPERUSER'"
 done
+rg_sql 'CREATE EXTENSION role_guard' >/dev/null
+[ "$(rg_sql "SELECT rolsuper FROM pg_roles WHERE rolname = 'bench'")" = f ] || { echo "bench is still a superuser" >&2; exit 1; }
+# B and C: the -S SELECT inside BEGIN .. END, the place held across three round trips
+cat >"$DIR/xact.sql" <<'EOF'
+\set aid random(1, 100000 * :scale)
+BEGIN;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+END;
+EOF
+chmod 644 "$DIR/xact.sql"
 
-tps() { # tps SIDE CLIENTS
-	as_pg "$PGBENCH -n -S -M prepared -c $2 -j 2 -T $SECS -h $DIR -p ${PORT[$1]} -U bench bench" 2>/dev/null |
+tps() { # tps SIDE CLIENTS [SCRIPT]: -S, or the transactions in SCRIPT
+	local script=-S
+	[ -n "${3:-}" ] && script="-f $3"
+	as_pg "$PGBENCH -n $script -M prepared -c $2 -j 2 -T $SECS -h $DIR -p ${PORT[$1]} -U bench bench" 2>/dev/null |
 		sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -118,24 +146,29 @@ A_RG=$(median <"$DIR/a.rg")
 echo "stock tps (median): $A_STOCK; role_guard: $A_RG; ratio $(ratio "$A_RG" "$A_STOCK") (goal >= 0.97)"
 awk -F'|' '{ w += $1; n += $2 } END { printf "backends seen waiting on the \"role_guard active\" LWLock: %d of %d active-backend samples (%.2f%%)\n", w, n, n ? 100 * w / n : 0 }' "$DIR/a.samples.rg"
 
-echo "== B. full budget of 4 (bench=4): 32 clients against 4 clients alone, $ROUNDS rounds x ${SECS}s"
+echo "== B. full budget of 4 (bench=4): 32 clients against 4 clients alone, BEGIN; SELECT; END, $ROUNDS rounds x ${SECS}s"
 set_active 'bench=4'
 : >"$DIR/b.4"
 : >"$DIR/b.32"
+: >"$DIR/b.waited.4"
+: >"$DIR/b.waited.32"
 for ((r = 0; r < ROUNDS; r++)); do
 	if ((r % 2 == 0)); then order="4 32"; else order="32 4"; fi
 	for c in $order; do
-		tps rg "$c" >>"$DIR/b.$c"
+		w0=$(waited)
+		tps rg "$c" "$DIR/xact.sql" >>"$DIR/b.$c"
+		echo $(($(waited) - w0)) >>"$DIR/b.waited.$c"
 	done
 done
 B4=$(median <"$DIR/b.4")
 B32=$(median <"$DIR/b.32")
 echo "4 clients: $B4 tps; 32 clients on 4 places: $B32 tps; ratio $(ratio "$B32" "$B4") (goal >= 0.95)"
+echo "statements that waited, per round: 4 clients: $(paste -sd' ' "$DIR/b.waited.4"); 32 clients: $(paste -sd' ' "$DIR/b.waited.32")"
 
 echo "== C. wake-up delay (release -> next waiter runs), 32 clients on bench=4, ${SECS}s"
 set_active 'bench=4' debug2
 pos=$(stat -c %s "$DIR/rg.log")
-tps rg 32 >/dev/null
+tps rg 32 "$DIR/xact.sql" >/dev/null
 tail -c +"$((pos + 1))" "$DIR/rg.log" | sed -n 's/.*active place taken \([0-9]*\) us after it was granted.*/\1/p' >"$DIR/c.us"
 n=$(wc -l <"$DIR/c.us")
 sort -n "$DIR/c.us" | awk -v n="$n" '{ a[NR] = $1 } END {
