@@ -455,6 +455,7 @@ rg_release_at_exit(int code, Datum arg)
 	/* the executor hooks stop touching the slot and the counter now */
 	rg_my_slot = NULL;
 	rg_my_counter = NULL;
+	rg_windows_clock(GetCurrentTimestamp());
 	lock = rg_lock();
 	/* nothing ERRORs under the lock, but never wait on ourselves */
 	if (LWLockHeldByMe(lock))
@@ -603,6 +604,7 @@ rg_prepare(RGLogin *login, RGCharges *charges)
 	if (rg_login_waits && rg_login_waits->nentries > 0)
 		(void) rg_login_wait_event();
 	login->now = GetCurrentTimestamp();
+	rg_windows_clock(login->now);
 }
 
 /* A miss found more groups than the arrays hold: make room (no lock held). */
@@ -859,6 +861,7 @@ rg_count_refusal(const RGLogin *login, RGCounter *role, const RGVerdict *v,
 	rg_outcome_count(&role->stats.rejected, monitor);
 	if (!monitor)
 		role->stats.last_rejected = login->now;
+	rg_windows_refusal(role, v->worst ? v->worst->kind : -1, c);
 	if (v->worst == NULL)
 		return;					/* refused for reservations: no entry */
 	switch ((RGEntryKind) v->worst->kind)

@@ -183,20 +183,26 @@ rg_event_client(RGEvent *ev, const SockAddr *client)
 		ev->client_addr[0] = '\0';
 }
 
-void
-rg_event_add(const RGEvent *ev)
+/* Put an event after the newest of its part.  Lock held exclusively. */
+static void
+rg_event_put(const RGEvent *ev)
 {
-	RGEventPart *part;
+	RGEventPart *part = &rg_ring->parts[RG_PART_SECURITY];
 
-	if (rg_ring == NULL || rg_ring->size == 0)
-		return;
-	part = &rg_ring->parts[RG_PART_SECURITY];
 	if (part->size == 0 || !rg_event_is_security((RGEventKind) ev->kind))
 		part = &rg_ring->parts[RG_PART_GENERAL];
-	LWLockAcquire(rg_ring->lock, LW_EXCLUSIVE);
 	memcpy(&rg_ring->events[part->first + part->written % part->size], ev,
 		   sizeof(RGEvent));
 	part->written++;
+}
+
+void
+rg_event_add(const RGEvent *ev)
+{
+	if (rg_ring == NULL || rg_ring->size == 0)
+		return;
+	LWLockAcquire(rg_ring->lock, LW_EXCLUSIVE);
+	rg_event_put(ev);
 	LWLockRelease(rg_ring->lock);
 }
 
@@ -223,6 +229,73 @@ static const RGEvent *
 rg_part_event(const RGEventPart *part, int i)
 {
 	return &rg_ring->events[part->first + (part->written - 1 - i) % part->size];
+}
+
+/* A part's i-th oldest event (i < rg_part_count).  Lock held. */
+static const RGEvent *
+rg_part_oldest(const RGEventPart *part, int i)
+{
+	return rg_part_event(part, rg_part_count(part) - 1 - i);
+}
+
+/*
+ * For the save file (persist.c), at shutdown when no other process runs
+ * (no lock): pass every event the ring holds to "emit", oldest first (the
+ * two parts merged by time), until it returns false.  Returns how many
+ * were passed, -1 if "emit" stopped.
+ */
+int
+rg_events_each(bool (*emit) (const RGEvent *ev, void *arg), void *arg)
+{
+	const RGEventPart *g;
+	const RGEventPart *s;
+	int			ng,
+				ns,
+				ig = 0,
+				is = 0;
+
+	if (rg_ring == NULL || rg_ring->size == 0)
+		return 0;
+	g = &rg_ring->parts[RG_PART_GENERAL];
+	s = &rg_ring->parts[RG_PART_SECURITY];
+	ng = rg_part_count(g);
+	ns = rg_part_count(s);
+	while (ig < ng || is < ns)
+	{
+		const RGEvent *ev;
+
+		if (is >= ns ||
+			(ig < ng && rg_part_oldest(g, ig)->at <= rg_part_oldest(s, is)->at))
+			ev = rg_part_oldest(g, ig++);
+		else
+			ev = rg_part_oldest(s, is++);
+		if (!emit(ev, arg))
+			return -1;
+	}
+	return ng + ns;
+}
+
+/*
+ * Put back a saved event after the newest of its part (persist.c, at
+ * start, before any other process exists: no lock).  Events are given
+ * oldest first, so a part smaller than what was saved keeps the newest.
+ */
+void
+rg_event_restore(const RGEvent *ev)
+{
+	if (rg_ring == NULL || rg_ring->size == 0)
+		return;
+	rg_event_put(ev);
+}
+
+/* Events the ring holds now (no lock: at start, as rg_event_restore). */
+int
+rg_events_count(void)
+{
+	if (rg_ring == NULL)
+		return 0;
+	return rg_part_count(&rg_ring->parts[RG_PART_GENERAL]) +
+		rg_part_count(&rg_ring->parts[RG_PART_SECURITY]);
 }
 
 /*

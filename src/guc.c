@@ -76,6 +76,7 @@ int			rg_auth_failure_window = 60000;
 int			rg_auth_block_time = 600000;
 int			rg_max_auth_blocks = 1024;
 const RGHostList *rg_auth_exempt_hosts = NULL;
+bool		rg_save = true;
 
 /* role_guard.library_version: read only, the version this library was built as */
 #ifndef RG_LIBRARY_VERSION
@@ -690,6 +691,11 @@ rg_guc_init(void)
 							   PGC_INTERNAL,
 							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("role_guard.save",
+							 "Keep counters, peaks and events across a clean restart.",
+							 NULL, &rg_save, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	rg_define_int_hooked("role_guard.max_waiting_logins",
 						 "The most logins waiting for a place at one time.",

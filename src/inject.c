@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "libpq/pqsignal.h"
+#include "datatype/timestamp.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/wait_event.h"
@@ -50,6 +51,27 @@ rg_inject(const char *name, bool signals_held)
 	if (signals_held)
 		sigprocmask(SIG_SETMASK, &saved, NULL);
 	elog(LOG, "role_guard test build: woken at injection point \"%s\"", name);
+}
+
+/* The test clock's shift in microseconds (see inject.h). */
+int64
+rg_inject_clock_shift(void)
+{
+	char		path[MAXPGPATH];
+	char		buf[32];
+	FILE	   *f;
+	long long	seconds = 0;
+
+	if (DataDir == NULL)
+		return 0;
+	snprintf(path, sizeof(path), "%s/rg_inject/clock_shift", DataDir);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) == NULL || sscanf(buf, "%lld", &seconds) != 1)
+		seconds = 0;
+	fclose(f);
+	return (int64) seconds * USECS_PER_SEC;
 }
 
 #else

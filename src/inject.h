@@ -38,4 +38,17 @@ extern void rg_inject(const char *name, bool signals_held);
 #define RG_INJECT_SIGNALS_HELD(name) ((void) 0)
 #endif
 
+/*
+ * A test's clock for role_guard's windows (windows.c): test builds read a
+ * shift in seconds (a decimal integer, may be negative) from the file
+ * $PGDATA/rg_inject/clock_shift at each reading of the clock; without the
+ * file, or in any other build, no shift.  No setting reaches it.
+ */
+#ifdef RG_INJECTION_POINTS
+extern int64 rg_inject_clock_shift(void);
+#define RG_CLOCK_SHIFT_USECS() rg_inject_clock_shift()
+#else
+#define RG_CLOCK_SHIFT_USECS() INT64CONST(0)
+#endif
+
 #endif							/* RG_INJECT_H */

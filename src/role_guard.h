@@ -116,12 +116,16 @@ extern int	rg_auth_block_time;	/* ms */
 extern int	rg_max_auth_blocks;
 extern const RGHostList *rg_auth_exempt_hosts;
 extern int	rg_deny_covers;
+extern bool rg_save;
 extern void rg_guc_init(void);
 extern void rg_policy_publish(void);
 extern uint64 rg_policy_loaded(void);
 extern uint64 rg_policy_own(void);
 extern bool rg_policy_current(void);
 extern void rg_policy_refresh(void);
+
+/* persist.c */
+extern void rg_persist_startup(void);
 
 /* shmem.c (the shared structs are in shmem.h) */
 extern RGShared *rg_shared;
@@ -152,6 +156,40 @@ extern void rg_counter_forget_if_unused(RGCounter *counter);
 extern void rg_counters_reset(void);
 extern int	rg_counter_capacity(void);
 extern const RGCounter *rg_counter_at(int place);
+extern RGWindows *rg_counter_windows(const RGCounter *c);
+struct RGSavedCounter;
+extern bool rg_counter_save(int place, struct RGSavedCounter *out);
+extern bool rg_counter_restore(const struct RGSavedCounter *saved);
+
+/* windows.c */
+typedef enum RGWindowCount
+{
+	RG_WINDOW_REJECTED,
+	RG_WINDOW_MEMBER_REJECTED,
+	RG_WINDOW_WAITED
+} RGWindowCount;
+
+/* A counter's windows summed over the last 24 hours or 31 days. */
+typedef struct RGWindowSum
+{
+	int32		peak;
+	int32		member_peak;
+	int64		rejected;
+	int64		member_rejected;
+	int64		waited;
+} RGWindowSum;
+
+extern TimestampTz rg_windows_time(TimestampTz now);
+extern void rg_windows_clock(TimestampTz now);
+extern void rg_windows_note(const RGCounter *c, bool member, int32 value);
+extern void rg_windows_count(const RGCounter *c, RGWindowCount what);
+extern void rg_windows_refusal(const RGCounter *role, int kind,
+							   const RGCounter *entry);
+extern void rg_windows_read(const RGWindows *w, int32 connections,
+							int32 member_connections, TimestampTz now,
+							TimestampTz windows_since, RGWindowSum *last24h,
+							RGWindowSum *last31d);
+extern bool rg_windows_empty(const RGWindows *w);
 
 /* events.c */
 extern Size rg_events_shmem_size(void);
@@ -163,6 +201,10 @@ extern void rg_events_reset(void);
 extern RGEvent *rg_events_copy(int *nevents);
 extern const char *rg_event_name(int kind);
 extern bool rg_event_is_security(RGEventKind kind);
+extern int	rg_events_each(bool (*emit) (const RGEvent *ev, void *arg),
+						   void *arg);
+extern void rg_event_restore(const RGEvent *ev);
+extern int	rg_events_count(void);
 
 /* auth.c */
 extern void rg_auth_init(void);

@@ -41,16 +41,19 @@
 #include "storage/shmem.h"
 #include "utils/backend_status.h"
 #include "utils/hsearch.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "compat.h"
 #include "role_guard.h"
+#include "savefile.h"
 
 
 RGShared   *rg_shared = NULL;
 RGBackend  *rg_my_slot = NULL;
 RGCounter  *rg_my_counter = NULL;
 static RGCounter *rg_counters = NULL;	/* the array */
+static RGWindows *rg_windows = NULL;	/* its windows, place by place */
 static HTAB *rg_counter_index = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -78,7 +81,7 @@ rg_shared_size(void)
 static Size
 rg_counters_size(void)
 {
-	return add_size(mul_size(rg_counter_capacity(), sizeof(RGCounter)),
+	return add_size(mul_size(rg_counter_capacity(), sizeof(RGCounter) + sizeof(RGWindows)),
 					hash_estimate_size(rg_counter_capacity(), sizeof(RGCounterIndex)));
 }
 
@@ -129,6 +132,7 @@ rg_shmem_startup(void)
 		/* the postmaster's copy of the settings is the one in force */
 		if (!IsUnderPostmaster)
 			rg_policy_publish();
+		rg_shared->windows_since = rg_windows_time(GetCurrentTimestamp());
 	}
 	rg_counters = ShmemInitStruct("role_guard counters",
 								  mul_size(capacity, sizeof(RGCounter)), &found);
@@ -140,6 +144,10 @@ rg_shmem_startup(void)
 			rg_counters[place].next_free = place + 1 < capacity ? place + 1 : -1;
 		rg_shared->free_place = capacity > 0 ? 0 : -1;
 	}
+	rg_windows = ShmemInitStruct("role_guard windows",
+								 mul_size(capacity, sizeof(RGWindows)), &found);
+	if (!found)
+		memset(rg_windows, 0, mul_size(capacity, sizeof(RGWindows)));
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(RGCounterKey);
 	info.entrysize = sizeof(RGCounterIndex);
@@ -151,6 +159,7 @@ rg_shmem_startup(void)
 	rg_members_shmem_init();
 	rg_active_shmem_init(&(GetNamedLWLockTranche("role_guard active"))->lock);
 	LWLockRelease(AddinShmemInitLock);
+	rg_persist_startup();
 }
 
 void
@@ -182,6 +191,13 @@ const RGCounter *
 rg_counter_at(int place)
 {
 	return &rg_counters[place];
+}
+
+/* A counter's windows (windows.c): the same place of the parallel array. */
+RGWindows *
+rg_counter_windows(const RGCounter *c)
+{
+	return &rg_windows[c - rg_counters];
 }
 
 int
@@ -344,6 +360,7 @@ rg_counter_set(RGCounter *c, bool member, int32 value)
 	int32		reserved = member ? c->member_reserved : c->reserved;
 
 	rg_shared->reserve.unused += rg_unused(reserved, value) - rg_unused(reserved, *count);
+	rg_windows_note(c, member, value);
 	*count = value;
 	if (!member && c->key.kind == RG_COUNTER_ROLE && value > c->stats.peak)
 		c->stats.peak = value;
@@ -460,7 +477,8 @@ rg_counter_unused(const RGCounter *c)
 		c->pins == 0 && c->connections == 0 && c->member_connections == 0 &&
 		c->reserved == 0 && c->member_reserved == 0 && c->waiting == 0 &&
 		memcmp(&c->stats, &zero, sizeof(zero)) == 0 &&
-		pg_atomic_read_u64((pg_atomic_uint64 *) &c->statements) == 0;
+		pg_atomic_read_u64((pg_atomic_uint64 *) &c->statements) == 0 &&
+		rg_windows_empty(&rg_windows[c - rg_counters]);
 }
 
 /* Remove a counter from the table.  Lock held exclusively. */
@@ -471,6 +489,7 @@ rg_counter_remove(RGCounter *c)
 		rg_shared->ndb_counters--;
 	hash_search(rg_counter_index, &c->key, HASH_REMOVE, NULL);
 	memset(c, 0, sizeof(*c));
+	memset(&rg_windows[c - rg_counters], 0, sizeof(RGWindows));
 	c->next_free = rg_shared->free_place;
 	rg_shared->free_place = c - rg_counters;
 	rg_shared->ncounters--;
@@ -603,13 +622,78 @@ rg_counters_reset(void)
 		if (c->key.kind == 0)
 			continue;
 		memset(&c->stats, 0, sizeof(c->stats));
+		memset(&rg_windows[place], 0, sizeof(RGWindows));
 		if (c->key.kind == RG_COUNTER_ROLE)
 			c->stats.peak = c->connections;
 		pg_atomic_write_u64(&c->statements, 0);
 		rg_counter_forget_if_unused(c);
 	}
 	memset(&rg_shared->stats, 0, sizeof(rg_shared->stats));
+	rg_shared->windows_since = rg_windows_time(GetCurrentTimestamp());
 	LWLockRelease(rg_shared->lock);
+}
+
+/*
+ * A counter as the save file keeps it (persist.c): false for a free place
+ * or a counter with nothing worth keeping (no statistics, windows or
+ * statements; sessions and pins are not kept).  At shutdown, no lock.
+ */
+bool
+rg_counter_save(int place, RGSavedCounter *out)
+{
+	static const RGCounterStats zero;
+	const RGCounter *c = &rg_counters[place];
+	uint64		statements;
+
+	if (c->key.kind == 0)
+		return false;
+	statements = pg_atomic_read_u64((pg_atomic_uint64 *) &c->statements);
+	if (memcmp(&c->stats, &zero, sizeof(zero)) == 0 && statements == 0 &&
+		rg_windows_empty(&rg_windows[place]))
+		return false;
+	memset(out, 0, sizeof(*out));
+	out->key = c->key;
+	out->rolname = c->rolname;
+	out->rolsuper = c->rolsuper;
+	out->stats = c->stats;
+	out->statements = statements;
+	out->windows = rg_windows[place];
+	return true;
+}
+
+/*
+ * Put back a saved counter, with no sessions (persist.c, at start, before
+ * any other process exists: no lock).  False when the table is full or
+ * holds the key already.
+ */
+bool
+rg_counter_restore(const RGSavedCounter *saved)
+{
+	RGCounterIndex *ix;
+	RGCounter  *c;
+	bool		found;
+
+	if (rg_shared->free_place < 0)
+		return false;
+	ix = (RGCounterIndex *) hash_search(rg_counter_index, &saved->key,
+										HASH_ENTER_NULL, &found);
+	if (ix == NULL || found)
+		return false;
+	ix->place = rg_shared->free_place;
+	c = &rg_counters[ix->place];
+	rg_shared->free_place = c->next_free;
+	rg_shared->ncounters++;
+	memset(c, 0, sizeof(*c));
+	c->key = saved->key;
+	c->next_free = -1;
+	c->rolname = saved->rolname;
+	c->rolsuper = saved->rolsuper;
+	c->stats = saved->stats;
+	pg_atomic_init_u64(&c->statements, saved->statements);
+	rg_windows[ix->place] = saved->windows;
+	if (c->key.kind != RG_COUNTER_ROLE)
+		rg_shared->ndb_counters++;
+	return true;
 }
 
 /* For SQL-callable functions: error out cleanly if shared memory is missing. */

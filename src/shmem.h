@@ -149,6 +149,38 @@ typedef struct RGCounter
 	pg_atomic_uint64 statements;	/* [atomic] run by sessions of this role */
 } RGCounter;
 
+/*
+ * Peaks by window (windows.c).  Each counter place of the array has one
+ * RGWindows at the same index in a parallel array (so the views that copy
+ * counters do not copy windows): one slot per hour of the last 24 and per
+ * day of the last 31, each keyed by its absolute hour or day number (UTC,
+ * from 2000-01-01), so a slot whose number is stale is an hour or day that
+ * has passed and is reset before it is used again.  All fields [lock].
+ */
+#define RG_WINDOW_HOURS 24
+#define RG_WINDOW_DAYS 31
+
+typedef struct RGWindowSlot
+{
+	int32		number;			/* hour or day number; 0: never used */
+	int32		peak;			/* highest "connections" in it */
+	int32		member_peak;	/* highest "member_connections" in it */
+	int32		rejected;		/* ROLE: its logins refused (enforce) or
+								 * that would be (monitor); DB, ROLEDB:
+								 * refusals charged to the entry */
+	int32		member_rejected;	/* ROLE: refusals charged to +name */
+	int32		waited;			/* ROLE: its logins that waited for a place */
+} RGWindowSlot;
+
+typedef struct RGWindows
+{
+	int32		last_hour;		/* the latest hour a slot was touched in
+								 * (0: never); the windows never go back */
+	int32		last_day;
+	RGWindowSlot hours[RG_WINDOW_HOURS];	/* hour h at hours[h % 24] */
+	RGWindowSlot days[RG_WINDOW_DAYS];	/* day d at days[d % 31] */
+} RGWindows;
+
 /* The counter index: where a key's counter is in the counter array. */
 typedef struct RGCounterIndex
 {
@@ -291,6 +323,8 @@ typedef struct RGShared
 	int32		free_place;		/* [lock] its first free place, -1: none */
 	int32		ndb_counters;	/* [lock] counters of databases and roles
 								 * in databases in the table */
+	TimestampTz windows_since;	/* [lock] when the windows began (start,
+								 * restored file, or role_guard_reset()) */
 	uint64		next_ticket;	/* [lock] the last waiter's ticket */
 	pg_atomic_uint64 policy_hash;	/* [atomic] the postmaster's policy hash
 									 * (guc.c), written by it alone */

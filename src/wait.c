@@ -308,6 +308,8 @@ rg_wait_account(const RGCharges *charges, RGVerdict *v, TimestampTz start,
 	v->waited_s = TimestampDifferenceMilliseconds(start, now) / 1000.0;
 	if (charges->role == NULL)
 		return;					/* decided again: no counter this time */
+	rg_windows_clock(now);
+	rg_windows_count(charges->role, RG_WINDOW_WAITED);
 	if (v->kind == RG_ADMIT)
 		charges->role->stats.waited++;
 	else if (v->kind == RG_REFUSE_BUDGET)
