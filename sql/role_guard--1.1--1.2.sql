@@ -112,6 +112,69 @@ GRANT EXECUTE ON FUNCTION role_guard_event_rows() TO pg_monitor;
 -- ---- end of active budgets (issue 24) ----
 
 -- ---------------------------------------------------------------------------
+-- Memory across restarts, peaks by window and advice (issue 25):
+-- role_guard_advice, role_guard_suggested_budgets(), role_guard_windows(),
+-- role_guard_summary's suggested_budgeted and suggested_fits (in the summary
+-- below).  The windows, the advice and the suggested line are computed in C
+-- (src/windows.c, src/advice.c); role_guard.save needs no SQL object.
+-- ---------------------------------------------------------------------------
+
+-- Every counter's windows, summed over the last 24 hours and 31 days:
+-- roles (their own sessions, and their members' for +group entries),
+-- databases (@db) and roles in databases (name@db).
+CREATE FUNCTION role_guard_windows(
+    OUT kind text, OUT name name, OUT roleid oid, OUT dboid oid,
+    OUT peak_24h integer, OUT peak_31d integer,
+    OUT member_peak_24h integer, OUT member_peak_31d integer,
+    OUT rejected_31d bigint, OUT member_rejected_31d bigint,
+    OUT waited_31d bigint, OUT windows_since timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'role_guard_windows'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+CREATE FUNCTION role_guard_advice_rows(
+    OUT rolname name, OUT budget integer, OUT peak_24h integer,
+    OUT peak_31d integer, OUT rejected_31d bigint, OUT waited_31d bigint,
+    OUT suggested_budget integer, OUT active_budget integer,
+    OUT active_peak_31d integer, OUT suggested_active_budget integer,
+    OUT reason text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'role_guard_advice_rows'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+-- A value for role_guard.budgets built from the suggestions.
+CREATE FUNCTION role_guard_suggested_budgets()
+RETURNS text
+AS 'MODULE_PATHNAME', 'role_guard_suggested_budgets'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+-- The suggested line counted as role_guard_summary.budgeted is, and
+-- whether it fits the slots.
+CREATE FUNCTION role_guard_suggested_totals(
+    OUT suggested_budgeted integer, OUT suggested_fits boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'role_guard_suggested_totals'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+CREATE VIEW role_guard_advice AS
+SELECT rolname, budget, peak_24h, peak_31d, rejected_31d, waited_31d,
+       suggested_budget, active_budget, active_peak_31d,
+       suggested_active_budget, reason
+FROM role_guard_advice_rows();
+
+REVOKE ALL ON FUNCTION role_guard_windows() FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_advice_rows() FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_suggested_budgets() FROM PUBLIC;
+REVOKE ALL ON FUNCTION role_guard_suggested_totals() FROM PUBLIC;
+REVOKE ALL ON role_guard_advice FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION role_guard_windows() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION role_guard_advice_rows() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION role_guard_suggested_budgets() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION role_guard_suggested_totals() TO pg_monitor;
+GRANT SELECT ON role_guard_advice TO pg_monitor;
+-- ---- end of memory across restarts and advice (issue 25) ----
+
+-- ---------------------------------------------------------------------------
 -- role_guard_usage: 1.1's columns, then each part's
 -- ---------------------------------------------------------------------------
 -- 1.1's view, plus the columns of 1.2: the active columns (a role with an
@@ -220,6 +283,7 @@ LEFT JOIN r ON r.rolname = n.rolname;
 -- privileges may use, by the rule the reservations use too
 -- (role_guard_reserve_stats().slots: max_connections, less
 -- superuser_reserved_connections and, on 16 and later, reserved_connections).
+-- Then each part's columns: suggested_budgeted and suggested_fits (issue 25).
 -- ---------------------------------------------------------------------------
 CREATE OR REPLACE VIEW role_guard_summary AS
 WITH p AS MATERIALIZED (
@@ -243,6 +307,9 @@ SELECT current_setting('max_connections')::integer AS max_connections,
        coalesce(b.budgeted > rs.slots, true) AS overcommitted,
        rs.reserved,
        rs.reserved_unused,
-       rs.waiting
-FROM b, role_guard_global_stats() g, role_guard_reserve_stats() rs;
+       rs.waiting,
+       st.suggested_budgeted,
+       st.suggested_fits
+FROM b, role_guard_global_stats() g, role_guard_reserve_stats() rs,
+     role_guard_suggested_totals() st;
 -- ---- end of role_guard_summary (issue 21.5) ----

@@ -345,6 +345,10 @@ extern void rg_active_entry_numbers(const RGEntry *e,
 									int ncopies, int32 *held,
 									RGActiveStats *stats);
 extern int32 rg_active_role_budget(const char *rolname, bool *isnull);
+/* views.c */
+struct HTAB;
+extern struct HTAB *rg_local_hash(const char *name, Size keysize,
+								  Size entrysize, long n);
 
 /* deny.c */
 extern bool rg_deny_watch;

@@ -164,7 +164,8 @@ rg_snapshot(RGSnapshot *snap)
 	LWLockRelease(rg_lock());
 }
 
-static HTAB *
+/* A hash in the current memory context, keyed by bytes. */
+HTAB *
 rg_local_hash(const char *name, Size keysize, Size entrysize, long n)
 {
 	HASHCTL		ctl;
