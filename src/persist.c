@@ -140,9 +140,16 @@ rg_read_file(size_t *len)
 	return buf;
 }
 
+/* Milliseconds since "start". */
+static double
+rg_ms_since(TimestampTz start)
+{
+	return (GetCurrentTimestamp() - start) / 1000.0;
+}
+
 /* Put a checked file's contents into shared memory. */
 static void
-rg_restore(const RGSaveContents *contents)
+rg_restore(const RGSaveContents *contents, TimestampTz start)
 {
 	uint32		i;
 	uint32		counters = 0;
@@ -168,9 +175,10 @@ rg_restore(const RGSaveContents *contents)
 	/* a smaller ring keeps the newest */
 	events = (uint32) rg_events_count();
 	ereport(LOG,
-			(errmsg("role_guard: restored %u counters and %u events saved at %s",
+			(errmsg("role_guard: restored %u counters and %u events saved at %s (%.1f ms)",
 					counters, events,
-					timestamptz_to_str(contents->globals.saved_at)),
+					timestamptz_to_str(contents->globals.saved_at),
+					rg_ms_since(start)),
 			 (counters < contents->ncounters || events < contents->nevents) ?
 			 errdetail("%u counters and %u events did not fit (role_guard.max_roles, role_guard.event_log_size).",
 					   contents->ncounters - counters,
@@ -185,6 +193,7 @@ rg_persist_read(void)
 	char		err[256];
 	char	   *buf;
 	size_t		len = 0;
+	TimestampTz start = GetCurrentTimestamp();
 
 	if (access(RG_SAVE_FILE, F_OK) == 0 && !rg_clean_shutdown())
 	{
@@ -201,7 +210,7 @@ rg_persist_read(void)
 		return;
 	}
 	if (rg_save_parse(buf, len, &contents, err, sizeof(err)))
-		rg_restore(&contents);
+		rg_restore(&contents, start);
 	else
 		ereport(LOG,
 				(errmsg("role_guard: ignored file \"%s\", starting empty: %s",
@@ -274,6 +283,7 @@ rg_persist_write(void)
 	uint32		ncounters;
 	uint32		nevents;
 	FILE	   *f;
+	TimestampTz start = GetCurrentTimestamp();
 
 	f = AllocateFile(RG_SAVE_TMP, PG_BINARY_W);
 	if (f == NULL)
@@ -303,7 +313,10 @@ rg_persist_write(void)
 		f = NULL;
 		goto error;
 	}
-	(void) durable_rename(RG_SAVE_TMP, RG_SAVE_FILE, LOG);
+	if (durable_rename(RG_SAVE_TMP, RG_SAVE_FILE, LOG) == 0)
+		ereport(LOG,
+				(errmsg("role_guard: saved %u counters and %u events to \"%s\" (%.1f ms)",
+						ncounters, nevents, RG_SAVE_FILE, rg_ms_since(start))));
 	return;
 
 error:
