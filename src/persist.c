@@ -13,10 +13,11 @@
  *	  down cleanly (DB_SHUTDOWNED, or DB_SHUTDOWNED_IN_RECOVERY on a
  *	  standby); it is removed whatever it held, so a crash, a crash-restart
  *	  or an immediate shutdown after this start finds nothing to read.
- *	- the end: an on_shmem_exit callback of the postmaster, which runs with
- *	  code 0 only when the postmaster exits cleanly (after the shutdown
- *	  checkpoint); any other code writes nothing.  The file is written under
- *	  a temporary name and renamed with durable_rename.
+ *	- the end: an on_shmem_exit callback of the postmaster.  It writes only
+ *	  with code 0 and when pg_control says the server shut down cleanly:
+ *	  after an immediate shutdown the postmaster also exits with 0, but no
+ *	  shutdown checkpoint was written.  The file is written under a
+ *	  temporary name and renamed with durable_rename.
  * A file that is missing, unreadable, too large, truncated, of another
  * format, or fails its checksum or its checks (savefile.c) gives one LOG
  * line and an empty start, never a failed start.
@@ -56,9 +57,10 @@
 #define RG_SAVE_TMP		RG_SAVE_FILE ".tmp"
 
 /*
- * Did the server shut down cleanly before this start?  From pg_control as
- * the last shutdown left it (the startup process has not run yet).  Any
- * failure to tell counts as "no".
+ * Did the server shut down cleanly?  From pg_control: at start, as the last
+ * shutdown left it (the startup process has not run yet); at the
+ * postmaster's exit, as this shutdown left it.  Any failure to tell counts
+ * as "no".
  */
 static bool
 rg_clean_shutdown(void)
@@ -328,12 +330,23 @@ error:
 	unlink(RG_SAVE_TMP);
 }
 
-/* on_shmem_exit of the postmaster: only a clean exit (code 0) writes. */
+/*
+ * on_shmem_exit of the postmaster: only a clean exit writes.  The exit
+ * code is not enough: after an immediate shutdown the postmaster exits
+ * with 0 too, without a shutdown checkpoint, so pg_control decides, as it
+ * does for core's statistics.
+ */
 static void
 rg_persist_shutdown(int code, Datum arg)
 {
 	if (code != 0 || rg_shared == NULL || !rg_save)
 		return;
+	if (!rg_clean_shutdown())
+	{
+		ereport(LOG,
+				(errmsg("role_guard: statistics not saved: the server did not shut down cleanly")));
+		return;
+	}
 	rg_persist_write();
 }
 

@@ -207,11 +207,14 @@ is( $node->safe_psql(
 	'G: ALTER EXTENSION UPDATE to 1.2: role_guard_advice and the summary columns');
 $before = state_text();
 
-# B. immediate stop: nothing is read at the next start.
-$node->stop('immediate');
+# B. immediate stop: nothing is written, nothing is read at the next start.
 $pos = log_pos($node);
+$node->stop('immediate');
+ok(!-e $savefile, 'B: -m immediate writes no file');
 $node->start;
 my $log = log_since($node, $pos);
+like($log, qr/role_guard: statistics not saved: the server did not shut down cleanly/,
+	'B: the immediate shutdown logs that nothing was saved');
 like(
 	$log,
 	qr/role_guard: (no saved statistics in|ignored file) "pg_stat\/role_guard.stat"/,
