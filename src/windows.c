@@ -11,17 +11,18 @@
  * % 31).  Every change of a count goes through rg_counter_set (shmem.c),
  * which calls rg_windows_note: O(1), no allocation, no scan, under the
  * lock the change is made under.  When the hour (or day) has moved on since
- * the windows were last touched, the slots of the hours in between are
- * filled first (at most 24 + 31, once per hour per counter) with the count
- * as it was, since nothing changed it meanwhile: that is what makes an hour
- * in which a role held sessions without logging in or out show them.
+ * the windows were last touched, the new hour's slot starts with the count
+ * as it was, since nothing changed it meanwhile; reading a window, an hour
+ * after the last one touched has the count as it is now.  That is what
+ * makes an hour in which a role held sessions without logging in or out
+ * show them.
  *
  * Wall-clock changes: the windows never go back.  The hour used is the
  * latest of the process's clock and the last hour the windows were touched
  * in, so after the clock steps back, counts go into the latest hour seen
  * (never into an hour counted already, never into a slot from a "future"
  * that would then be counted again) and a window is never negative; after
- * a step forward, the hours skipped are filled with the count as it was.
+ * a step forward, the hours skipped count what was held through them.
  *
  * The clock is read once per login (rg_prepare) and once per exit
  * (rg_release_at_exit), before the lock; test builds may shift it by a
@@ -63,31 +64,23 @@ rg_windows_clock(TimestampTz now)
 }
 
 /*
- * Make "now" the latest slot of a ring: the slots of the numbers after the
- * last one touched, up to now, start with the counts as they were.  A ring
- * never touched starts at now.
+ * Make "now" the latest slot of a ring: reset its slot, starting with the
+ * counts as they are (they were so since the last change).  The hours (or
+ * days) skipped need no slot of their own: their counts were those this
+ * slot starts with, so no window's peak misses them.  O(1).
  */
 static void
 rg_window_roll(RGWindowSlot *slots, int n, int32 *last, int32 now,
 			   const RGCounter *c)
 {
-	int32		k;
+	RGWindowSlot *s = &slots[now % n];
 
 	if (now <= *last)
 		return;
-	if (*last == 0)
-		k = now;
-	else
-		k = now - *last >= n ? now - n + 1 : *last + 1;
-	for (; k <= now; k++)
-	{
-		RGWindowSlot *s = &slots[k % n];
-
-		memset(s, 0, sizeof(*s));
-		s->number = k;
-		s->peak = c->connections;
-		s->member_peak = c->member_connections;
-	}
+	memset(s, 0, sizeof(*s));
+	s->number = now;
+	s->peak = c->connections;
+	s->member_peak = c->member_connections;
 	*last = now;
 }
 
