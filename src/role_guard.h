@@ -181,7 +181,6 @@ typedef struct RGWindowSum
 
 extern TimestampTz rg_windows_time(TimestampTz now);
 extern void rg_windows_clock(TimestampTz now);
-extern void rg_windows_note(const RGCounter *c, bool member, int32 value);
 extern void rg_windows_count(const RGCounter *c, RGWindowCount what);
 extern void rg_windows_refusal(const RGCounter *role, int kind,
 							   const RGCounter *entry);

@@ -116,7 +116,9 @@ rg_saved_counter_ok(const RGSavedCounter *c)
 		rg_outcome_ok(&st->superuser_denied) && rg_outcome_ok(&st->reaped) &&
 		rg_outcome_ok(&st->evicted) &&
 		rg_ring_ok(c->windows.hours, RG_WINDOW_HOURS, c->windows.last_hour) &&
-		rg_ring_ok(c->windows.days, RG_WINDOW_DAYS, c->windows.last_day);
+		rg_ring_ok(c->windows.days, RG_WINDOW_DAYS, c->windows.last_day) &&
+		c->windows.hour_ix == c->windows.last_hour % RG_WINDOW_HOURS &&
+		c->windows.day_ix == c->windows.last_day % RG_WINDOW_DAYS;
 }
 
 static bool

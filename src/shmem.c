@@ -47,6 +47,7 @@
 #include "compat.h"
 #include "role_guard.h"
 #include "savefile.h"
+#include "windows.h"
 
 
 RGShared   *rg_shared = NULL;
@@ -360,7 +361,7 @@ rg_counter_set(RGCounter *c, bool member, int32 value)
 	int32		reserved = member ? c->member_reserved : c->reserved;
 
 	rg_shared->reserve.unused += rg_unused(reserved, value) - rg_unused(reserved, *count);
-	rg_windows_note(c, member, value);
+	rg_windows_note(&rg_windows[c - rg_counters], c, member, *count, value);
 	*count = value;
 	if (!member && c->key.kind == RG_COUNTER_ROLE && value > c->stats.peak)
 		c->stats.peak = value;

@@ -177,6 +177,8 @@ typedef struct RGWindows
 	int32		last_hour;		/* the latest hour a slot was touched in
 								 * (0: never); the windows never go back */
 	int32		last_day;
+	int16		hour_ix;		/* last_hour % RG_WINDOW_HOURS */
+	int16		day_ix;			/* last_day % RG_WINDOW_DAYS */
 	RGWindowSlot hours[RG_WINDOW_HOURS];	/* hour h at hours[h % 24] */
 	RGWindowSlot days[RG_WINDOW_DAYS];	/* day d at days[d % 31] */
 } RGWindows;

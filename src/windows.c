@@ -37,10 +37,11 @@
 
 #include "inject.h"
 #include "role_guard.h"
+#include "windows.h"
 
 /* This process's clock, as hour and day numbers (0: not read yet). */
-static int32 rg_now_hour = 0;
-static int32 rg_now_day = 0;
+int32		rg_now_hour = 0;
+int32		rg_now_day = 0;
 
 /*
  * The windows' clock: the time, shifted in test builds only (see the top of
@@ -70,8 +71,8 @@ rg_windows_clock(TimestampTz now)
  * slot starts with, so no window's peak misses them.  O(1).
  */
 static void
-rg_window_roll(RGWindowSlot *slots, int n, int32 *last, int32 now,
-			   const RGCounter *c)
+rg_window_roll(RGWindowSlot *slots, int n, int32 *last, int16 *ix,
+			   int32 now, const RGCounter *c)
 {
 	RGWindowSlot *s = &slots[now % n];
 
@@ -82,49 +83,33 @@ rg_window_roll(RGWindowSlot *slots, int n, int32 *last, int32 now,
 	s->peak = c->connections;
 	s->member_peak = c->member_connections;
 	*last = now;
+	*ix = (int16) (now % n);
 }
 
 /*
- * The windows of a counter, moved on to this process's clock if it is
- * ahead.  Lock held exclusively.
+ * The slow path of rg_windows_move (windows.h): the clock is not read yet
+ * in this process, or is not at the windows' hour and day.  Moves the
+ * windows on if the clock is ahead (never back).
  */
+void
+rg_windows_roll(RGWindows *w, const RGCounter *c)
+{
+	if (rg_now_hour == 0)
+		rg_windows_clock(GetCurrentTimestamp());
+	rg_window_roll(w->hours, RG_WINDOW_HOURS, &w->last_hour, &w->hour_ix,
+				   rg_now_hour, c);
+	rg_window_roll(w->days, RG_WINDOW_DAYS, &w->last_day, &w->day_ix,
+				   rg_now_day, c);
+}
+
+/* A counter's windows, moved on to this process's clock.  Lock held. */
 static RGWindows *
 rg_windows_current(const RGCounter *c)
 {
 	RGWindows  *w = rg_counter_windows(c);
 
-	if (unlikely(rg_now_hour == 0))
-		rg_windows_clock(GetCurrentTimestamp());
-	if (unlikely(rg_now_hour > w->last_hour || rg_now_day > w->last_day))
-	{
-		rg_window_roll(w->hours, RG_WINDOW_HOURS, &w->last_hour, rg_now_hour, c);
-		rg_window_roll(w->days, RG_WINDOW_DAYS, &w->last_day, rg_now_day, c);
-	}
+	rg_windows_move(w, c);
 	return w;
-}
-
-/*
- * A count of a counter changes to "value": raise the peaks of its current
- * hour and day.  Called by rg_counter_set before the count is stored.
- * O(1).  Lock held exclusively.
- */
-void
-rg_windows_note(const RGCounter *c, bool member, int32 value)
-{
-	RGWindows  *w = rg_windows_current(c);
-	RGWindowSlot *h = &w->hours[w->last_hour % RG_WINDOW_HOURS];
-	RGWindowSlot *d = &w->days[w->last_day % RG_WINDOW_DAYS];
-
-	if (member)
-	{
-		h->member_peak = Max(h->member_peak, value);
-		d->member_peak = Max(d->member_peak, value);
-	}
-	else
-	{
-		h->peak = Max(h->peak, value);
-		d->peak = Max(d->peak, value);
-	}
 }
 
 /* Count one refusal or wait in a counter's current hour and day.  Lock held. */
@@ -132,8 +117,8 @@ void
 rg_windows_count(const RGCounter *c, RGWindowCount what)
 {
 	RGWindows  *w = rg_windows_current(c);
-	RGWindowSlot *h = &w->hours[w->last_hour % RG_WINDOW_HOURS];
-	RGWindowSlot *d = &w->days[w->last_day % RG_WINDOW_DAYS];
+	RGWindowSlot *h = &w->hours[w->hour_ix];
+	RGWindowSlot *d = &w->days[w->day_ix];
 
 	switch (what)
 	{

@@ -55,6 +55,9 @@ check_contents(const RGSaveContents *c)
 			abort();
 		check_slots(sc.windows.hours, RG_WINDOW_HOURS, sc.windows.last_hour);
 		check_slots(sc.windows.days, RG_WINDOW_DAYS, sc.windows.last_day);
+		if (sc.windows.hour_ix < 0 || sc.windows.hour_ix >= RG_WINDOW_HOURS ||
+			sc.windows.day_ix < 0 || sc.windows.day_ix >= RG_WINDOW_DAYS)
+			abort();			/* the login path indexes the slots with these */
 	}
 	for (i = 0; i < c->nevents; i++)
 	{
@@ -169,6 +172,8 @@ main(int argc, char **argv)
 	file.c[0].stats.rejected.done = 3;
 	file.c[0].windows.last_hour = 235920;
 	file.c[0].windows.last_day = 9830;
+	file.c[0].windows.hour_ix = 235920 % RG_WINDOW_HOURS;
+	file.c[0].windows.day_ix = 9830 % RG_WINDOW_DAYS;
 	file.c[0].windows.hours[235920 % RG_WINDOW_HOURS].number = 235920;
 	file.c[0].windows.hours[235920 % RG_WINDOW_HOURS].peak = 7;
 	file.c[0].windows.days[9830 % RG_WINDOW_DAYS].number = 9830;
