@@ -23,8 +23,8 @@
  * "overcommitted" does.
  *
  * Active places (role_guard.active_budgets) are not counted in the windows
- * yet: active_budget is read from that setting where the server has it,
- * and active_peak_31d and suggested_active_budget are NULL.
+ * yet: active_budget is the role's entry in that setting (or "*"), and
+ * active_peak_31d and suggested_active_budget are NULL.
  *
  * Everything is computed from one copy of the windows, taken under the
  * shared lock a part of the counter array at a time, as the views do.
@@ -196,23 +196,6 @@ rg_suggest(int32 peak, int64 refused, int64 waited, bool has_budget,
 	return true;
 }
 
-/* role_guard.active_budgets for a role, where the server has that setting. */
-static bool
-rg_active_budget(const RGPolicy *active, const char *rolname, int32 *value)
-{
-	const RGEntry *e;
-
-	if (active == NULL)
-		return false;
-	e = rg_policy_lookup(active, RG_ENTRY_ROLE, rolname, NULL);
-	if (e == NULL)
-		e = rg_policy_default(active);
-	if (e == NULL)
-		return false;
-	*value = e->value;
-	return true;
-}
-
 static void *
 rg_palloc_policy(size_t size)
 {
@@ -225,7 +208,7 @@ rg_pfree_policy(void *ptr)
 	pfree(ptr);
 }
 
-/* Parse a budget-grammar text (the suggested line, active_budgets). */
+/* Parse a budget-grammar text (the suggested line). */
 static RGPolicy *
 rg_parse_budgets(const char *text)
 {
@@ -239,12 +222,13 @@ rg_parse_budgets(const char *text)
 
 /* One role's row: budget, windows, suggestion and reason. */
 static void
-rg_advice_role(RGAdvice *a, RGAdviceRow *row, const RGPolicy *active)
+rg_advice_role(RGAdvice *a, RGAdviceRow *row)
 {
 	const RGEntry *e = rg_policy_lookup(rg_budgets, RG_ENTRY_ROLE,
 										NameStr(row->rolname), NULL);
 	const RGWindowRow *w = rg_window_row(a, RG_COUNTER_ROLE, row->roleid, InvalidOid);
 	const RGWindowSum *d = &row->d31;
+	bool		isnull;
 
 	row->own_entry = e != NULL;
 	if (e == NULL)
@@ -256,8 +240,8 @@ rg_advice_role(RGAdvice *a, RGAdviceRow *row, const RGPolicy *active)
 		row->h24 = w->h24;
 		row->d31 = w->d31;
 	}
-	row->has_active_budget = rg_active_budget(active, NameStr(row->rolname),
-											  &row->active_budget);
+	row->active_budget = rg_active_role_budget(NameStr(row->rolname), &isnull);
+	row->has_active_budget = !isnull;
 	initStringInfo(&row->reason);
 	row->has_suggestion = rg_suggest(d->peak, d->rejected, d->waited,
 									 row->has_budget, row->budget, &row->suggested);
@@ -305,8 +289,6 @@ rg_advice_rows(RGAdvice *a)
 	TableScanDesc scan = table_beginscan_catalog(rel, 0, NULL);
 	HeapTuple	tup;
 	int			room = 64;
-	RGPolicy   *active = rg_parse_budgets(GetConfigOption("role_guard.active_budgets",
-														  true, false));
 
 	a->rows = palloc0(sizeof(RGAdviceRow) * room);
 	a->nrows = 0;
@@ -337,7 +319,7 @@ rg_advice_rows(RGAdvice *a)
 									   HASH_ENTER, NULL);
 
 		n->index = i;
-		rg_advice_role(a, &a->rows[i], active);
+		rg_advice_role(a, &a->rows[i]);
 	}
 }
 
