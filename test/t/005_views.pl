@@ -64,7 +64,7 @@ my %columns = (
 	  'max_connections integer, superuser_reserved_connections integer, '
 	  . 'budgeted integer, connections integer, headroom integer, '
 	  . 'overcommitted boolean, reserved integer, reserved_unused integer, '
-	  . 'waiting integer',
+	  . 'waiting integer, suggested_budgeted integer, suggested_fits boolean',
 	role_guard_reservations =>
 	  'entry text, kind text, reserved integer, connections integer, unused integer',
 	role_guard_auth_blocks =>

@@ -425,6 +425,9 @@ is_deeply([ map { "$_->{event}:$_->{application_name}" } events() ],
 # event_log_size = 5: a quarter (at least one) is kept for security events
 # (superuser denials), so refusals keep the 4 newest.
 # ---------------------------------------------------------------------------
+# (a clean restart keeps counters and events, role_guard.save: test 080;
+# this part starts from none)
+$node->safe_psql('postgres', 'SELECT role_guard_reset()');
 $node->append_conf('postgresql.conf', "role_guard.event_log_size = 5\n");
 $node->restart;
 is($node->safe_psql('postgres', 'SHOW role_guard.event_log_size'),
@@ -458,6 +461,7 @@ is_deeply(
 # ---------------------------------------------------------------------------
 # event_log_size = 0: no events kept, refusals still work.
 # ---------------------------------------------------------------------------
+$node->safe_psql('postgres', 'SELECT role_guard_reset()');
 $node->append_conf('postgresql.conf', "role_guard.event_log_size = 0\n");
 $node->restart;
 is($node->safe_psql('postgres', 'SHOW role_guard.event_log_size'),

@@ -62,6 +62,7 @@ my %conf = (
 	'role_guard.max_auth_blocks'              => '64',
 	'role_guard.auth_block_exempt_hosts'      => '10.9.0.0/16',
 	'role_guard.superuser_deny_covers'        => 'pg_execute_server_program',
+	'role_guard.save'                         => 'on',
 );
 # What a session tries to set each of them to.
 my %attempt = (
@@ -86,6 +87,7 @@ my %attempt = (
 	'role_guard.max_auth_blocks'              => '16',
 	'role_guard.auth_block_exempt_hosts'      => 'all',
 	'role_guard.superuser_deny_covers'        => '',
+	'role_guard.save'                         => 'off',
 );
 my @settings = sort keys %conf;
 
