@@ -20,7 +20,8 @@
  * counts that line the way role_guard_summary.budgeted counts the current
  * one (every LOGIN role: its own entry, else "*"; NULL if some role has
  * neither), and suggested_fits compares it with the slots the way
- * "overcommitted" does.
+ * "overcommitted" does (rg_connection_slots: max_connections, less
+ * superuser_reserved_connections and, from 16, reserved_connections).
  *
  * Active places (role_guard.active_budgets) are not counted in the windows
  * yet: active_budget is the role's entry in that setting (or "*"), and
@@ -436,7 +437,7 @@ rg_advice_budgeted(RGAdvice *a)
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	a->budgeted = (int32) Min(total, (int64) PG_INT32_MAX);
-	a->slots = MaxConnections - rg_superuser_reserved();
+	a->slots = rg_connection_slots();
 	a->fits = a->has_budgeted && a->budgeted <= a->slots;
 }
 
@@ -444,13 +445,16 @@ rg_advice_budgeted(RGAdvice *a)
 static void
 rg_advice_misfit(RGAdvice *a)
 {
+	char		slots[256];
+
+	rg_connection_slots_text(slots, sizeof(slots));
 	for (int i = 0; i < a->nrows && !a->fits; i++)
 	{
 		StringInfo	r = &a->rows[i].reason;
 
 		if (a->has_budgeted)
-			appendStringInfo(r, " The suggestions add up to %d sessions, %d more than the %d connection slots (max_connections less superuser_reserved_connections).",
-							 a->budgeted, a->budgeted - a->slots, a->slots);
+			appendStringInfo(r, " The suggestions add up to %d sessions, %d more than the %d connection slots (%s).",
+							 a->budgeted, a->budgeted - a->slots, a->slots, slots);
 		else
 			appendStringInfoString(r, " The suggestions leave some LOGIN role with no budget (no entry of its own and no \"*\" entry), so they cannot fit the connection slots.");
 	}
