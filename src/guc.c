@@ -695,7 +695,7 @@ rg_guc_init(void)
 	DefineCustomBoolVariable("role_guard.save",
 							 "Keep counters, peaks and events across a clean restart.",
 							 NULL, &rg_save, true,
-							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+							 PGC_SIGHUP, RG_GUC_FLAGS, NULL, NULL, NULL);
 
 	rg_define_int_hooked("role_guard.max_waiting_logins",
 						 "The most logins waiting for a place at one time.",
