@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # test/bench_active.sh: what active budgets (role_guard.active_budgets) cost.
 #
-# Run as root, from any directory, with the server built and installed as
-# test/run does it (RG_PG15_ROOT for a private copy of PostgreSQL 15):
+# Run as root, from any directory, with PostgreSQL installed as test/run
+# does it (RG_PG15_ROOT for a private copy of PostgreSQL 15):
 #   RG_PG15_ROOT=/path/pg15 test/bench_active.sh [--rounds N] [--secs S]
+# It builds role_guard from this tree as a production build (no
+# -DRG_INJECTION_POINTS: test/run's build has the tests' pause points, a
+# rename() and two snprintf() per statement, some 1 400 instructions) and
+# installs it there first.
 #
 # It is a measurement, not a test: it prints figures beside their goals and
 # exits 0 whatever they are.  Two data directories from the same binaries
@@ -46,12 +50,25 @@ done
 ROOT=${RG_PG15_ROOT:-}
 BIN=$ROOT/usr/lib/postgresql/15/bin
 [ -x "$BIN/postgres" ] || { echo "no $BIN/postgres: build and install with test/run first" >&2; exit 1; }
-[ -e "$("$BIN/pg_config" --pkglibdir)/role_guard.so" ] || { echo "role_guard.so is not installed in $BIN/.." >&2; exit 1; }
 PGBENCH=$(command -v pgbench || echo /usr/lib/postgresql/15/bin/pgbench)
 
 DIR=$(mktemp -d /tmp/rg_bench_active.XXXXXX)
 chown postgres: "$DIR"
 as_pg() { su postgres -s /bin/bash -c "$*"; }
+# a production build of this tree, installed over test/run's
+mkdir "$DIR/build"
+cp -a "$RG_REPO/Makefile" "$RG_REPO/role_guard.control" "$RG_REPO/src" "$RG_REPO/sql" "$DIR/build/"
+rm -f "$DIR"/build/src/*.o "$DIR"/build/*.so
+chown -R postgres: "$DIR/build"
+if ! as_pg "make -C $DIR/build PG_CONFIG=$BIN/pg_config" >"$DIR/build.log" 2>&1 ||
+	! make -C "$DIR/build" "PG_CONFIG=$BIN/pg_config" install >>"$DIR/build.log" 2>&1; then
+	cat "$DIR/build.log"
+	exit 1
+fi
+if nm -D "$("$BIN/pg_config" --pkglibdir)/role_guard.so" | grep -q rg_inject; then
+	echo "the installed role_guard.so has injection points" >&2
+	exit 1
+fi
 cleanup() {
 	for s in stock rg; do
 		[ -d "$DIR/$s" ] && as_pg "$BIN/pg_ctl -D $DIR/$s -m immediate stop" >/dev/null 2>&1
