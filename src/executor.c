@@ -67,12 +67,46 @@ static planner_hook_type prev_planner = NULL;
 static int	rg_nesting = 0;
 
 /*
- * Run the next hook (or core's function) one level deeper, and come back up
- * on an error too (PG_CATCH rather than PG_FINALLY, which -Wextra flags as
- * clobbering with some compilers).
+ * An error that leaves the executor and planner hooks does not bring
+ * rg_nesting back down on its way (no PG_TRY there: a sigsetjmp per hook,
+ * four or five per statement, was 1 % of a pgbench -S transaction).  It is
+ * repaired by the abort that follows every caught error: a subtransaction's
+ * (PL/pgSQL's exception blocks) or the transaction's (the client's
+ * statement).  Each abort sets rg_nesting to the lesser of itself and the
+ * level at which that (sub)transaction began:
+ *	- rg_xact_base: the level of the first hook in the transaction, 0 for a
+ *	  client's; in a procedure after a COMMIT or ROLLBACK inside, the
+ *	  procedure's level, so its own ROLLBACK (an abort with no error) leaves
+ *	  rg_nesting as it is; -1 until a hook runs in the transaction;
+ *	- rg_subxact_base[n]: rg_nesting when subtransaction nest level n began.
+ * rg_ProcessUtility keeps its PG_CATCH: a CALL, DO or VACUUM runs queries
+ * in transactions of their own, and an error that ends it must bring
+ * rg_nesting below those transactions' base (hence the lesser of the two).
  */
+static int	rg_xact_base = -1;
+static int *rg_subxact_base = NULL;
+static int	rg_subxact_levels = 0;
+
+/* Run the next hook (or core's function) one level deeper. */
 #define RG_NESTED(call) \
 	do { \
+		if (unlikely(rg_xact_base < 0)) \
+			rg_xact_base = rg_nesting; \
+		rg_nesting++; \
+		call; \
+		rg_nesting--; \
+	} while (0)
+
+/*
+ * The same, coming back up on an error too (PG_CATCH rather than
+ * PG_FINALLY, which -Wextra flags as clobbering with some compilers).
+ */
+#define RG_NESTED_CAUGHT(call) \
+	do { \
+		int			rg_level = rg_nesting; \
+		\
+		if (unlikely(rg_xact_base < 0)) \
+			rg_xact_base = rg_nesting; \
 		rg_nesting++; \
 		PG_TRY(); \
 		{ \
@@ -80,11 +114,11 @@ static int	rg_nesting = 0;
 		} \
 		PG_CATCH(); \
 		{ \
-			rg_nesting--; \
+			rg_nesting = rg_level; \
 			PG_RE_THROW(); \
 		} \
 		PG_END_TRY(); \
-		rg_nesting--; \
+		rg_nesting = rg_level; \
 	} while (0)
 
 /* the top-level executor statement running now, if any */
@@ -269,7 +303,7 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	if (unlikely(rg_active_need) && rg_utility_takes_place(pstmt->utilityStmt))
 		rg_active_take(pstmt->queryId);
-	RG_NESTED({
+	RG_NESTED_CAUGHT({
 		if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
@@ -284,6 +318,33 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	RG_DENY_CHECK();
 	if (rg_nesting == 0)
 		rg_statement_end();
+}
+
+/* A subtransaction begins: the level to come back to if it aborts. */
+static void
+rg_subxact_begin(void)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (level >= rg_subxact_levels)
+	{
+		int			n = Max(level + 1, Max(16, 2 * rg_subxact_levels));
+
+		/* only at a depth never reached before in this backend */
+		rg_subxact_base = rg_subxact_base == NULL ?
+			MemoryContextAlloc(TopMemoryContext, n * sizeof(int)) :
+			repalloc(rg_subxact_base, n * sizeof(int));
+		rg_subxact_levels = n;
+	}
+	rg_subxact_base[level] = rg_nesting;
+}
+
+/* A (sub)transaction that began at level base aborts (see rg_xact_base). */
+static inline void
+rg_nesting_unwind(int base)
+{
+	if (base >= 0 && base < rg_nesting)
+		rg_nesting = base;
 }
 
 static void
@@ -302,10 +363,16 @@ rg_abort_cleanup(void *arg)
 static void
 rg_xact_callback(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		rg_nesting_unwind(rg_xact_base);
 	/* the transaction is over: its active place, if any, is free */
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE)
 		rg_active_xact_end();
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT)
+		rg_xact_base = -1;
 	if (event != XACT_EVENT_ABORT || rg_my_slot == NULL || rg_nesting != 0)
 		return;
 	rg_top_query = NULL;
@@ -331,8 +398,16 @@ static void
 rg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					SubTransactionId parentSubid, void *arg)
 {
+	if (event == SUBXACT_EVENT_START_SUB)
+		rg_subxact_begin();
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		int			level = GetCurrentTransactionNestLevel();
+
+		if (level < rg_subxact_levels)
+			rg_nesting_unwind(rg_subxact_base[level]);
 		rg_active_subxact_abort();
+	}
 	if (event == SUBXACT_EVENT_ABORT_SUB && rg_nesting == 0 && rg_my_slot &&
 		rg_my_slot->active_statements)
 	{

@@ -541,6 +541,78 @@ is(statements_of(), $expected,
 is(usage_of($node, 'app', 'active_statements')->{active_statements},
 	'0', 'none active after them');
 
+# ---------------------------------------------------------------------------
+# 9. Errors that leave nested statements: the nesting level comes back to
+#    where the (sub)transaction that caught the error began (the executor
+#    hooks have no PG_TRY), so the statements after them are top-level
+#    again and each counts once; a procedure's own ROLLBACK is no error
+#    and leaves the level as it is.
+# ---------------------------------------------------------------------------
+$node->safe_psql(
+	'postgres', q{
+SET ROLE app;
+CREATE FUNCTION s.inner_fail() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM count(*) FROM s.t;
+	RETURN 1 / (SELECT x FROM s.zero);
+END$$;
+-- an error two levels down, caught by an exception block (a subtransaction)
+CREATE FUNCTION s.catch() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+	BEGIN
+		PERFORM s.inner_fail();
+	EXCEPTION WHEN division_by_zero THEN
+		RETURN -1;
+	END;
+	RETURN 0;
+END$$;
+-- a COMMIT and a ROLLBACK inside, then more statements
+CREATE PROCEDURE s.p_rollback() LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM count(*) FROM s.t;
+	COMMIT;
+	PERFORM count(*) FROM s.t;
+	ROLLBACK;
+	PERFORM count(*) FROM s.t;
+	PERFORM s.catch();
+END$$;
+-- an error two levels down in a transaction begun inside the procedure
+CREATE PROCEDURE s.p_fail() LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM count(*) FROM s.t;
+	COMMIT;
+	PERFORM s.inner_fail();
+END$$;
+RESET ROLE;
+});
+my $sn = bg_session($node, tcp('app'));
+ok($sn->connected, 'nesting: a session of app');
+
+# statements the session adds to app's count while it runs @sql
+sub counted
+{
+	my (@sql) = @_;
+	my $before = statements_of();
+	$sn->query($_) for @sql;
+	return statements_of() - $before;
+}
+is(counted('SELECT s.catch()', 'SELECT 1', 'SELECT 2'),
+	3, 'an error caught two levels down: the statements after it count once each');
+like($sn->query('SELECT s.catch()'), qr/^-1$/, 'the exception block caught it');
+is(counted('SELECT s.inner_fail()', 'SELECT 1', 'SELECT 2'),
+	3, 'an error two levels down that ends the statement: the next ones count');
+is(counted('BEGIN', 'SELECT 1', 'SAVEPOINT a', 'SELECT s.inner_fail()',
+		'ROLLBACK TO a', 'SELECT 2', 'COMMIT'),
+	7, 'an error under a savepoint: every statement counts once');
+is(counted('CALL s.p_rollback()', 'SELECT 1', 'SELECT 2'),
+	3, 'a procedure that commits and rolls back inside counts once, and the next ones too');
+is(counted('CALL s.p_fail()', 'SELECT 1', 'SELECT 2'),
+	3, 'a procedure that fails after a COMMIT inside: the next statements count');
+like($sn->stderr, qr/division by zero/, 'it failed');
+ok( poll_until($node, active_sql(), '0'),
+	'nesting: no statement left active');
+$sn->quit;
+
 $sa->quit;
 $sb->quit;
 $locker->quit;
