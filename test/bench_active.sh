@@ -26,7 +26,9 @@
 #      machine the clients then rarely have more than 4 in progress at
 #      once, so the budget would never bind and nothing would be measured.
 #      The statements that waited (role_guard_usage.statements_waited) are
-#      printed beside the figures: 0 there means the queue did not form;
+#      printed beside the figures: 0 there means the queue did not form.
+#      32 clients on 'bench=1000' (no queue) tell what 32 clients cost the
+#      machine by themselves, apart from the queue;
 #   C. the wake-up delay: 32 clients on 'bench=4' with log_min_messages =
 #      debug2, the same transactions, each statement served after a wait
 #      logs how long after its place was granted it ran (release -> the
@@ -164,23 +166,27 @@ echo "stock tps (median): $A_STOCK; role_guard: $A_RG; ratio $(ratio "$A_RG" "$A
 awk -F'|' '{ w += $1; n += $2 } END { printf "backends seen waiting on the \"role_guard active\" LWLock: %d of %d active-backend samples (%.2f%%)\n", w, n, n ? 100 * w / n : 0 }' "$DIR/a.samples.rg"
 
 echo "== B. full budget of 4 (bench=4): 32 clients against 4 clients alone, BEGIN; SELECT; END, $ROUNDS rounds x ${SECS}s"
-set_active 'bench=4'
-: >"$DIR/b.4"
-: >"$DIR/b.32"
-: >"$DIR/b.waited.4"
-: >"$DIR/b.waited.32"
+# runs: 4 clients on bench=4, 32 clients on bench=4, and 32 clients on
+# bench=1000 (no queue: what 32 clients cost this machine by themselves)
+for run in 4 32 32free; do
+	: >"$DIR/b.$run"
+	: >"$DIR/b.waited.$run"
+done
 for ((r = 0; r < ROUNDS; r++)); do
-	if ((r % 2 == 0)); then order="4 32"; else order="32 4"; fi
-	for c in $order; do
+	if ((r % 2 == 0)); then order="4 32 32free"; else order="32free 32 4"; fi
+	for run in $order; do
+		if [ "$run" = 32free ]; then set_active 'bench=1000'; else set_active 'bench=4'; fi
 		w0=$(waited)
-		tps rg "$c" "$DIR/xact.sql" >>"$DIR/b.$c"
-		echo $(($(waited) - w0)) >>"$DIR/b.waited.$c"
+		tps rg "${run%free}" "$DIR/xact.sql" >>"$DIR/b.$run"
+		echo $(($(waited) - w0)) >>"$DIR/b.waited.$run"
 	done
 done
 B4=$(median <"$DIR/b.4")
 B32=$(median <"$DIR/b.32")
+B32F=$(median <"$DIR/b.32free")
 echo "4 clients: $B4 tps; 32 clients on 4 places: $B32 tps; ratio $(ratio "$B32" "$B4") (goal >= 0.95)"
-echo "statements that waited, per round: 4 clients: $(paste -sd' ' "$DIR/b.waited.4"); 32 clients: $(paste -sd' ' "$DIR/b.waited.32")"
+echo "32 clients, no queue (bench=1000): $B32F tps; 32 on 4 places against it: $(ratio "$B32" "$B32F")"
+echo "statements that waited, per round: 4 clients: $(paste -sd' ' "$DIR/b.waited.4"); 32 clients: $(paste -sd' ' "$DIR/b.waited.32"); 32 without a queue: $(paste -sd' ' "$DIR/b.waited.32free")"
 
 echo "== C. wake-up delay (release -> next waiter runs), 32 clients on bench=4, ${SECS}s"
 set_active 'bench=4' debug2
