@@ -259,9 +259,10 @@ rg_check_policy(const char *name, RGPolicyType type, char **newval, void **extra
 
 /*
  * The plain list settings: the check hook parses (rg_check_policy), the
- * assign hook only stores the parsed form.
+ * assign hook only stores the parsed form, then runs "then" (what a new
+ * value of that setting must also change, or nothing).
  */
-#define RG_POLICY_SETTING(fn, gucname, type, target) \
+#define RG_POLICY_SETTING_THEN(fn, gucname, type, target, then) \
 static bool \
 rg_check_##fn(char **newval, void **extra, GucSource source) \
 { \
@@ -272,7 +273,11 @@ rg_assign_##fn(const char *newval, void *extra) \
 { \
 	target = (const RGPolicy *) extra; \
 	rg_policy_noted_text(gucname, newval); \
+	then; \
 }
+
+#define RG_POLICY_SETTING(fn, gucname, type, target) \
+	RG_POLICY_SETTING_THEN(fn, gucname, type, target, (void) 0)
 
 RG_POLICY_SETTING(budgets, "role_guard.budgets", RG_POLICY_BUDGETS, rg_budgets)
 
@@ -352,19 +357,10 @@ RG_POLICY_SETTING(evict_idle, "role_guard.evict_idle", RG_POLICY_TIMEOUTS, rg_ev
  * whether there is anything to take at all.
  */
 #define RG_ACTIVE_SETTING(fn, gucname, type, target) \
-static bool \
-rg_check_##fn(char **newval, void **extra, GucSource source) \
-{ \
-	return rg_check_policy(gucname, type, newval, extra); \
-} \
-static void \
-rg_assign_##fn(const char *newval, void *extra) \
-{ \
-	target = (const RGPolicy *) extra; \
-	rg_policy_noted_text(gucname, newval); \
-	rg_active_generation++; \
-	rg_active_need = rg_active_budgets != NULL && rg_active_budgets->nentries > 0; \
-}
+	RG_POLICY_SETTING_THEN(fn, gucname, type, target, \
+						   (rg_active_generation++, \
+							rg_active_need = rg_active_budgets != NULL && \
+							rg_active_budgets->nentries > 0))
 
 RG_ACTIVE_SETTING(active_budgets, "role_guard.active_budgets", RG_POLICY_BUDGETS, rg_active_budgets)
 
