@@ -349,6 +349,8 @@ static void
 rg_reserved_detail(char *buf, size_t len, const RGVerdict *v)
 {
 	snprintf(buf, len,
+			 v->in_flight ?
+			 "role_guard.reservations keeps %d connection slots free for reserved roles and groups; %d of %d slots are in use, and logins still in progress hold more." :
 			 "role_guard.reservations keeps %d connection slots free for reserved roles and groups; %d of %d slots are in use.",
 			 v->reserved_unused, v->slots_used, rg_connection_slots());
 }
@@ -835,7 +837,8 @@ rg_decide(const RGLogin *login, const RGCharges *charges, RGVerdict *v)
 											 m->ngroups, login->waiting,
 											 login->slot_limit,
 											 &v->reserved_unused,
-											 &v->slots_used);
+											 &v->slots_used,
+											 &v->in_flight);
 	}
 
 	if (v->deny && enforce)

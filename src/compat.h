@@ -126,6 +126,24 @@ rg_login_slot_limit(Oid roleid, bool rolsuper)
 	return rg_connection_slots();
 }
 
+/*
+ * Are at least n of core's process slots for client backends free now?
+ * Core's free list, under its own spinlock (HaveNFreeProcs): the slots held
+ * by every backend, also one still authenticating or refused and on its
+ * way out, which role_guard's counts do not see.  O(n).
+ */
+static inline bool
+rg_free_procs_at_least(int n)
+{
+#if PG_VERSION_NUM >= 160000
+	int			nfree;
+
+	return n <= 0 || HaveNFreeProcs(n, &nfree);
+#else
+	return n <= 0 || HaveNFreeProcs(n);
+#endif
+}
+
 /* The same arithmetic, in words, for messages. */
 static inline void
 rg_connection_slots_text(char *buf, size_t len)

@@ -94,6 +94,7 @@ typedef struct RGVerdict
 	bool		reserved;		/* it would take a slot reservations keep */
 	int			reserved_unused;	/* ... their unused places */
 	int			slots_used;		/* ... and the slots in use */
+	bool		in_flight;		/* ... logins in progress hold the rest */
 	double		waited_s;		/* how long it waited (0: it did not) */
 	bool		evicted;		/* it ended an idle session for a place */
 } RGVerdict;

@@ -168,13 +168,38 @@ rg_has_unused(const RGCounter *c, bool member)
 }
 
 /*
+ * Do core's free process slots keep what must stay free, with "unused"
+ * reserved places?  Lock held.  A login that fills none of them holds a
+ * process slot already (InitProcess, before the hook), as does a waiting
+ * one: what is free now must cover each unused place (its login's own
+ * slot) and still leave core's reserved slots (superuser_reserved_
+ * connections, and from PG16 reserved_connections), which core checks
+ * for every login without special privileges after the hook.  Core's free
+ * list sees every backend, also those role_guard does not count: logins
+ * still authenticating, and refused ones on their way out.
+ *
+ * Only for logins outside the reservations: a login that wants to wait
+ * is held to role_guard's count alone (rg_wait_wanted), as logins on their
+ * way would otherwise keep one another from waiting in a burst, though
+ * most of them are refused and leave a moment later.
+ */
+static bool
+rg_reserve_slots_kept(int unused)
+{
+	return rg_free_procs_at_least(MaxConnections - rg_connection_slots() +
+								  Max(unused, 0));
+}
+
+/*
  * Would admitting this login break the reservations?  Lock held.  "role"
  * is the login role's counter; "groups" its groups' counters whose member
  * counts are kept (NULL for others).  Logins waiting for a place hold a
  * slot each ("waiter": this login is one of them, its slot counted
  * already).  "limit" is the most slots core lets this login use
  * (rg_login_slot_limit: more than rg_connection_slots for a superuser).
- * On a refusal, *unused and *used say why.
+ * On a refusal, *unused and *used say why, and *in_flight whether it was
+ * backends role_guard does not count (core's free list) that took the
+ * slots the unused places need.
  *
  * While any reservation is applied, a login that fills no unused place is
  * always checked, also when no place is unused: core checks the total only
@@ -183,15 +208,17 @@ rg_has_unused(const RGCounter *c, bool member)
  * would get through core's check whenever a reserved session ended in
  * between, and then hold the place that session gives back to its
  * reservation; the next login of the reserved role would meet core's
- * refusal.  With every login checked here, the sessions role_guard admits
- * outside the reservations never pass rg_connection_slots less the unused
- * places, so what core refuses a reserved login for is only backends in
- * flight (authenticating, or refused and exiting), which end by themselves.
+ * refusal.  With unused places, role_guard's own count is not enough
+ * either: logins in flight (authenticating, or refused and exiting) hold
+ * process slots it does not count, so core's free list must also keep
+ * them (rg_reserve_slots_kept).  What core may still refuse a reserved
+ * login for is only a login in flight that role_guard has not decided yet,
+ * and those end by themselves or are refused here.
  */
 bool
 rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
 				   int ngroups, bool waiter, int limit, int *unused,
-				   int *used)
+				   int *used, bool *in_flight)
 {
 	const RGReserveState *rs = &rg_shared->reserve;
 	int			slots = rg_connection_slots();
@@ -200,6 +227,7 @@ rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
 
 	*unused = rs->unused;
 	*used = rg_shared->regular_sessions + rg_shared->waiting;
+	*in_flight = false;
 	if (rs->places <= 0)
 		return false;			/* no reservation: core's check alone */
 	if (rg_has_unused(role, false) ||
@@ -209,10 +237,14 @@ rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
 		if (rg_has_unused(groups[i], true))
 			return false;
 	after = *used + (waiter ? 0 : 1);
-	/* unused places: only the slots they leave; none: what core allows */
-	if (*unused > 0)
-		return slots - after < *unused;
-	return after > limit;
+	/* none unused: what core allows */
+	if (*unused <= 0)
+		return after > limit;
+	/* unused places: only the slots they leave, as counted and as core sees */
+	if (slots - after < *unused)
+		return true;
+	*in_flight = !rg_reserve_slots_kept(*unused);
+	return *in_flight;
 }
 
 /*

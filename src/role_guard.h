@@ -313,7 +313,7 @@ extern void rg_reserve_apply(const RGReserveResolved *resolved);
 extern void rg_reserve_sync(void);
 extern bool rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
 							   int ngroups, bool waiter, int limit,
-							   int *unused, int *used);
+							   int *unused, int *used, bool *in_flight);
 
 /* active.c */
 typedef struct RGActiveCount RGActiveCount;

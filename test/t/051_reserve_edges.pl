@@ -18,6 +18,12 @@
 #  B. A reload while a login is on its way (issue 21, item 3): decided by
 #     the settings the server has loaded, for reservations, budgets and
 #     login_waits alike.
+#  C. A login in flight (held at "login-start": it holds a process slot
+#     that role_guard does not count) while role_guard decides a storm
+#     login that fills no reserved place.  By role_guard's count storm may
+#     have a 3rd session; by core's free list the slot it would take is one
+#     crit's unused places need.  Admitted, it makes core refuse the 2nd
+#     crit login.  role_guard must see core's world: refuse it.
 #
 # Holders and the paused logins are raw logins from this process
 # (RoleGuardTest's c_new); the test's own queries run as the bootstrap
@@ -130,6 +136,45 @@ is($node->safe_psql('postgres', $COUNT_SQL), 'crit=2 storm=3', 'A: pg_stat_activ
 is($node->safe_psql('postgres', $SUMM_SQL), '2 unused 0', 'A: role_guard_summary: crit=2 used');
 c_close($_) for @crit, @storm;
 ok(poll_until($node, $SUMM_SQL, '2 unused 2'), 'A: all gone');
+
+# ===========================================================================
+# C. A login in flight while role_guard decides another one.  5 slots,
+#    crit=2 unused, storm holds 2: role_guard's count leaves a 3rd storm
+#    session room (5 - 3 >= 2), but a 4th storm login held at "login-start"
+#    holds a process slot too, so only 4 are free (8 - 4), fewer than
+#    superuser_reserved_connections 3 plus the 2 unused places.
+# ===========================================================================
+{
+	my @storm = map { c_hold_ok($node, 'storm', "C: storm #$_ in") } 1 .. 2;
+	ok(poll_until($node, $USED_SQL, '2'), 'C: 2 of 5 slots in use');
+	is($node->safe_psql('postgres', $SUMM_SQL), '2 unused 2', 'C: crit=2 unused');
+	inject_arm($node, 'login-start');
+	my $held = c_new($node, 'storm');
+	my $pid  = inject_wait($node, 'login-start');
+	ok($pid, 'C: a storm login is held in flight, before role_guard decides it');
+	my $s3 = c_new($node, 'storm');
+	c_wait($s3, 30);
+	rg_refused_ok($s3,
+		'C: a storm login decided meanwhile is refused (the logins in flight hold the slots crit needs)');
+	like($s3->{err}{D} // '', qr/\d+ of 5 slots are in use, and logins still in progress hold more\.$/,
+		'C: its DETAIL says that logins in progress hold the rest');
+	push @storm, $s3 if $s3->{state} eq 'admitted';
+	pid_gone_ok($s3->{pid}, 'C: the refused storm backend has exited')
+	  if $s3->{pid} && $s3->{state} eq 'refused';
+	# crit takes both places while the held login is still in flight
+	my @crit = map { c_login_retry('crit') } 1 .. 2;
+	is($_->{state}, 'admitted', 'C: crit login admitted while a storm login is in flight')
+	  or diag c_text($_) for @crit;
+	inject_wake($node, 'login-start', $pid) if $pid;
+	c_wait($held, 30);
+	is($held->{state}, 'admitted',
+		'C: the held storm login, decided now, takes the 5th slot (no place is unused)')
+	  or diag c_text($held);
+	push @storm, $held if $held->{state} eq 'admitted';
+	is($node->safe_psql('postgres', $COUNT_SQL), 'crit=2 storm=3', 'C: crit=2 storm=3');
+	c_close($_) for @crit, @storm;
+}
+ok(poll_until($node, $SUMM_SQL, '2 unused 2'), 'C: all gone');
 
 # ===========================================================================
 # B. A reload while a login is on its way.  A backend still authenticating
