@@ -59,6 +59,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -83,6 +84,8 @@ struct RGActiveCount
 	int32		held;			/* [active] places held */
 	int32		waiting;		/* [active] statements waiting for one */
 	int32		refs;			/* [active] sessions that resolved it */
+	int32		peak;			/* [active] most held since rg_active_fold
+								 * last took it into the windows */
 	uint64		pass;			/* [active] rg_active_grant's walk ... */
 	int32		ahead;			/* [active] ... and its earlier waiters */
 	char		entry[RG_ENTRY_TEXT_LEN];	/* [active] as the views show it */
@@ -218,13 +221,110 @@ rg_active_key(RGActiveKey *key, const RGEntry *e, Oid roleid, Oid groupid,
 	}
 }
 
+/*
+ * Nothing to keep: no session, place or waiter, no statistics, and no peak
+ * the windows have not taken yet (rg_active_fold).
+ */
 static bool
 rg_active_count_unused(const RGActiveCount *c)
 {
 	static const RGActiveStats zero;
 
-	return c->refs == 0 && c->held == 0 && c->waiting == 0 &&
+	return c->refs == 0 && c->held == 0 && c->waiting == 0 && c->peak == 0 &&
 		memcmp(&c->stats, &zero, sizeof(zero)) == 0;
+}
+
+/* One more place held in a count.  Lock held. */
+static inline void
+rg_active_hold(RGActiveCount *c)
+{
+	c->held++;
+	if (c->held > c->peak)
+		c->peak = c->held;
+}
+
+/* A peak taken from a count, for the windows. */
+typedef struct RGActivePeak
+{
+	RGActiveKey key;
+	int32		peak;
+} RGActivePeak;
+
+/*
+ * Take the counts' peaks into the windows (windows.c) of the counters
+ * that keep the same entries' session counts: name= and * the role's,
+ * +group the group's (as its member peak), @db the database's, name@db the
+ * role-in-database's.  Each count's peak is then what it holds now, so the
+ * next hour starts from it; a count left with nothing to keep goes.
+ *
+ * The active lock and then the counters' lock, never both: the peaks are
+ * copied out first.  Called by the reaper at every scan, by the views
+ * before they read the windows, and by the postmaster at a clean shutdown
+ * before the file is written (every other process gone: no lock).  O(the
+ * counts); never on a login's or a statement's path.
+ */
+void
+rg_active_fold(void)
+{
+	static RGActivePeak *peaks = NULL;
+	bool		locks = IsUnderPostmaster;
+	int			capacity = rg_active_capacity();
+	HASH_SEQ_STATUS status;
+	RGActiveCount *c;
+	int			n = 0;
+	int			i;
+
+	if (rg_active == NULL || hash_get_num_entries(rg_active_counts) == 0)
+		return;
+	if (peaks == NULL)
+		peaks = MemoryContextAlloc(TopMemoryContext,
+								   sizeof(RGActivePeak) * capacity);
+	if (locks)
+		LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+	hash_seq_init(&status, rg_active_counts);
+	while ((c = hash_seq_search(&status)) != NULL)
+	{
+		if (c->peak > 0 && n < capacity)
+		{
+			peaks[n].key = c->key;
+			peaks[n++].peak = c->peak;
+			c->peak = c->held;
+		}
+		if (rg_active_count_unused(c))
+			hash_search(rg_active_counts, &c->key, HASH_REMOVE, NULL);
+	}
+	if (locks)
+		LWLockRelease(rg_active->lock);
+	if (n == 0)
+		return;
+
+	rg_windows_clock(GetCurrentTimestamp());
+	if (locks)
+		LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+	for (i = 0; i < n; i++)
+	{
+		const RGActiveKey *k = &peaks[i].key;
+		RGCounter  *counter;
+
+		switch ((RGEntryKind) k->kind)
+		{
+			case RG_ENTRY_DATABASE:
+				counter = rg_counter_enter(RG_COUNTER_DB, InvalidOid, k->dboid);
+				break;
+			case RG_ENTRY_ROLE_DATABASE:
+				counter = rg_counter_enter(RG_COUNTER_ROLEDB, k->roleid, k->dboid);
+				break;
+			default:
+				counter = rg_counter_enter(RG_COUNTER_ROLE, k->roleid, InvalidOid);
+				break;
+		}
+		if (counter == NULL)
+			continue;			/* no room in the counter table */
+		rg_windows_active_peak(counter, k->kind == RG_ENTRY_GROUP, peaks[i].peak);
+		rg_counter_unpin(counter);
+	}
+	if (locks)
+		LWLockRelease(rg_lock());
 }
 
 /* Make room: drop a count that no session uses (statistics only). */
@@ -349,7 +449,7 @@ rg_active_grant(void)
 		if (fits)
 		{
 			for (i = 0; i < w->ncounts; i++)
-				w->counts[i]->held++;
+				rg_active_hold(w->counts[i]);
 			rg_active_unlink(procno);
 			w->held = true;
 			w->granted = true;
@@ -563,7 +663,7 @@ rg_active_charge(void)
 	int			i;
 
 	for (i = 0; i < my.ncounts; i++)
-		my.counts[i]->held++;
+		rg_active_hold(my.counts[i]);
 	rg_active->procs[rg_my_procno()].held = true;
 	my.held = true;
 }
@@ -643,10 +743,14 @@ rg_active_count_outcome(bool waited, bool refused, bool would)
 	LWLockRelease(rg_active->lock);
 	if (role == NULL)
 		return;
+	if (waited || refused)
+		rg_windows_clock(GetCurrentTimestamp());
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	role->stats.active.waited += waited;
 	role->stats.active.rejected += refused;
 	role->stats.active.would_wait += would;
+	if (waited || refused)
+		rg_windows_count(role, RG_WINDOW_ACTIVE_WAITED);
 	LWLockRelease(lock);
 }
 

@@ -23,9 +23,13 @@
  * "overcommitted" does (rg_connection_slots: max_connections, less
  * superuser_reserved_connections and, from 16, reserved_connections).
  *
- * Active places (role_guard.active_budgets) are not counted in the windows
- * yet: active_budget is the role's entry in that setting (or "*"), and
- * active_peak_31d and suggested_active_budget are NULL.
+ * Active places (role_guard.active_budgets): active_budget is the role's
+ * entry in that setting (or "*"); active_peak_31d is the 31-day peak of
+ * that entry's count for the role (active.c's peaks, folded into the
+ * windows by rg_active_fold), NULL when the role has no such entry and
+ * none was seen; suggested_active_budget is the same rule applied to that
+ * peak and to the statements that waited for a place or were refused one,
+ * NULL without an active budget (nothing to size).
  *
  * Everything is computed from one copy of the windows, taken under the
  * shared lock a part of the counter array at a time, as the views do.
@@ -91,6 +95,9 @@ typedef struct RGAdviceRow
 	int32		suggested;
 	bool		has_active_budget;
 	int32		active_budget;
+	bool		has_active_peak;
+	bool		has_active_suggestion;
+	int32		active_suggested;
 	StringInfoData reason;
 } RGAdviceRow;
 
@@ -123,6 +130,7 @@ rg_copy_windows(TimestampTz now, TimestampTz *since)
 	RGWindows  *windows = palloc0(sizeof(RGWindows) * RG_ADVICE_PART);
 	int			place = 0;
 
+	rg_active_fold();			/* the active peaks not in the windows yet */
 	rows = rg_local_hash("role_guard windows", sizeof(RGCounterKey),
 						 sizeof(RGWindowRow), 256);
 	while (place < capacity)
@@ -221,6 +229,36 @@ rg_parse_budgets(const char *text)
 						   rg_pfree_policy, err, sizeof(err));
 }
 
+/* A role's active part: the same rule for its active budget. */
+static void
+rg_advice_active(RGAdviceRow *row)
+{
+	const RGWindowSum *d = &row->d31;
+
+	row->has_active_peak = row->has_active_budget || d->active_peak > 0 ||
+		d->active_waited > 0;
+	if (!row->has_active_budget)
+		return;
+	row->has_active_suggestion = true;
+	if (!rg_suggest(d->active_peak, 0, d->active_waited, true,
+					row->active_budget, &row->active_suggested))
+	{
+		row->active_suggested = row->active_budget;
+		appendStringInfo(&row->reason,
+						 " Active: no transaction in the last 31 days: active budget %d kept.",
+						 row->active_budget);
+	}
+	else if (d->active_waited > 0)
+		appendStringInfo(&row->reason,
+						 " Active: statements waited or were refused %lld times at active budget %d, peak %d transactions: suggested %d.",
+						 (long long) d->active_waited, row->active_budget,
+						 d->active_peak, row->active_suggested);
+	else
+		appendStringInfo(&row->reason,
+						 " Active: peak %d transactions in progress, active budget %d: suggested %d.",
+						 d->active_peak, row->active_budget, row->active_suggested);
+}
+
 /* One role's row: budget, windows, suggestion and reason. */
 static void
 rg_advice_role(RGAdvice *a, RGAdviceRow *row)
@@ -265,18 +303,23 @@ rg_advice_role(RGAdvice *a, RGAdviceRow *row)
 						 d->peak,
 						 row->has_budget ? psprintf(", budget %d", row->budget) :
 						 ", no budget now");
+	rg_advice_active(row);
 	if (a->since > rg_windows_time(a->now) - 31 * USECS_PER_DAY)
 		appendStringInfo(&row->reason, " Observed only since %s.",
 						 timestamptz_to_str(a->since));
 }
 
-/* Is a role listed: an entry of its own, or seen in the last 31 days? */
+/*
+ * Is a role listed: an entry of its own (in budgets or active_budgets), or
+ * seen in the last 31 days?
+ */
 static bool
 rg_advice_listed(const RGAdvice *a, Oid roleid, const char *rolname)
 {
 	const RGWindowRow *w;
 
-	if (rg_policy_lookup(rg_budgets, RG_ENTRY_ROLE, rolname, NULL) != NULL)
+	if (rg_policy_lookup(rg_budgets, RG_ENTRY_ROLE, rolname, NULL) != NULL ||
+		rg_policy_lookup(rg_active_budgets, RG_ENTRY_ROLE, rolname, NULL) != NULL)
 		return true;
 	w = rg_window_row(a, RG_COUNTER_ROLE, roleid, InvalidOid);
 	return w && (w->d31.peak > 0 || w->d31.rejected > 0 || w->d31.waited > 0);
@@ -499,9 +542,10 @@ role_guard_advice_rows(PG_FUNCTION_ARGS)
 		nulls[6] = !row->has_suggestion;
 		values[7] = Int32GetDatum(row->active_budget);
 		nulls[7] = !row->has_active_budget;
-		/* active places are not in the windows yet (see the top) */
-		nulls[8] = true;
-		nulls[9] = true;
+		values[8] = Int32GetDatum(row->d31.active_peak);
+		nulls[8] = !row->has_active_peak;
+		values[9] = Int32GetDatum(row->active_suggested);
+		nulls[9] = !row->has_active_suggestion;
 		values[10] = CStringGetTextDatum(row->reason.data);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

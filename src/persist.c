@@ -294,6 +294,7 @@ rg_persist_write(void)
 	if (fwrite(&h, sizeof(h), 1, f) != 1)
 		goto error;
 	INIT_CRC32C(crc);
+	rg_active_fold();			/* the active peaks since the reaper's last scan */
 	if (!rg_write_records(f, &crc, &ncounters, &nevents))
 		goto error;
 	FIN_CRC32C(crc);

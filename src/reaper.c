@@ -415,6 +415,8 @@ rg_reap_scan(void)
 		rg_reserve_sync();
 		CommitTransactionCommand();
 	}
+	/* the active counts' peaks into the windows, hour by hour */
+	rg_active_fold();
 	/* waiting logins look again: a reload may have made room */
 	if (rg_shared->waiting > 0)
 	{

@@ -166,7 +166,8 @@ typedef enum RGWindowCount
 {
 	RG_WINDOW_REJECTED,
 	RG_WINDOW_MEMBER_REJECTED,
-	RG_WINDOW_WAITED
+	RG_WINDOW_WAITED,
+	RG_WINDOW_ACTIVE_WAITED
 } RGWindowCount;
 
 /* A counter's windows summed over the last 24 hours or 31 days. */
@@ -177,6 +178,9 @@ typedef struct RGWindowSum
 	int64		rejected;
 	int64		member_rejected;
 	int64		waited;
+	int32		active_peak;
+	int32		member_active_peak;
+	int64		active_waited;
 } RGWindowSum;
 
 extern TimestampTz rg_windows_time(TimestampTz now);
@@ -189,6 +193,7 @@ extern void rg_windows_read(const RGWindows *w, int32 connections,
 							TimestampTz windows_since, RGWindowSum *last24h,
 							RGWindowSum *last31d);
 extern bool rg_windows_empty(const RGWindows *w);
+extern void rg_windows_active_peak(const RGCounter *c, bool member, int32 peak);
 
 /* events.c */
 extern Size rg_events_shmem_size(void);
@@ -339,6 +344,7 @@ extern void rg_active_xact_end(void);
 extern void rg_active_proc_state(int procno, bool *held, bool *waiting);
 extern RGActiveCountCopy *rg_active_copy(int *ncopies);
 extern void rg_active_reset(void);
+extern void rg_active_fold(void);
 extern void rg_active_entry_numbers(const RGEntry *e,
 									const RGActiveCountCopy *copies,
 									int ncopies, int32 *held,

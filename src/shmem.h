@@ -170,6 +170,13 @@ typedef struct RGWindowSlot
 								 * refusals charged to the entry */
 	int32		member_rejected;	/* ROLE: refusals charged to +name */
 	int32		waited;			/* ROLE: its logins that waited for a place */
+	int32		active_peak;	/* most active places held in the count of
+								 * the entry name= or * (ROLE), @db (DB),
+								 * name@db (ROLEDB): active.c's peaks,
+								 * folded in by rg_active_fold */
+	int32		member_active_peak; /* ROLE: ... of +name's count */
+	int32		active_waited;	/* ROLE: its statements that waited for an
+								 * active place or were refused one */
 } RGWindowSlot;
 
 typedef struct RGWindows

@@ -2,8 +2,9 @@
  *
  * windows.c
  *	  Peaks by window: per counter, the peak of sessions (and of member
- *	  sessions, for +group entries), the refusals and the waits in each of
- *	  the last 24 hours and each of the last 31 days.
+ *	  sessions, for +group entries), of active places (active.c folds its
+ *	  counts' peaks in: rg_active_fold), the refusals and the waits in each
+ *	  of the last 24 hours and each of the last 31 days.
  *
  * Each counter place has one RGWindows (shmem.h) in an array parallel to
  * the counters.  A slot is keyed by its absolute hour or day number (UTC,
@@ -134,7 +135,24 @@ rg_windows_count(const RGCounter *c, RGWindowCount what)
 			h->waited++;
 			d->waited++;
 			break;
+		case RG_WINDOW_ACTIVE_WAITED:
+			h->active_waited++;
+			d->active_waited++;
+			break;
 	}
+}
+
+/*
+ * The most active places a count held since it was last folded in
+ * (rg_active_fold, active.c): raise its counter's current hour and day.
+ * Lock held exclusively.
+ */
+void
+rg_windows_active_peak(const RGCounter *c, bool member, int32 peak)
+{
+	rg_windows_raise(rg_windows_current(c),
+					 member ? offsetof(RGWindowSlot, member_active_peak) :
+					 offsetof(RGWindowSlot, active_peak), peak);
 }
 
 /*
@@ -179,6 +197,10 @@ rg_window_sum(const RGWindowSlot *slots, int n, int32 last, int32 now,
 			sum->rejected += s->rejected;
 			sum->member_rejected += s->member_rejected;
 			sum->waited += s->waited;
+			sum->active_peak = Max(sum->active_peak, s->active_peak);
+			sum->member_active_peak = Max(sum->member_active_peak,
+										  s->member_active_peak);
+			sum->active_waited += s->active_waited;
 		}
 		else if (k >= since && (last == 0 ? k == now : k > last))
 		{

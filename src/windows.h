@@ -30,6 +30,20 @@ rg_windows_move(RGWindows *w, const RGCounter *c)
 }
 
 /*
+ * Raise a peak (the int32 field at "offset" in RGWindowSlot) of the
+ * current hour and day to "value".  Lock held exclusively.
+ */
+static inline void
+rg_windows_raise(RGWindows *w, size_t offset, int32 value)
+{
+	int32	   *h = (int32 *) ((char *) &w->hours[w->hour_ix] + offset);
+	int32	   *d = (int32 *) ((char *) &w->days[w->day_ix] + offset);
+
+	*h = Max(*h, value);
+	*d = Max(*d, value);
+}
+
+/*
  * A count of a counter changes from "before" to "value": raise the peaks
  * of its current hour and day.  Called by rg_counter_set before the count
  * is stored.  A count going down raises no peak, but still moves the
@@ -40,24 +54,10 @@ static inline void
 rg_windows_note(RGWindows *w, const RGCounter *c, bool member, int32 before,
 				int32 value)
 {
-	RGWindowSlot *h;
-	RGWindowSlot *d;
-
 	rg_windows_move(w, c);
-	if (value <= before)
-		return;
-	h = &w->hours[w->hour_ix];
-	d = &w->days[w->day_ix];
-	if (member)
-	{
-		h->member_peak = Max(h->member_peak, value);
-		d->member_peak = Max(d->member_peak, value);
-	}
-	else
-	{
-		h->peak = Max(h->peak, value);
-		d->peak = Max(d->peak, value);
-	}
+	if (value > before)
+		rg_windows_raise(w, member ? offsetof(RGWindowSlot, member_peak) :
+						 offsetof(RGWindowSlot, peak), value);
 }
 
 #endif							/* RG_WINDOWS_H */

@@ -12,7 +12,8 @@
 #  E. the windows under a test clock (test builds only): hours in which a
 #     session was held without a login show it, the 24-hour and 31-day
 #     windows forget what is older, a clock stepped back counts once;
-#  F. a standby keeps its own file.
+#  F. a standby keeps its own file;
+#  G. advice on a workload; H. active places in the windows and the advice.
 
 use strict;
 use warnings;
@@ -205,6 +206,57 @@ is( $node->safe_psql(
 		"SELECT suggested_budget FROM role_guard_advice WHERE rolname = 'app'")
 	  . ':t',
 	'G: ALTER EXTENSION UPDATE to 1.2: role_guard_advice and the summary columns');
+
+# H. active places in the windows and the advice.  act (active budget 2)
+# holds 2 transactions while a third statement waits; nact (3) is never
+# used; app has no active budget.  The same after a fast restart.
+$node->safe_psql('postgres', 'CREATE ROLE act LOGIN; CREATE ROLE nact LOGIN');
+ok( set_conf(
+		$node,
+		'role_guard.active_budgets' => 'act=2, nact=3',
+		'role_guard.active_waits'   => 'act=60s'),
+	'H: active_budgets act=2, nact=3');
+{
+	my @s = map { bg_session($node, tcp_connstr($node, 'act')) } 1 .. 3;
+	$_->query('BEGIN; SELECT 1') for @s[0, 1];
+	my $m = $s[2]->start_query('SELECT 42');
+	ok( poll_until(
+			$node,
+			"SELECT active_transactions || '/' || statements_waiting FROM role_guard_usage WHERE rolname = 'act'",
+			'2/1'),
+		'H: act holds 2 places, a third statement waits');
+	$s[0]->query('COMMIT');
+	is($s[2]->wait_query($m), '42', 'H: the waiter runs when a place frees');
+	$s[1]->query('COMMIT');
+	$_->quit for @s;
+}
+my $ACTIVE_SQL = q{SELECT rolname || ':' || coalesce(active_budget::text, '-') || '|' || coalesce(active_peak_31d::text, '-') || '|' || coalesce(suggested_active_budget::text, '-') FROM role_guard_advice WHERE rolname IN ('act', 'nact', 'app') ORDER BY rolname};
+my $active_advice = $node->safe_psql('postgres', $ACTIVE_SQL);
+is( $active_advice, "act:2|2|3\napp:-|-|-\nnact:3|0|3",
+	'H: act peak 2 and waited: suggested 3, above its active budget; nact unused: kept; app: no active budget, NULL'
+);
+like(
+	$node->safe_psql('postgres', "SELECT reason FROM role_guard_advice WHERE rolname = 'act'"),
+	qr/ Active: statements waited or were refused 1 times at active budget 2, peak 2 transactions: suggested 3\./,
+	'H: act\'s reason gives the active rule');
+like(
+	$node->safe_psql('postgres', "SELECT reason FROM role_guard_advice WHERE rolname = 'nact'"),
+	qr/ Active: no transaction in the last 31 days: active budget 3 kept\./,
+	'H: nact\'s reason says it was not seen');
+is( $node->safe_psql(
+		'postgres',
+		'SELECT count(*) FROM role_guard_advice WHERE suggested_active_budget < active_peak_31d OR (active_budget IS NULL) <> (suggested_active_budget IS NULL)'
+	),
+	'0',
+	'H: never below the active peak; a suggestion exactly where there is an active budget');
+$node->restart;
+is($node->safe_psql('postgres', $ACTIVE_SQL), $active_advice,
+	'H: the same after a fast restart (active peaks and waits saved)');
+ok( set_conf(
+		$node,
+		'role_guard.active_budgets' => '',
+		'role_guard.active_waits'   => ''),
+	'H: no active budgets again');
 $before = state_text();
 
 # B. immediate stop: nothing is written, nothing is read at the next start.
