@@ -1,7 +1,7 @@
 # role_guard: PGXS build.  See README.md.
 MODULE_big = role_guard
 OBJS = src/role_guard.o src/policy.o src/guc.o src/shmem.o src/roles.o \
-	src/auth.o src/authblock.o src/authwire.o src/wait.o src/reserve.o src/members.o src/executor.o src/active.o src/reaper.o src/ending.o src/events.o src/views.o src/inject.o src/deny.o \
+	src/auth.o src/authblock.o src/authwire.o src/queue.o src/reserve.o src/members.o src/executor.o src/active.o src/reaper.o src/ending.o src/events.o src/views.o src/inject.o src/deny.o \
 	src/windows.o src/savefile.o src/persist.o src/advice.o
 EXTENSION = role_guard
 DATA = $(wildcard sql/role_guard--*.sql)

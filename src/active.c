@@ -23,14 +23,15 @@
  * removed; the place is then one pass over those few counts under the lock.
  *
  * Waiting.  A statement that finds no room takes a ticket and joins one
- * list of waiters in ticket order (RGActiveShared.head).  Places are not
+ * line of waiters in ticket order (RGActiveShared.queue: queue.c, the one
+ * way of waiting that logins use too).  Places are not
  * fought over: whoever frees one (a transaction's end, a waiter leaving,
  * a new limit) walks the list under the lock (rg_active_grant) and gives
  * places to the waiters that fit, in ticket order, counting in each count
  * the earlier waiters that did not fit (a later statement never takes a
  * place an earlier one waits for, whatever their roles); it then sets the
  * granted waiters' latches.  A waiter sleeps on its latch (and its client's
- * socket) with the wait event RoleGuardActiveWait, so it is interruptible
+ * socket; rg_queue_sleep) with the wait event RoleGuardActiveWait, so it is interruptible
  * by statement_timeout, pg_cancel_backend, pg_terminate_backend, postmaster
  * death and a client that goes away; whatever way it leaves, the abort or
  * exit path takes it off the list (and gives back a place granted in the
@@ -64,6 +65,7 @@
 
 #include "compat.h"
 #include "inject.h"
+#include "queue.h"
 #include "role_guard.h"
 
 /* The counts one session's place may be in: role, its +group entries, @db, name@db. */
@@ -97,9 +99,7 @@ typedef struct RGActiveProc
 {
 	bool		held;			/* [active] holds a place */
 	bool		granted;		/* [active] a waiter given its place */
-	uint64		ticket;			/* [active] 0: not waiting */
-	int32		next;			/* [active] waiter list, procnos, -1 */
-	int32		prev;
+	RGQueueLink link;			/* [active] its place in line */
 	TimestampTz granted_at;		/* [active] when it was given its place */
 	int32		ncounts;		/* [active] */
 	RGActiveCount *counts[RG_ACTIVE_COUNTS];	/* [active] */
@@ -109,11 +109,8 @@ typedef struct RGActiveShared
 {
 	LWLock	   *lock;			/* [startup] */
 	int			nprocs;			/* [startup] */
-	uint64		next_ticket;	/* [active] */
 	uint64		pass;			/* [active] rg_active_grant's walks */
-	int32		head;			/* [active] first waiter, -1: none */
-	int32		tail;			/* [active] */
-	int32		nwaiting;		/* [active] */
+	RGQueue		queue;			/* [active] the waiters, in ticket order */
 	RGActiveProc procs[FLEXIBLE_ARRAY_MEMBER];
 } RGActiveShared;
 
@@ -175,7 +172,6 @@ rg_active_shmem_init(LWLock *lock)
 	HASHCTL		info;
 	Size		size = add_size(offsetof(RGActiveShared, procs),
 								mul_size(rg_total_procs(), sizeof(RGActiveProc)));
-	int			i;
 
 	rg_active = ShmemInitStruct("role_guard active", size, &found);
 	if (!found)
@@ -183,9 +179,8 @@ rg_active_shmem_init(LWLock *lock)
 		memset(rg_active, 0, size);
 		rg_active->lock = lock;
 		rg_active->nprocs = rg_total_procs();
-		rg_active->head = rg_active->tail = -1;
-		for (i = 0; i < rg_active->nprocs; i++)
-			rg_active->procs[i].next = rg_active->procs[i].prev = -1;
+		rg_queue_init(&rg_active->queue, &rg_active->procs[0].link,
+					  sizeof(RGActiveProc), rg_active->nprocs);
 	}
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(RGActiveKey);
@@ -397,19 +392,9 @@ rg_active_unlink(int procno)
 	RGActiveProc *w = &rg_active->procs[procno];
 	int			i;
 
-	if (w->prev >= 0)
-		rg_active->procs[w->prev].next = w->next;
-	else
-		rg_active->head = w->next;
-	if (w->next >= 0)
-		rg_active->procs[w->next].prev = w->prev;
-	else
-		rg_active->tail = w->prev;
-	w->next = w->prev = -1;
-	w->ticket = 0;
+	rg_queue_leave(&rg_active->queue, procno);
 	for (i = 0; i < w->ncounts; i++)
 		w->counts[i]->waiting--;
-	rg_active->nwaiting--;
 }
 
 /* Earlier waiters in this count that the current walk could not serve. */
@@ -430,13 +415,13 @@ rg_active_grant(void)
 	uint64		pass;
 	int			procno;
 
-	if (rg_active->head < 0)
+	if (rg_active->queue.n == 0)
 		return;
 	pass = ++rg_active->pass;
-	for (procno = rg_active->head; procno >= 0;)
+	for (procno = rg_queue_first(&rg_active->queue); procno >= 0;)
 	{
 		RGActiveProc *w = &rg_active->procs[procno];
-		int			next = w->next;
+		int			next = rg_queue_next(&rg_active->queue, procno);
 		bool		fits = true;
 		int			i;
 
@@ -454,7 +439,7 @@ rg_active_grant(void)
 			w->held = true;
 			w->granted = true;
 			w->granted_at = GetCurrentTimestamp();
-			SetLatch(&GetPGProcByNumber(procno)->procLatch);
+			rg_queue_wake(procno);
 		}
 		else
 		{
@@ -676,7 +661,6 @@ rg_active_enqueue(void)
 	RGActiveProc *w = &rg_active->procs[procno];
 	int			i;
 
-	w->ticket = ++rg_active->next_ticket;
 	w->granted = false;
 	w->ncounts = my.ncounts;
 	for (i = 0; i < my.ncounts; i++)
@@ -684,14 +668,7 @@ rg_active_enqueue(void)
 		w->counts[i] = my.counts[i];
 		my.counts[i]->waiting++;
 	}
-	w->prev = rg_active->tail;
-	w->next = -1;
-	if (rg_active->tail >= 0)
-		rg_active->procs[rg_active->tail].next = procno;
-	else
-		rg_active->head = procno;
-	rg_active->tail = procno;
-	rg_active->nwaiting++;
+	rg_queue_enter(&rg_active->queue, procno, rg_queue_ticket(&rg_active->queue));
 	my.waiting = true;
 	rg_active_grant();
 }
@@ -855,30 +832,13 @@ rg_active_sleep(TimestampTz start, RGActiveFull *full)
 	uint32		event = rg_active_wait_event();
 	TimestampTz deadline = my.wait_ms >= 0 ?
 		TimestampTzPlusMilliseconds(start, my.wait_ms) : 0;
-	bool		socket = MyProcPort != NULL && whereToSendOutput == DestRemote;
 
 	for (;;)
 	{
-		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
-		long		timeout = -1;
-		int			rc;
-
-		if (deadline != 0)
-		{
-			events |= WL_TIMEOUT;
-			timeout = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline), 1);
-		}
-		if (socket)
-			events |= WL_SOCKET_CLOSED;
-		rc = WaitLatchOrSocket(MyLatch, events,
-							   socket ? MyProcPort->sock : PGINVALID_SOCKET,
-							   timeout, event);
-		ResetLatch(MyLatch);
-		if (rc & WL_SOCKET_CLOSED)
+		if (rg_queue_sleep(deadline, event, true) == RG_QUEUE_CLIENT_GONE)
 			ereport(FATAL,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("connection to client lost")));
-		CHECK_FOR_INTERRUPTS();
 
 		LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
 		if (w->granted)
@@ -1048,7 +1008,7 @@ rg_active_proc_state(int procno, bool *held, bool *waiting)
 		return;
 	w = &rg_active->procs[procno];
 	*held = w->held;
-	*waiting = w->ticket != 0;
+	*waiting = w->link.ticket != 0;
 }
 
 /* A copy of every count (palloc'd), for role_guard_budgets. */

@@ -35,7 +35,8 @@
  *	decide		a verdict: admit, admit uncounted, refuse for the host,
  *				refuse for a budget, refuse for a full counter table; and
  *				what monitor mode would have refused.  A login a full
- *				budget refuses may wait for a place (wait.c); a reload
+ *				budget refuses may wait for a place (below: "Waiting
+ *				for a place", through queue.c); a reload
  *				during its wait sends it back to "refresh", its place in
  *				line kept.
  *	apply		charge the counters and take the slot, or count the refusal.
@@ -55,6 +56,12 @@
 #include <sys/socket.h>
 
 #include "access/htup_details.h"
+#include "utils/timeout.h"
+#include "utils/snapmgr.h"
+#include "utils/ps_status.h"
+#include "storage/proc.h"
+#include "storage/latch.h"
+#include "access/transam.h"
 #include "catalog/pg_authid.h"
 #include "common/ip.h"
 #include "libpq/auth.h"
@@ -72,6 +79,7 @@
 #include "compat.h"
 #include "inject.h"
 #include "login.h"
+#include "queue.h"
 #include "role_guard.h"
 
 static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
@@ -425,6 +433,284 @@ rg_report_full(const RGLogin *login, bool refuse)
 					NameStr(login->rolname)),
 			 errdetail("%s", detail),
 			 errhint("Increase role_guard.max_roles.")));
+}
+
+/* Waiting for a place -------------------------------------------------------
+ *
+ * Only a login that a full budget refuses in enforce mode waits, and only
+ * if fewer than role_guard.max_waiting_logins wait already and the slot it
+ * holds meanwhile is not one that is kept: a waiting login holds a
+ * connection slot (its process), so it may wait only if, with it counted,
+ * the sessions and waiters still leave free the slots core keeps
+ * (superuser_reserved_connections, and reserved_connections from 16) and
+ * those the reservations keep.  A login that may not wait is refused at
+ * once, as without login_waits.  (A login refused by the reservations
+ * themselves is therefore never let wait: it would hold one of the slots
+ * they keep.)
+ *
+ * A waiter takes a ticket and joins the login line (RGShared.login_queue:
+ * queue.c, the one way of waiting that statements use too), and records in
+ * its own slot who it is (role, groups, database; not its pid, as it is not
+ * admitted).  Every admission check subtracts from an entry's room the
+ * waiters ahead in that line that wait for a place in that count
+ * (rg_waiters_ahead; a login that does not wait counts them all): so
+ * waiters for the same place are admitted in the order they arrived, and a
+ * new login never takes a place an earlier waiter waits for.  A place freed
+ * by any exit (or a waiter leaving, or a reload: the reaper wakes waiters
+ * at every scan) wakes the line (rg_wake_waiters); each looks again under
+ * the lock, deciding itself with rg_decide.  No polling.
+ *
+ * A waiter sleeps on its latch and its client's socket (rg_queue_sleep), so
+ * it notices at once a client that goes away and leaves the line; it stays
+ * interruptible (pg_terminate_backend, postmaster death, and
+ * authentication_timeout, which is still running: the wait ends a moment
+ * before it, so the client gets role_guard's refusal rather than core's
+ * timeout).  Whatever way it leaves, its ticket is given back (by
+ * rg_wait_abandon from the exit callback on a FATAL).  A login may first
+ * end a long-idle session for a place (rg_evict, ending.c), and then waits
+ * for that place.
+ */
+
+/* How long a login that evicted a session waits, at least. */
+#define RG_EVICT_WAIT_MS 5000
+
+/* A wait ends this long before authentication_timeout would end it. */
+#define RG_AUTH_MARGIN_MS 200
+
+/* This backend is in line: what rg_wait_abandon must give back. */
+static RGCounter *my_wait_role = NULL;
+
+/*
+ * A wait ended by a reload (RG_RETRY): the login is decided again from the
+ * start with the new settings, and keeps its place in line and the time
+ * it began waiting.
+ */
+static uint64 my_kept_ticket = 0;
+static TimestampTz my_kept_start = 0;
+
+/* Take a ticket and show who waits.  Lock held. */
+static void
+rg_wait_register(RGLogin *login, const RGCharges *charges)
+{
+	RGBackend  *slot = rg_backend(rg_my_procno());
+	const RGMembers *m = &login->members;
+
+	login->ticket = my_kept_ticket != 0 ? my_kept_ticket :
+		rg_queue_ticket(&rg_shared->login_queue);
+	login->waiting = true;
+	memset(slot, 0, sizeof(*slot));
+	slot->roleid = login->roleid;
+	slot->ngroups = Min(m->ngroups, RG_SLOT_GROUPS);
+	memcpy(slot->groups, m->groups, sizeof(Oid) * slot->ngroups);
+	if (login->dbname)
+		strlcpy(NameStr(slot->datname), login->dbname, NAMEDATALEN);
+	slot->dboid = login->dboid;
+	slot->wait_pid = MyProcPid;
+	rg_queue_enter(&rg_shared->login_queue, rg_my_procno(), login->ticket);
+	rg_shared->waiting++;
+	charges->role->waiting++;
+	my_wait_role = charges->role;
+}
+
+/* Leave the line, and let the others look again.  Lock held. */
+static void
+rg_wait_unregister(void)
+{
+	RGBackend  *slot = rg_backend(rg_my_procno());
+
+	if (my_wait_role == NULL)
+		return;
+	rg_queue_leave(&rg_shared->login_queue, rg_my_procno());
+	memset(slot, 0, sizeof(*slot));
+	rg_shared->waiting--;
+	my_wait_role->waiting--;
+	my_wait_role = NULL;
+	rg_wake_waiters();
+}
+
+/* At exit (a FATAL while waiting): leave the line.  Lock held. */
+static void
+rg_wait_abandon(void)
+{
+	rg_wait_unregister();
+}
+
+/* May this login wait, or evict, instead of being refused?  Lock held. */
+static bool
+rg_wait_wanted(const RGLogin *login, const RGVerdict *v)
+{
+	int			unused = rg_shared->reserve.unused;
+
+	if (v->kind != RG_REFUSE_BUDGET)
+		return false;
+	if (login->wait_ms <= 0 &&
+		(rg_evict_idle == NULL || rg_evict_idle->nentries == 0))
+		return false;
+	if (rg_shared->waiting >= rg_max_waiting_logins)
+		return false;
+
+	/*
+	 * The slot it holds while it waits must be one that every slot kept
+	 * leaves: core's for superusers (and reserved_connections), which
+	 * rg_connection_slots leaves out, and the reservations' unused places.
+	 * Also with no reservation at all: else enough waiters fill the slots
+	 * core keeps, and a superuser cannot log in even over the socket.
+	 */
+	return rg_connection_slots() -
+		(rg_shared->regular_sessions + rg_shared->waiting + 1) >= Max(unused, 0);
+}
+
+/*
+ * Before each sleep: let go of what would hold back VACUUM's horizon for
+ * the shared catalogs while the login waits (a login is in no database
+ * yet, so its xmin counts for shared catalogs only).  The catalog snapshot
+ * (core's own look-ups during authentication, and role_guard's) goes; up
+ * to 17 InitPostgres also took a transaction snapshot before
+ * authentication (18 no longer does), unused since, whose xmin stays
+ * published until the last registered snapshot goes: a catalog snapshot
+ * taken and let go at once makes snapmgr clear it (as core's own
+ * InvalidateCatalogSnapshot after authentication does soon after the hook
+ * anyway).  Snapshots someone registered or pushed are left alone.
+ */
+static void
+rg_wait_release_snapshots(void)
+{
+	InvalidateCatalogSnapshot();
+	if (!TransactionIdIsValid(MyProc->xmin) || HaveRegisteredOrActiveSnapshot())
+		return;
+	(void) GetCatalogSnapshot(AuthIdRelationId);
+	InvalidateCatalogSnapshot();
+}
+
+/* The place in line of a login decided again after a reload, or 0. */
+static uint64
+rg_wait_resumed_ticket(void)
+{
+	return my_kept_ticket;
+}
+
+/* How long it waited, counted in its role's statistics.  Lock held. */
+static void
+rg_wait_account(const RGCharges *charges, RGVerdict *v, TimestampTz start,
+				TimestampTz now)
+{
+	my_kept_ticket = 0;
+	my_kept_start = 0;
+	v->waited_s = TimestampDifferenceMilliseconds(start, now) / 1000.0;
+	if (charges->role == NULL)
+		return;					/* decided again: no counter this time */
+	rg_windows_clock(now);
+	rg_windows_count(charges->role, RG_WINDOW_WAITED);
+	if (v->kind == RG_ADMIT)
+		charges->role->stats.waited++;
+	else if (v->kind == RG_REFUSE_BUDGET)
+		charges->role->stats.wait_timeouts++;
+}
+
+/*
+ * A login that waited before a reload and was decided again without
+ * waiting more (admitted, or refused at once under the new settings): its
+ * wait is over.  Lock held.
+ */
+static void
+rg_wait_settle(const RGCharges *charges, RGVerdict *v)
+{
+	if (my_kept_start != 0)
+		rg_wait_account(charges, v, my_kept_start, GetCurrentTimestamp());
+}
+
+/* When a wait must end: its limit, or just before authentication_timeout. */
+static TimestampTz
+rg_wait_deadline(TimestampTz start, int32 wait_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(start, wait_ms);
+
+	if (get_timeout_active(STATEMENT_TIMEOUT))
+	{
+		TimestampTz auth = TimestampTzPlusMilliseconds(get_timeout_finish_time(STATEMENT_TIMEOUT),
+													   -RG_AUTH_MARGIN_MS);
+
+		if (auth < deadline)
+			deadline = auth;
+	}
+	return deadline;
+}
+
+/*
+ * Wait for a place (evicting a session first if one may be ended).  Called
+ * with the lock held and a refusing verdict; returns with the lock held and
+ * the final verdict: admitted, refused after waiting (v->waited_s says how
+ * long), or the client gone.
+ */
+static void
+rg_login_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
+{
+	LWLock	   *lock = rg_lock();
+	RGEvent		ev;
+	int32		wait_ms = login->wait_ms;
+	int			victim;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz start = my_kept_start != 0 ? my_kept_start : now;
+	TimestampTz deadline;
+	uint32		wait_event = rg_login_wait_event();
+	bool		evicted;
+
+	memset(&ev, 0, sizeof(ev));
+	victim = rg_evict(login, v, false, &ev);
+	evicted = victim != 0;
+	if (victim != 0)
+		wait_ms = Max(wait_ms, RG_EVICT_WAIT_MS);
+	if (wait_ms <= 0)
+		return;
+	deadline = rg_wait_deadline(start, wait_ms);
+	rg_wait_register(login, charges);
+	set_ps_display("waiting for a place (role_guard)");
+
+	for (;;)
+	{
+		RGQueueWake wake;
+
+		LWLockRelease(lock);
+		rg_wait_release_snapshots();
+		wake = rg_queue_sleep(deadline, wait_event, true);
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		now = GetCurrentTimestamp();
+		if (wake == RG_QUEUE_CLIENT_GONE)
+		{
+			v->kind = RG_REFUSE_GONE;
+			break;
+		}
+		/*
+		 * A reload since it began waiting: decide again with the new
+		 * settings.  (Not merely a copy that differs: one read from a file
+		 * edited but not reloaded yet would never match.)
+		 */
+		if (rg_policy_loaded() != login->loaded)
+		{
+			v->kind = RG_RETRY;
+			break;
+		}
+		rg_decide(login, charges, v);
+		if (v->kind != RG_REFUSE_BUDGET || now >= deadline)
+			break;
+		/* the session it ended is gone, or stayed (it was busy): another? */
+		if (victim == 0 || !rg_request_pending(victim))
+		{
+			victim = rg_evict(login, v, false, &ev);
+			evicted |= victim != 0;
+		}
+	}
+	rg_wait_unregister();
+	login->waiting = false;
+	if (v->kind == RG_RETRY)
+	{
+		my_kept_ticket = login->ticket;
+		my_kept_start = start;
+		return;
+	}
+	login->ticket = 0;
+	rg_wait_account(charges, v, start, now);
+	v->evicted = evicted;
 }
 
 /* Give back everything this backend holds.  Runs at backend exit. */
@@ -1109,7 +1395,7 @@ rg_admit(Port *port)
 		{
 			my_pending = &charges;
 			my_pending_login = &login;
-			rg_wait(&login, &charges, &verdict);
+			rg_login_wait(&login, &charges, &verdict);
 		}
 		if (verdict.kind != RG_RETRY)
 			break;

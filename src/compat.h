@@ -227,7 +227,7 @@ rg_custom_wait_event(const char *name, uint32 *event)
 #endif
 }
 
-/* A login waiting for a place (wait.c). */
+/* A login waiting for a place (auth.c, through queue.c). */
 static inline uint32
 rg_login_wait_event(void)
 {

@@ -54,9 +54,11 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "compat.h"
+#include "login.h"
 #include "role_guard.h"
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -274,4 +276,136 @@ rg_end_init(void)
 {
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = rg_emit_log;
+}
+
+/* Eviction ----------------------------------------------------------------
+ *
+ * Only a login whose one obstacle is one place in one full entry (no other
+ * full entry, no earlier waiter for that place, no reservation refusing
+ * it) may evict: ending a session for a login that one place would not
+ * admit would end it for nothing.  Before waiting, such a login looks for
+ * the longest-idle session that the entry counts (rg_slot_in_count), of a
+ * role with an evict_idle limit it has passed, idle and not in a
+ * transaction, not already asked to end; it asks that session to end
+ * (rg_request_end above: the session itself checks it is still idle, so an
+ * active session is never ended, and counts its own eviction) and waits
+ * for the place (auth.c), at least until that session has gone and at most
+ * login_waits or 5 s, whichever is longer.  A session asked to end is not
+ * chosen by another login: two logins racing for one evictable session,
+ * one gets it.
+ */
+
+/* Is the request to end "pid" (sent by this backend) still pending? */
+bool
+rg_request_pending(int pid)
+{
+	int			procno;
+
+	for (procno = 0; procno < rg_backend_count(); procno++)
+	{
+		RGBackend  *slot = rg_backend(procno);
+
+		if (slot->pid == pid)
+			return slot->reap_pid == pid && slot->reap_sender == MyProcPid;
+	}
+	return false;
+}
+
+/*
+ * The longest-idle session that the full entry counts and that may be
+ * ended for it (see the top of the file), or -1.  Lock held.
+ */
+static int
+rg_evict_candidate(const RGVerdict *v, TimestampTz now, TimestampTz *since)
+{
+	bool		member = v->worst->kind == RG_ENTRY_GROUP;
+	int			best = -1;
+	int			procno;
+
+	for (procno = 0; procno < rg_backend_count(); procno++)
+	{
+		RGBackend  *slot = rg_backend(procno);
+		TimestampTz idle_start;
+
+		if (slot->pid == 0 || slot->walsender || slot->evict_ms <= 0 ||
+			slot->reap_pid != 0 || !rg_slot_in_count(slot, v->worst_counter, member))
+			continue;
+		if (rg_backend_state(procno, slot, &idle_start) != RG_STATE_IDLE ||
+			TimestampDifferenceMilliseconds(idle_start, now) < slot->evict_ms)
+			continue;
+		if (best < 0 || idle_start < *since)
+		{
+			best = procno;
+			*since = idle_start;
+		}
+	}
+	return best;
+}
+
+/*
+ * End (or, in monitor mode, report) the longest-idle session the full
+ * entry counts, if there is one.  Lock held.  In monitor mode the would-be
+ * eviction is counted and its event filled for the caller to add once the
+ * lock is let go; in enforce mode the session, if it ends, counts and
+ * records its own eviction (ending.c).  Returns the pid asked to end, or
+ * 0.
+ */
+int
+rg_evict(const RGLogin *login, const RGVerdict *v, bool monitor, RGEvent *ev)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz since = 0;
+	int			procno;
+	RGBackend  *slot;
+	RGCounter  *victim_role;
+	int			pid;
+
+	if (rg_evict_idle == NULL || rg_evict_idle->nentries == 0 || v->worst == NULL)
+		return 0;
+	/*
+	 * Only when that session's place is the one thing between the login and
+	 * its admission: one full entry, short of one place that no earlier
+	 * waiter waits for, and no reservation or denial refusing it too.
+	 */
+	if (v->nfull != 1 || v->worst_room != 0 || v->violation.waiting != 0 ||
+		v->reserved || v->deny)
+		return 0;
+	procno = rg_evict_candidate(v, now, &since);
+	if (procno < 0)
+		return 0;
+	slot = rg_backend(procno);
+	pid = slot->pid;
+	victim_role = rg_counter_find(RG_COUNTER_ROLE, slot->roleid, InvalidOid);
+	rg_event_for_slot(ev, monitor ? RG_EVENT_WOULD_EVICT : RG_EVENT_EVICTED,
+					  slot, pid, victim_role ? &victim_role->rolname : NULL);
+	snprintf(ev->detail, sizeof(ev->detail),
+			 "Idle for %.1f s, role_guard.evict_idle allows %.1f s; its place in \"%s=%d\" is wanted by a login of role \"%s\".",
+			 TimestampDifferenceMilliseconds(since, now) / 1000.0,
+			 slot->evict_ms / 1000.0, v->violation.entry, v->violation.limit,
+			 NameStr(login->rolname));
+	if (monitor)
+	{
+		if (victim_role)
+			rg_outcome_count(&victim_role->stats.evicted, true);
+		return 0;
+	}
+	ev->at = 0;					/* recorded by the session if it ends */
+	if (!rg_request_end(slot, pid, slot->seq, RG_REAP_EVICT, slot->evict_ms,
+						ev->detail))
+		return 0;
+	return pid;
+}
+
+/* Monitor mode: a login over budget records the eviction enforce would make. */
+void
+rg_evict_monitor(const RGLogin *login, const RGVerdict *v)
+{
+	RGEvent		ev;
+
+	memset(&ev, 0, sizeof(ev));
+	LWLockAcquire(rg_lock(), LW_EXCLUSIVE);
+	(void) rg_evict(login, v, true, &ev);
+	LWLockRelease(rg_lock());
+	if (ev.at != 0)
+		rg_event_add(&ev);
 }

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * login.h
- *	  The login path's own types, shared by auth.c (the steps) and wait.c
- *	  (waiting for a place, and eviction).  Nothing else includes it.
+ *	  The login path's own types, shared by auth.c (the steps, and waiting
+ *	  for a place) and ending.c (eviction, for a login that waits).
+ *	  Nothing else includes it.
  *
  *-------------------------------------------------------------------------
  */
@@ -103,12 +104,10 @@ typedef struct RGVerdict
 extern void rg_decide(const RGLogin *login, const RGCharges *charges,
 					  RGVerdict *v);
 
-/* wait.c */
-extern bool rg_wait_wanted(const RGLogin *login, const RGVerdict *v);
-extern void rg_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v);
-extern void rg_wait_abandon(void);
-extern uint64 rg_wait_resumed_ticket(void);
-extern void rg_wait_settle(const RGCharges *charges, RGVerdict *v);
+/* ending.c: eviction */
+extern int	rg_evict(const RGLogin *login, const RGVerdict *v, bool monitor,
+					 RGEvent *ev);
+extern bool rg_request_pending(int pid);
 extern void rg_evict_monitor(const RGLogin *login, const RGVerdict *v);
 
 #endif							/* RG_LOGIN_H */

@@ -72,11 +72,19 @@ rg_counter_capacity(void)
 	return rg_max_roles + 3 * MaxBackends;
 }
 
+/* Where the login line's links begin: after the slots, one per slot. */
+static Size
+rg_login_links_offset(void)
+{
+	return MAXALIGN(add_size(offsetof(RGShared, backends),
+							 mul_size(rg_total_procs(), sizeof(RGBackend))));
+}
+
 static Size
 rg_shared_size(void)
 {
-	return add_size(offsetof(RGShared, backends),
-					mul_size(rg_total_procs(), sizeof(RGBackend)));
+	return add_size(rg_login_links_offset(),
+					mul_size(rg_total_procs(), sizeof(RGQueueLink)));
 }
 
 static Size
@@ -127,6 +135,9 @@ rg_shmem_startup(void)
 		memset(rg_shared, 0, rg_shared_size());
 		rg_shared->lock = &(GetNamedLWLockTranche("role_guard"))->lock;
 		rg_shared->nbackends = rg_total_procs();
+		rg_queue_init(&rg_shared->login_queue,
+					  (char *) rg_shared + rg_login_links_offset(),
+					  sizeof(RGQueueLink), rg_shared->nbackends);
 		rg_shared->capacity = capacity;
 		pg_atomic_init_u32(&rg_shared->auth_failed_line, 0);
 		pg_atomic_init_u64(&rg_shared->policy_hash, 0);
@@ -407,40 +418,38 @@ rg_slot_in_count(const RGBackend *slot, const RGCounter *c, bool member)
 
 /*
  * How many logins that came before "ticket" (0: a login that does not
- * wait, after them all) wait for a place in this count.  O(slots), and
- * only while some login waits.  Lock held.
+ * wait, after them all) wait for a place in this count: a walk of the
+ * login line up to that ticket, O(the waiters ahead).  Lock held.
  */
 int
 rg_waiters_ahead(const RGCounter *c, bool member, uint64 ticket)
 {
+	const RGQueue *q = &rg_shared->login_queue;
 	int			procno;
 	int			n = 0;
 
-	if (rg_shared->waiting == 0)
-		return 0;
-	for (procno = 0; procno < rg_shared->nbackends; procno++)
+	for (procno = rg_queue_first(q); procno >= 0; procno = rg_queue_next(q, procno))
 	{
-		RGBackend  *slot = &rg_shared->backends[procno];
-
-		if (slot->wait_ticket != 0 &&
-			(ticket == 0 || slot->wait_ticket < ticket) &&
-			rg_slot_in_count(slot, c, member))
+		if (ticket != 0 && rg_queue_link(q, procno)->ticket >= ticket)
+			break;				/* the line is in ticket order */
+		if (rg_slot_in_count(&rg_shared->backends[procno], c, member))
 			n++;
 	}
 	return n;
 }
 
-/* Wake every waiting login to look again.  Lock held (shared is enough). */
+/*
+ * A place may have freed: every login in line looks again (each decides
+ * for itself, under the lock).  O(the waiters).  Lock held.
+ */
 void
 rg_wake_waiters(void)
 {
+	const RGQueue *q = &rg_shared->login_queue;
 	int			procno;
 
-	if (rg_shared->waiting == 0)
-		return;
-	for (procno = 0; procno < rg_shared->nbackends; procno++)
-		if (rg_shared->backends[procno].wait_ticket != 0)
-			SetLatch(&GetPGProcByNumber(procno)->procLatch);
+	for (procno = rg_queue_first(q); procno >= 0; procno = rg_queue_next(q, procno))
+		rg_queue_wake(procno);
 }
 
 static void

@@ -40,6 +40,7 @@
 #include "storage/lwlock.h"
 
 #include "policy.h"
+#include "queue.h"
 
 struct PgBackendStatus;
 
@@ -273,10 +274,10 @@ typedef struct RGBackend
 								 * (the reaper logs each) */
 
 	/*
-	 * A login waiting for a place (wait.c) fills roleid, groups and datname
-	 * above as at admission, but not pid: it is not admitted.
+	 * A login waiting for a place (auth.c) fills roleid, groups and datname
+	 * above as at admission, but not pid: it is not admitted.  Its place in
+	 * line is in RGShared.login_queue's links, outside the slot.
 	 */
-	uint64		wait_ticket;	/* [lock] its place in line, 0: not waiting */
 	int			wait_pid;		/* [lock] */
 } RGBackend;
 
@@ -334,7 +335,9 @@ typedef struct RGShared
 								 * in databases in the table */
 	TimestampTz windows_since;	/* [lock] when the windows began (start,
 								 * restored file, or role_guard_reset()) */
-	uint64		next_ticket;	/* [lock] the last waiter's ticket */
+	RGQueue		login_queue;	/* [lock] logins waiting for a place, in
+								 * ticket order (queue.c); its links, one
+								 * per slot, follow backends[] */
 	pg_atomic_uint64 policy_hash;	/* [atomic] the postmaster's policy hash
 									 * (guc.c), written by it alone */
 	RGReserveState reserve;		/* [lock] */
