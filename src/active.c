@@ -115,6 +115,15 @@ typedef struct RGActiveShared
 } RGActiveShared;
 
 static RGActiveShared *rg_active = NULL;
+
+/*
+ * Waiters this process granted a place under the lock, woken once it is let
+ * go (rg_active_unlock): setting a latch may be a system call, not to be
+ * made with the lock held.  Allocated before the first lock (rg_active_take);
+ * without it, a grant wakes at once.
+ */
+static int *my_woken = NULL;
+static int	my_nwoken = 0;
 static HTAB *rg_active_counts = NULL;
 
 /* Set while a transaction may still have to take a place: see executor.c. */
@@ -384,6 +393,18 @@ rg_active_unref(void)
 	my.ncounts = 0;
 }
 
+/* Let the lock go, then wake the waiters granted a place under it. */
+static void
+rg_active_unlock(void)
+{
+	int			n = my_nwoken;
+
+	my_nwoken = 0;
+	LWLockRelease(rg_active->lock);
+	while (n > 0)
+		rg_queue_wake(my_woken[--n]);
+}
+
 /* The waiter list --------------------------------------------------------- */
 
 static void
@@ -439,7 +460,10 @@ rg_active_grant(void)
 			w->held = true;
 			w->granted = true;
 			w->granted_at = GetCurrentTimestamp();
-			rg_queue_wake(procno);
+			if (my_woken != NULL)
+				my_woken[my_nwoken++] = procno;
+			else
+				rg_queue_wake(procno);
 		}
 		else
 		{
@@ -581,7 +605,7 @@ rg_active_resolve(void)
 	}
 	/* a new limit may let waiters in */
 	rg_active_grant();
-	LWLockRelease(rg_active->lock);
+	rg_active_unlock();
 	my.resolved = true;
 	if (n > 0 && my.ncounts == 0)
 		ereport(LOG,
@@ -717,7 +741,7 @@ rg_active_count_outcome(bool waited, bool refused, bool would)
 		s->rejected += refused;
 		s->would_wait += would;
 	}
-	LWLockRelease(rg_active->lock);
+	rg_active_unlock();
 	if (role == NULL)
 		return;
 	if (waited || refused)
@@ -846,7 +870,7 @@ rg_active_sleep(TimestampTz start, RGActiveFull *full)
 			TimestampTz granted_at = w->granted_at;
 
 			rg_active_dequeue();
-			LWLockRelease(rg_active->lock);
+			rg_active_unlock();
 			elog(DEBUG2, "role_guard: active place taken " INT64_FORMAT " us after it was granted",
 				 (int64) (GetCurrentTimestamp() - granted_at));
 			return true;
@@ -855,10 +879,10 @@ rg_active_sleep(TimestampTz start, RGActiveFull *full)
 		{
 			rg_active_fullest(full);
 			rg_active_dequeue();
-			LWLockRelease(rg_active->lock);
+			rg_active_unlock();
 			return false;
 		}
-		LWLockRelease(rg_active->lock);
+		rg_active_unlock();
 	}
 }
 
@@ -887,13 +911,15 @@ rg_active_take(uint64 query_id)
 	{
 		before_shmem_exit(rg_active_exit, (Datum) 0);
 		my.exit_registered = true;
+		my_woken = MemoryContextAlloc(TopMemoryContext,
+									  sizeof(int) * rg_active->nprocs);
 	}
 
 	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
 	if (rg_active_room(true))
 	{
 		rg_active_charge();
-		LWLockRelease(rg_active->lock);
+		rg_active_unlock();
 		return;
 	}
 	rg_active_fullest(&full);
@@ -903,12 +929,12 @@ rg_active_take(uint64 query_id)
 		bool		over = !rg_active_room(false);
 
 		rg_active_charge();
-		LWLockRelease(rg_active->lock);
+		rg_active_unlock();
 		if (over)
 			rg_active_report_over(&full, query_id);
 		return;
 	}
-	LWLockRelease(rg_active->lock);
+	rg_active_unlock();
 	if (my.wait_ms == 0)
 		rg_active_refuse(&full, 0, query_id);
 	/* the wait event is registered in shared memory: not under our lock */
@@ -916,7 +942,7 @@ rg_active_take(uint64 query_id)
 	start = GetCurrentTimestamp();
 	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
 	rg_active_enqueue();
-	LWLockRelease(rg_active->lock);
+	rg_active_unlock();
 	RG_INJECT("active-wait");
 	if (!rg_active_sleep(start, &full))
 		rg_active_refuse(&full, TimestampDifferenceMilliseconds(start, GetCurrentTimestamp()) / 1000.0,
@@ -946,7 +972,7 @@ rg_active_release(void)
 		my.held = false;
 		rg_active_grant();
 	}
-	LWLockRelease(rg_active->lock);
+	rg_active_unlock();
 }
 
 /*
@@ -961,7 +987,7 @@ rg_active_subxact_abort(void)
 		return;
 	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
 	rg_active_dequeue();
-	LWLockRelease(rg_active->lock);
+	rg_active_unlock();
 	if (!my.held)
 		rg_active_need = rg_active_budgets != NULL && rg_active_budgets->nentries > 0;
 }
@@ -1038,7 +1064,7 @@ rg_active_copy(int *ncopies)
 		copy[n].stats = c->stats;
 		n++;
 	}
-	LWLockRelease(rg_active->lock);
+	rg_active_unlock();
 	*ncopies = n;
 	return copy;
 }
@@ -1119,5 +1145,5 @@ rg_active_reset(void)
 		if (rg_active_count_unused(c))
 			hash_search(rg_active_counts, &c->key, HASH_REMOVE, NULL);
 	}
-	LWLockRelease(rg_active->lock);
+	rg_active_unlock();
 }

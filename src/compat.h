@@ -16,10 +16,12 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "postmaster/postmaster.h"
+#include "storage/latch.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/wait_event.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #if PG_VERSION_NUM < 150000
 #error "role_guard needs PostgreSQL 15 or later"
@@ -224,6 +226,17 @@ rg_custom_wait_event(const char *name, uint32 *event)
 	return *event;
 #else
 	return PG_WAIT_EXTENSION;
+#endif
+}
+
+/* A wait event set for this process's lifetime (PG17 takes a resource owner). */
+static inline WaitEventSet *
+rg_create_wait_event_set(int nevents)
+{
+#if PG_VERSION_NUM >= 170000
+	return CreateWaitEventSet(NULL, nevents);
+#else
+	return CreateWaitEventSet(TopMemoryContext, nevents);
 #endif
 }
 

@@ -23,7 +23,10 @@
  * place: joining walks back from the tail past later tickets (O(1) for a
  * new ticket).
  *
- * The sleep is interruptible as any wait in core is: CHECK_FOR_INTERRUPTS
+ * The sleep waits on one set of events made once per process (the latch,
+ * postmaster death, the client's socket), so a wait costs one epoll_wait,
+ * not an epoll instance made and closed.  It is interruptible as any wait
+ * in core is: CHECK_FOR_INTERRUPTS
  * after each wake-up (pg_cancel_backend, pg_terminate_backend,
  * statement_timeout, authentication_timeout), postmaster death
  * (WL_EXIT_ON_PM_DEATH), and a client that goes away (WL_SOCKET_CLOSED:
@@ -42,6 +45,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "queue.h"
 
 /* Make an empty line over nprocs links, the first at first_link. */
@@ -117,6 +121,33 @@ rg_queue_leave(RGQueue *q, int procno)
 }
 
 /*
+ * The events a sleep waits for, made once per process (a set made and
+ * freed at every sleep costs an epoll instance and three registrations
+ * each time): the latch, postmaster death, and, in a process with a
+ * client, the client's socket closing.
+ */
+static WaitEventSet *rg_wait_set = NULL;
+static bool rg_wait_set_socket = false;
+
+static WaitEventSet *
+rg_queue_wait_set(bool socket)
+{
+	if (rg_wait_set == NULL)
+	{
+		rg_wait_set = rg_create_wait_event_set(3);
+		AddWaitEventToSet(rg_wait_set, WL_LATCH_SET, PGINVALID_SOCKET,
+						  MyLatch, NULL);
+		AddWaitEventToSet(rg_wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
+						  NULL, NULL);
+		if (socket)
+			AddWaitEventToSet(rg_wait_set, WL_SOCKET_CLOSED, MyProcPort->sock,
+							  NULL, NULL);
+		rg_wait_set_socket = socket;
+	}
+	return rg_wait_set_socket == socket ? rg_wait_set : NULL;
+}
+
+/*
  * Sleep until the latch is set, the deadline passes (0: none), or the
  * client goes away (watch_client, when there is one).  No lock held.
  * Interrupts are processed before it returns.
@@ -126,21 +157,29 @@ rg_queue_sleep(TimestampTz deadline, uint32 wait_event, bool watch_client)
 {
 	bool		socket = watch_client && MyProcPort != NULL &&
 		whereToSendOutput == DestRemote;
-	int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
+	WaitEventSet *set = rg_queue_wait_set(socket);
 	long		timeout = -1;
-	int			rc;
+	int			rc = 0;
 
 	if (deadline != 0)
-	{
-		events |= WL_TIMEOUT;
 		timeout = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 													  deadline), 1);
+	if (set != NULL)
+	{
+		WaitEvent	event;
+
+		if (WaitEventSetWait(set, timeout, &event, 1, wait_event) == 0)
+			rc = WL_TIMEOUT;
+		else
+			rc = event.events;
 	}
-	if (socket)
-		events |= WL_SOCKET_CLOSED;
-	rc = WaitLatchOrSocket(MyLatch, events,
-						   socket ? MyProcPort->sock : PGINVALID_SOCKET,
-						   timeout, wait_event);
+	else
+		rc = WaitLatchOrSocket(MyLatch,
+							   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
+							   (deadline != 0 ? WL_TIMEOUT : 0) |
+							   (socket ? WL_SOCKET_CLOSED : 0),
+							   socket ? MyProcPort->sock : PGINVALID_SOCKET,
+							   timeout, wait_event);
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 	if (rc & WL_SOCKET_CLOSED)
