@@ -258,7 +258,9 @@ typedef struct RGActivePeak
  * Take the counts' peaks into the windows (windows.c) of the counters
  * that keep the same entries' session counts: name= and * the role's,
  * +group the group's (as its member peak), @db the database's, name@db the
- * role-in-database's.  Each count's peak is then what it holds now, so the
+ * role-in-database's, where that counter exists (a role's does from its
+ * first login on; a group's or database's only when its session count is
+ * kept).  Each count's peak is then what it holds now, so the
  * next hour starts from it; a count left with nothing to keep goes.
  *
  * The active lock and then the counters' lock, never both: the peaks are
@@ -310,22 +312,26 @@ rg_active_fold(void)
 		const RGActiveKey *k = &peaks[i].key;
 		RGCounter  *counter;
 
+		/*
+		 * Only counters that exist: one made here would not be charged by a
+		 * login already past its counters (a waiting one), and its exit
+		 * would then take one too many off it.
+		 */
 		switch ((RGEntryKind) k->kind)
 		{
 			case RG_ENTRY_DATABASE:
-				counter = rg_counter_enter(RG_COUNTER_DB, InvalidOid, k->dboid);
+				counter = rg_counter_find(RG_COUNTER_DB, InvalidOid, k->dboid);
 				break;
 			case RG_ENTRY_ROLE_DATABASE:
-				counter = rg_counter_enter(RG_COUNTER_ROLEDB, k->roleid, k->dboid);
+				counter = rg_counter_find(RG_COUNTER_ROLEDB, k->roleid, k->dboid);
 				break;
 			default:
-				counter = rg_counter_enter(RG_COUNTER_ROLE, k->roleid, InvalidOid);
+				counter = rg_counter_find(RG_COUNTER_ROLE, k->roleid, InvalidOid);
 				break;
 		}
-		if (counter == NULL)
-			continue;			/* no room in the counter table */
-		rg_windows_active_peak(counter, k->kind == RG_ENTRY_GROUP, peaks[i].peak);
-		rg_counter_unpin(counter);
+		if (counter != NULL)
+			rg_windows_active_peak(counter, k->kind == RG_ENTRY_GROUP,
+								   peaks[i].peak);
 	}
 	if (locks)
 		LWLockRelease(rg_lock());
@@ -460,7 +466,7 @@ rg_active_grant(void)
 			w->held = true;
 			w->granted = true;
 			w->granted_at = GetCurrentTimestamp();
-			if (my_woken != NULL)
+			if (my_woken != NULL && my_nwoken < rg_active->nprocs)
 				my_woken[my_nwoken++] = procno;
 			else
 				rg_queue_wake(procno);
@@ -1010,7 +1016,7 @@ rg_active_exit(int code, Datum arg)
 	LWLock	   *lock = rg_active->lock;
 
 	if (LWLockHeldByMe(lock))
-		LWLockRelease(lock);
+		rg_active_unlock();		/* and wake whom it granted meanwhile */
 	rg_active_release();
 	if (my.ncounts > 0)
 	{
@@ -1142,6 +1148,7 @@ rg_active_reset(void)
 	while ((c = hash_seq_search(&status)) != NULL)
 	{
 		memset(&c->stats, 0, sizeof(c->stats));
+		c->peak = c->held;		/* the windows start again too */
 		if (rg_active_count_unused(c))
 			hash_search(rg_active_counts, &c->key, HASH_REMOVE, NULL);
 	}

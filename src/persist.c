@@ -287,6 +287,7 @@ rg_persist_write(void)
 	FILE	   *f;
 	TimestampTz start = GetCurrentTimestamp();
 
+	rg_active_fold();			/* the active peaks since the reaper's last scan */
 	f = AllocateFile(RG_SAVE_TMP, PG_BINARY_W);
 	if (f == NULL)
 		goto error;
@@ -294,7 +295,6 @@ rg_persist_write(void)
 	if (fwrite(&h, sizeof(h), 1, f) != 1)
 		goto error;
 	INIT_CRC32C(crc);
-	rg_active_fold();			/* the active peaks since the reaper's last scan */
 	if (!rg_write_records(f, &crc, &ncounters, &nevents))
 		goto error;
 	FIN_CRC32C(crc);

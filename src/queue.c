@@ -134,15 +134,17 @@ rg_queue_wait_set(bool socket)
 {
 	if (rg_wait_set == NULL)
 	{
-		rg_wait_set = rg_create_wait_event_set(3);
-		AddWaitEventToSet(rg_wait_set, WL_LATCH_SET, PGINVALID_SOCKET,
-						  MyLatch, NULL);
-		AddWaitEventToSet(rg_wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
+		/* kept only once whole: a failure half-way makes it again next time */
+		WaitEventSet *set = rg_create_wait_event_set(3);
+
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
 						  NULL, NULL);
 		if (socket)
-			AddWaitEventToSet(rg_wait_set, WL_SOCKET_CLOSED, MyProcPort->sock,
+			AddWaitEventToSet(set, WL_SOCKET_CLOSED, MyProcPort->sock,
 							  NULL, NULL);
 		rg_wait_set_socket = socket;
+		rg_wait_set = set;
 	}
 	return rg_wait_set_socket == socket ? rg_wait_set : NULL;
 }

@@ -178,10 +178,12 @@ rg_has_unused(const RGCounter *c, bool member)
  * list sees every backend, also those role_guard does not count: logins
  * still authenticating, and refused ones on their way out.
  *
- * Only for logins outside the reservations: a login that wants to wait
- * is held to role_guard's count alone (rg_wait_wanted), as logins on their
- * way would otherwise keep one another from waiting in a burst, though
- * most of them are refused and leave a moment later.
+ * Only for logins outside the reservations that do not wait yet: a login
+ * that wants to wait is held to role_guard's count alone (rg_wait_wanted),
+ * as logins on their way would otherwise keep one another from waiting in
+ * a burst, though most of them are refused and leave a moment later; and a
+ * waiter decided again already holds its slot, counted among the waiters,
+ * so admitting it takes no slot more.
  */
 static bool
 rg_reserve_slots_kept(int unused)
@@ -243,6 +245,9 @@ rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
 	/* unused places: only the slots they leave, as counted and as core sees */
 	if (slots - after < *unused)
 		return true;
+	/* a waiter decided again is held to the count alone: see above */
+	if (waiter)
+		return false;
 	*in_flight = !rg_reserve_slots_kept(*unused);
 	return *in_flight;
 }

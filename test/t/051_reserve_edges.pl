@@ -24,6 +24,8 @@
 #     have a 3rd session; by core's free list the slot it would take is one
 #     crit's unused places need.  Admitted, it makes core refuse the 2nd
 #     crit login.  role_guard must see core's world: refuse it.
+#  D. A waiter decided again while logins are in flight: it already holds
+#     its slot, so it is held to role_guard's count alone.
 #
 # Holders and the paused logins are raw logins from this process
 # (RoleGuardTest's c_new); the test's own queries run as the bootstrap
@@ -268,6 +270,51 @@ ok(set_conf($node, 'role_guard.budgets' => 'storm=3', 'role_guard.login_waits' =
 		q{SELECT waited || ' ' || wait_timeouts || ' ' || waiting FROM role_guard_usage WHERE rolname = 'storm'}),
 		'1 1 0', 'B3: role_guard_usage: one waited, one wait timed out, none waiting');
 	c_close($_) for @storm;
+}
+
+# ===========================================================================
+# D. A waiter decided again while logins are in flight.  It holds its
+#    process slot already (counted among the waiters), so admitting it takes
+#    no slot more: it is held to role_guard's count alone, not refused for
+#    the slots the logins in flight hold.  5 slots, crit=2 unused, storm=2
+#    with login_waits: storm holds 2, a 3rd storm login waits; two crit
+#    logins are held in flight ("login-start", "login-prepared"); a storm
+#    session leaves.
+# ===========================================================================
+ok( set_conf(
+		$node,
+		'role_guard.reservations' => 'crit=2',
+		'role_guard.budgets'      => 'storm=2',
+		'role_guard.login_waits'  => 'storm=60s'),
+	'D: crit=2, storm=2, login_waits storm=60s');
+{
+	my @storm = map { c_hold_ok($node, 'storm', "D: storm #$_ in") } 1 .. 2;
+	my $w = c_new($node, 'storm');
+	ok(poll_until($node, 'SELECT waiting FROM role_guard_summary', '1'),
+		'D: a 3rd storm login waits');
+	# one held at each of two pause points (one backend per point)
+	my (@held, @at);
+	foreach my $point (qw(login-start login-prepared))
+	{
+		inject_arm($node, $point);
+		push @held, c_new($node, 'crit');
+		my $pid = inject_wait($node, $point);
+		ok($pid, "D: a crit login held in flight at $point");
+		push @at, [ $point, $pid ] if $pid;
+	}
+	# 8 process slots: storm 2, the waiter and the two held: 3 free, fewer
+	# than superuser_reserved_connections 3 plus crit's 2 unused places
+	my $quit = shift @storm;
+	c_close($quit);
+	is(c_wait($w, 30), 'admitted',
+		'D: the waiter gets the place the storm session left, logins in flight or not')
+	  or diag c_text($w);
+	push @storm, $w if $w->{state} eq 'admitted';
+	inject_wake($node, @$_) for @at;
+	is(c_wait($_, 30), 'admitted', 'D: a held crit login fills its reserved place')
+	  or diag c_text($_) for @held;
+	is($node->safe_psql('postgres', $COUNT_SQL), 'crit=2 storm=2', 'D: crit=2 storm=2');
+	c_close($_) for @held, @storm;
 }
 
 $node->stop;
