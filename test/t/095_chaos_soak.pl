@@ -17,10 +17,12 @@
 #    pg_stat_activity's, per role and in total (no leak either way):
 #    checked halfway (after the crash-restart) and at the end;
 #  - only the SQLSTATEs the contract names reach clients, and a login that
-#    the reservation covers is never refused by role_guard, and never by
-#    core three times in a row (core may refuse it for a moment while other
-#    backends are in flight: the documented guarantee is that a retry gets
-#    in), but while the server restarts after the crash;
+#    the reservation covers is never refused by role_guard, never gets
+#    core's "too many clients", and never core's reserved-slot refusal
+#    three times in a row (core may refuse it for a moment while logins
+#    role_guard has not decided yet are in flight: the documented guarantee
+#    is that a retry gets in), but while the server restarts after the
+#    crash;
 #  - no PANIC, no TRAP, no crash but the one caused.
 # It prints its figures: logins tried, admitted, refused by reason, waits,
 # evictions, reaps, kills, reloads.  All randomness comes from one seed,
@@ -246,14 +248,14 @@ sub refused_login
 	}
 	if ($p->{crit} && !in_crash_window($c->{t0}) && !in_crash_window(time))
 	{
-		# Core may refuse a covered login for a moment while other
-		# backends are in flight (authenticating, or refused and on their
-		# way out: role_guard cannot keep clients from holding process
-		# slots before its hook runs); the documented guarantee is that a
-		# retry gets in.  So a core refusal is retried at once, and it is a
+		# Core may refuse a covered login its reserved slots for a moment
+		# while other logins are in flight that role_guard has not decided
+		# yet (authenticating: they hold process slots before its hook
+		# runs); the documented guarantee is that a retry gets in.  So
+		# core's reserved-slot refusal is retried at once, and it is a
 		# violation when three tries in a row are refused, or when anything
-		# else refuses it.
-		my $by_core = $why =~ /^core: /;
+		# else refuses it: core's "too many clients" never may.
+		my $by_core = $why eq 'core: reserved slots';
 		$fig{crit_core_retried}++ if $by_core;
 		if (!$by_core || ++$p->{core_refusals} >= 3)
 		{
