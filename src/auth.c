@@ -505,9 +505,7 @@ rg_wait_register(RGLogin *login, const RGCharges *charges)
 	if (login->dbname)
 		strlcpy(NameStr(slot->datname), login->dbname, NAMEDATALEN);
 	slot->dboid = login->dboid;
-	slot->wait_pid = MyProcPid;
 	rg_queue_enter(&rg_shared->login_queue, rg_my_procno(), login->ticket);
-	rg_shared->waiting++;
 	charges->role->waiting++;
 	my_wait_role = charges->role;
 }
@@ -522,7 +520,6 @@ rg_wait_unregister(void)
 		return;
 	rg_queue_leave(&rg_shared->login_queue, rg_my_procno());
 	memset(slot, 0, sizeof(*slot));
-	rg_shared->waiting--;
 	my_wait_role->waiting--;
 	my_wait_role = NULL;
 	rg_wake_waiters();
@@ -546,7 +543,7 @@ rg_wait_wanted(const RGLogin *login, const RGVerdict *v)
 	if (login->wait_ms <= 0 &&
 		(rg_evict_idle == NULL || rg_evict_idle->nentries == 0))
 		return false;
-	if (rg_shared->waiting >= rg_max_waiting_logins)
+	if (rg_shared->login_queue.n >= rg_max_waiting_logins)
 		return false;
 
 	/*
@@ -557,7 +554,7 @@ rg_wait_wanted(const RGLogin *login, const RGVerdict *v)
 	 * core keeps, and a superuser cannot log in even over the socket.
 	 */
 	return rg_connection_slots() -
-		(rg_shared->regular_sessions + rg_shared->waiting + 1) >= Max(unused, 0);
+		(rg_shared->regular_sessions + rg_shared->login_queue.n + 1) >= Max(unused, 0);
 }
 
 /*

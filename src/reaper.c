@@ -418,7 +418,7 @@ rg_reap_scan(void)
 	/* the active counts' peaks into the windows, hour by hour */
 	rg_active_fold();
 	/* waiting logins look again: a reload may have made room */
-	if (rg_shared->waiting > 0)
+	if (rg_shared->login_queue.n > 0)
 	{
 		LWLockAcquire(rg_lock(), LW_SHARED);
 		rg_wake_waiters();

@@ -228,7 +228,7 @@ rg_reserve_refuses(const RGCounter *role, RGCounter *const *groups,
 	int			i;
 
 	*unused = rs->unused;
-	*used = rg_shared->regular_sessions + rg_shared->waiting;
+	*used = rg_shared->regular_sessions + rg_shared->login_queue.n;
 	*in_flight = false;
 	if (rs->places <= 0)
 		return false;			/* no reservation: core's check alone */

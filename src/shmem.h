@@ -278,7 +278,6 @@ typedef struct RGBackend
 	 * above as at admission, but not pid: it is not admitted.  Its place in
 	 * line is in RGShared.login_queue's links, outside the slot.
 	 */
-	int			wait_pid;		/* [lock] */
 } RGBackend;
 
 /*
@@ -328,7 +327,6 @@ typedef struct RGShared
 	int			capacity;		/* [startup] most counters the hash holds */
 	int32		regular_sessions;	/* [lock] admitted sessions that use a
 									 * connection slot (not walsenders) */
-	int32		waiting;		/* [lock] logins waiting for a place now */
 	int32		ncounters;		/* [lock] places of the counter array in use */
 	int32		free_place;		/* [lock] its first free place, -1: none */
 	int32		ndb_counters;	/* [lock] counters of databases and roles
@@ -336,8 +334,9 @@ typedef struct RGShared
 	TimestampTz windows_since;	/* [lock] when the windows began (start,
 								 * restored file, or role_guard_reset()) */
 	RGQueue		login_queue;	/* [lock] logins waiting for a place, in
-								 * ticket order (queue.c); its links, one
-								 * per slot, follow backends[] */
+								 * ticket order (queue.c; .n: how many);
+								 * its links, one per slot, follow
+								 * backends[] */
 	pg_atomic_uint64 policy_hash;	/* [atomic] the postmaster's policy hash
 									 * (guc.c), written by it alone */
 	RGReserveState reserve;		/* [lock] */

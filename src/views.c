@@ -862,7 +862,7 @@ role_guard_reserve_stats(PG_FUNCTION_ARGS)
 	LWLockAcquire(rg_lock(), LW_SHARED);
 	rs = rg_shared->reserve;
 	used = rg_shared->regular_sessions;
-	waiting = rg_shared->waiting;
+	waiting = rg_shared->login_queue.n;
 	LWLockRelease(rg_lock());
 	values[0] = Int32GetDatum(rg_reservations_total);
 	values[1] = Int32GetDatum(rs.unused);
