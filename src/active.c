@@ -90,6 +90,7 @@ struct RGActiveCount
 								 * last took it into the windows */
 	uint64		pass;			/* [active] rg_active_grant's walk ... */
 	int32		ahead;			/* [active] ... and its earlier waiters */
+	uint64		full_pass;		/* [active] the walk that found it full */
 	char		entry[RG_ENTRY_TEXT_LEN];	/* [active] as the views show it */
 	RGActiveStats stats;		/* [active] */
 };
@@ -98,9 +99,12 @@ struct RGActiveCount
 typedef struct RGActiveProc
 {
 	bool		held;			/* [active] holds a place */
-	bool		granted;		/* [active] a waiter given its place */
+	bool		granted;		/* a waiter given its place: [active] while
+								 * in line, then its own process's alone
+								 * (rg_active_sleep reads and clears it
+								 * without the lock) */
 	RGQueueLink link;			/* [active] its place in line */
-	TimestampTz granted_at;		/* [active] when it was given its place */
+	TimestampTz granted_at;		/* as granted: when it was given its place */
 	int32		ncounts;		/* [active] */
 	RGActiveCount *counts[RG_ACTIVE_COUNTS];	/* [active] */
 } RGActiveProc;
@@ -110,6 +114,7 @@ typedef struct RGActiveShared
 	LWLock	   *lock;			/* [startup] */
 	int			nprocs;			/* [startup] */
 	uint64		pass;			/* [active] rg_active_grant's walks */
+	int32		waited_counts;	/* [active] counts with waiting > 0 */
 	RGQueue		queue;			/* [active] the waiters, in ticket order */
 	RGActiveProc procs[FLEXIBLE_ARRAY_MEMBER];
 } RGActiveShared;
@@ -421,7 +426,10 @@ rg_active_unlink(int procno)
 
 	rg_queue_leave(&rg_active->queue, procno);
 	for (i = 0; i < w->ncounts; i++)
-		w->counts[i]->waiting--;
+	{
+		if (--w->counts[i]->waiting == 0)
+			rg_active->waited_counts--;
+	}
 }
 
 /* Earlier waiters in this count that the current walk could not serve. */
@@ -435,12 +443,19 @@ rg_active_ahead(const RGActiveCount *c, uint64 pass)
  * Give places to the waiters that fit, in ticket order: a waiter fits when
  * each of its counts has room after the earlier waiters of that count that
  * did not fit.  Lock held exclusively.  Sets the latches of those served.
+ *
+ * A count found full stays full for the rest of the walk (the walk only
+ * takes places, and only adds waiters ahead), so none of its later waiters
+ * can fit; once every count that has waiters is found full, no later
+ * waiter can, and the walk stops: a release behind a long line of one
+ * full count looks at one waiter, not at all of them.
  */
 static void
 rg_active_grant(void)
 {
 	uint64		pass;
 	int			procno;
+	int32		full = 0;		/* counts with waiters found full */
 
 	if (rg_active->queue.n == 0)
 		return;
@@ -452,16 +467,26 @@ rg_active_grant(void)
 		bool		fits = true;
 		int			i;
 
-		for (i = 0; i < w->ncounts && fits; i++)
+		for (i = 0; i < w->ncounts; i++)
 		{
 			RGActiveCount *c = w->counts[i];
 
-			fits = c->held + rg_active_ahead(c, pass) < c->limit;
+			if (c->held + rg_active_ahead(c, pass) < c->limit)
+				continue;
+			fits = false;
+			if (c->full_pass != pass)
+			{
+				c->full_pass = pass;
+				full++;
+			}
 		}
 		if (fits)
 		{
 			for (i = 0; i < w->ncounts; i++)
+			{
 				rg_active_hold(w->counts[i]);
+				w->counts[i]->stats.waited++;
+			}
 			rg_active_unlink(procno);
 			w->held = true;
 			w->granted = true;
@@ -484,6 +509,8 @@ rg_active_grant(void)
 				}
 				c->ahead++;
 			}
+			if (full >= rg_active->waited_counts)
+				break;
 		}
 		procno = next;
 	}
@@ -696,7 +723,8 @@ rg_active_enqueue(void)
 	for (i = 0; i < my.ncounts; i++)
 	{
 		w->counts[i] = my.counts[i];
-		my.counts[i]->waiting++;
+		if (my.counts[i]->waiting++ == 0)
+			rg_active->waited_counts++;
 	}
 	rg_queue_enter(&rg_active->queue, procno, rg_queue_ticket(&rg_active->queue));
 	my.waiting = true;
@@ -728,8 +756,11 @@ rg_active_dequeue(void)
 }
 
 /*
- * Count what a statement met, in its role's counter: waited, refused, or
- * (monitor mode) would have waited.  Slow path only: the counters' lock.
+ * Count what a statement met, in its counts and its role's counter: waited,
+ * refused, or (monitor mode) would have waited.  Slow path only.  A wait
+ * served is counted in the counts by the walk that grants the place
+ * (rg_active_grant, under the lock it holds then), so a waiter woken takes
+ * only the counters' lock.
  */
 static void
 rg_active_count_outcome(bool waited, bool refused, bool would)
@@ -738,16 +769,18 @@ rg_active_count_outcome(bool waited, bool refused, bool would)
 	RGCounter  *role = rg_my_counter;
 	int			i;
 
-	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
-	for (i = 0; i < my.ncounts; i++)
+	if (refused || would)
 	{
-		RGActiveStats *s = &my.counts[i]->stats;
+		LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+		for (i = 0; i < my.ncounts; i++)
+		{
+			RGActiveStats *s = &my.counts[i]->stats;
 
-		s->waited += waited;
-		s->rejected += refused;
-		s->would_wait += would;
+			s->rejected += refused;
+			s->would_wait += would;
+		}
+		rg_active_unlock();
 	}
-	rg_active_unlock();
 	if (role == NULL)
 		return;
 	if (waited || refused)
@@ -870,15 +903,27 @@ rg_active_sleep(TimestampTz start, RGActiveFull *full)
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("connection to client lost")));
 
+		/*
+		 * Served?  The walk that grants a place takes the waiter out of line
+		 * and sets granted before it lets the lock go and sets the latch
+		 * (ResetLatch is a barrier), and while a process is out of line only
+		 * it writes its own granted: read and cleared without the lock.
+		 */
+		if (w->granted)
+		{
+			my.waiting = false;
+			my.held = true;
+			w->granted = false;
+			elog(DEBUG2, "role_guard: active place taken " INT64_FORMAT " us after it was granted",
+				 (int64) (GetCurrentTimestamp() - w->granted_at));
+			return true;
+		}
 		LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
 		if (w->granted)
 		{
-			TimestampTz granted_at = w->granted_at;
-
+			/* granted since the look above: as there */
 			rg_active_dequeue();
 			rg_active_unlock();
-			elog(DEBUG2, "role_guard: active place taken " INT64_FORMAT " us after it was granted",
-				 (int64) (GetCurrentTimestamp() - granted_at));
 			return true;
 		}
 		if (deadline != 0 && GetCurrentTimestamp() >= deadline)
@@ -915,6 +960,8 @@ rg_active_take(uint64 query_id)
 		return;
 	if (!my.exit_registered)
 	{
+		/* registered in shared memory (17+): once, never under our lock */
+		(void) rg_active_wait_event();
 		before_shmem_exit(rg_active_exit, (Datum) 0);
 		my.exit_registered = true;
 		my_woken = MemoryContextAlloc(TopMemoryContext,
@@ -940,13 +987,13 @@ rg_active_take(uint64 query_id)
 			rg_active_report_over(&full, query_id);
 		return;
 	}
-	rg_active_unlock();
 	if (my.wait_ms == 0)
+	{
+		rg_active_unlock();
 		rg_active_refuse(&full, 0, query_id);
-	/* the wait event is registered in shared memory: not under our lock */
-	(void) rg_active_wait_event();
+	}
+	/* in line under the same lock that found no room */
 	start = GetCurrentTimestamp();
-	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
 	rg_active_enqueue();
 	rg_active_unlock();
 	RG_INJECT("active-wait");

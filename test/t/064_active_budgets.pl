@@ -261,6 +261,29 @@ $wb->query('COMMIT');
 is($wa2->wait_query($ma2), 'a2', 'then the third');
 counts_are('ga', 0, 0, 'the group count is empty again');
 
+# A full count at the head of the line does not hold up the waiter of
+# another count behind it: the walk that gives a place stops early only
+# once every count with waiters is full.
+$gh->query('BEGIN');
+$gh->query('SELECT 1');
+$wa->query('BEGIN');
+my $mf = $wa->start_query("SELECT 'f'");
+waits_ok($wa->backend_pid, 'ga waits, its group full');
+my ($t1, $t2, $t3) = map { session_of('tenant') } 1 .. 3;
+$_->query('BEGIN') for ($t1, $t2, $t3);
+$_->query('SELECT 1') for ($t1, $t2);
+my $m3 = $t3->start_query("SELECT 't3'");
+waits_ok($t3->backend_pid, 'tenant waits behind the group waiter');
+$t1->query('COMMIT');
+is($t3->wait_query($m3), 't3',
+	'the place tenant frees goes to its waiter, past the group waiter ahead in line');
+waits_ok($wa->backend_pid, 'the group waiter still waits: its count is full');
+$gh->query('COMMIT');
+is($wa->wait_query($mf), 'f', 'and gets the group place when it frees');
+$_->query('COMMIT') for ($wa, $t2, $t3);
+counts_are('ga',     0, 0, 'group count empty');
+counts_are('tenant', 0, 0, 'tenant count empty');
+
 # ===========================================================================
 # 5. Exit paths give the place back
 # ===========================================================================
