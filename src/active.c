@@ -939,9 +939,10 @@ rg_active_sleep(TimestampTz start, RGActiveFull *full)
 
 /*
  * The first statement of a transaction that does real work: take a place
- * in every count that applies, waiting in line if one is full.
+ * in every count that applies, waiting in line if one is full.  True when
+ * the statement waited for its place (and has it).
  */
-void
+bool
 rg_active_take(uint64 query_id)
 {
 	RGBackend  *slot = rg_my_slot;
@@ -952,12 +953,12 @@ rg_active_take(uint64 query_id)
 	rg_active_need = false;
 	if (slot == NULL || slot->walsender || rg_mode == RG_MODE_OFF ||
 		my.held || my.waiting || rg_active == NULL)
-		return;
+		return false;
 	if (!my.resolved || my.generation != rg_active_generation ||
 		my.members != rg_members_generation())
 		rg_active_resolve();
 	if (my.ncounts == 0)
-		return;
+		return false;
 	if (!my.exit_registered)
 	{
 		/* registered in shared memory (17+): once, never under our lock */
@@ -973,7 +974,7 @@ rg_active_take(uint64 query_id)
 	{
 		rg_active_charge();
 		rg_active_unlock();
-		return;
+		return false;
 	}
 	rg_active_fullest(&full);
 	if (monitor || my.exempt)
@@ -985,7 +986,7 @@ rg_active_take(uint64 query_id)
 		rg_active_unlock();
 		if (over)
 			rg_active_report_over(&full, query_id);
-		return;
+		return false;
 	}
 	if (my.wait_ms == 0)
 	{
@@ -1001,6 +1002,7 @@ rg_active_take(uint64 query_id)
 		rg_active_refuse(&full, TimestampDifferenceMilliseconds(start, GetCurrentTimestamp()) / 1000.0,
 						 query_id);
 	rg_active_count_outcome(true, false, false);
+	return true;
 }
 
 /* Giving it back -------------------------------------------------------------- */

@@ -48,8 +48,11 @@
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "optimizer/planner.h"
+#include "tcop/pquery.h"
 #include "tcop/utility.h"
 #include "utils/memutils.h"
+#include "utils/portal.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -168,6 +171,37 @@ rg_statement_end(void)
 }
 
 /*
+ * A statement that waited for its active place runs on a snapshot taken
+ * once it has the place, not on the one its caller took before it waited:
+ * under READ COMMITTED each statement sees what was committed when it
+ * starts to run, as after a wait for a lock.  Under REPEATABLE READ and
+ * SERIALIZABLE the transaction's snapshot stays the one taken before the
+ * wait.  Only when the statement's snapshot is the active one, which its
+ * caller (a portal, SPI, PortalRunUtility) pushed for it and pops once the
+ * hook returns: the new one takes its place on top of the stack, at the
+ * same transaction level (the portal's, when the portal keeps the old
+ * one as its own, portalSnapshot, checked when it pops: it is given the
+ * new one).  A hold snapshot the portal registered apart is left as it is
+ * (older, it only keeps more rows alive).  Returns the new one, or NULL.
+ */
+static Snapshot
+rg_fresh_snapshot(Snapshot old, int level)
+{
+	Portal		portal = ActivePortal;
+	bool		portals = portal != NULL && portal->portalSnapshot == old;
+
+	if (IsolationUsesXactSnapshot() || old == NULL || !ActiveSnapshotSet() ||
+		old != GetActiveSnapshot())
+		return NULL;
+	PopActiveSnapshot();
+	PushActiveSnapshotWithLevel(GetTransactionSnapshot(),
+								portals ? portal->createLevel : level);
+	if (portals)
+		portal->portalSnapshot = GetActiveSnapshot();
+	return GetActiveSnapshot();
+}
+
+/*
  * Start-up itself may run queries (initial partition pruning calling a SQL
  * function, say): they are nested, like those run by ExecutorRun.
  */
@@ -184,8 +218,19 @@ rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		rg_statement_begin(queryDesc->plannedstmt->queryId);
 	}
 	/* any statement the executor runs is real work: an active place */
-	if (unlikely(rg_active_need))
-		rg_active_take(queryDesc->plannedstmt->queryId);
+	if (unlikely(rg_active_need) &&
+		rg_active_take(queryDesc->plannedstmt->queryId))
+	{
+		/* the query's registration (CreateQueryDesc's) moves to the new one */
+		Snapshot	old = queryDesc->snapshot;
+		Snapshot	fresh = rg_fresh_snapshot(old, GetCurrentTransactionNestLevel());
+
+		if (fresh != NULL)
+		{
+			UnregisterSnapshot(old);
+			queryDesc->snapshot = RegisterSnapshot(fresh);
+		}
+	}
 	RG_NESTED({
 		if (prev_ExecutorStart)
 			prev_ExecutorStart(queryDesc, eflags);
@@ -301,8 +346,11 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		rg_statement_begin(pstmt->queryId);
 		rg_my_slot->in_utility = true;
 	}
-	if (unlikely(rg_active_need) && rg_utility_takes_place(pstmt->utilityStmt))
-		rg_active_take(pstmt->queryId);
+	if (unlikely(rg_active_need) && rg_utility_takes_place(pstmt->utilityStmt) &&
+		rg_active_take(pstmt->queryId) &&
+		context == PROCESS_UTILITY_TOPLEVEL && ActivePortal != NULL)
+		(void) rg_fresh_snapshot(ActivePortal->portalSnapshot,
+								 ActivePortal->createLevel);
 	RG_NESTED_CAUGHT({
 		if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,

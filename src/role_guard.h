@@ -338,7 +338,7 @@ extern bool rg_active_need;
 extern uint64 rg_active_generation;
 extern Size rg_active_shmem_size(void);
 extern void rg_active_shmem_init(LWLock *lock);
-extern void rg_active_take(uint64 query_id);
+extern bool rg_active_take(uint64 query_id);
 extern void rg_active_subxact_abort(void);
 extern void rg_active_xact_end(void);
 extern void rg_active_proc_state(int procno, bool *held, bool *waiting);

@@ -284,6 +284,46 @@ $_->query('COMMIT') for ($wa, $t2, $t3);
 counts_are('ga',     0, 0, 'group count empty');
 counts_are('tenant', 0, 0, 'tenant count empty');
 
+# A statement that waited sees what was committed while it waited (READ
+# COMMITTED: a snapshot taken once it has its place, not the one its portal
+# took before the wait); under REPEATABLE READ the transaction's snapshot
+# is the one taken before the wait.  A plain statement, EXECUTE of a
+# prepared one, a cursor (DECLARE waits, FETCH reads) and COPY (query).
+$node->safe_psql('postgres',
+	'CREATE TABLE fresh (x int); GRANT ALL ON fresh TO PUBLIC; INSERT INTO fresh VALUES (1)');
+my $n_fresh = 1;
+$wa->query('PREPARE rg_fresh (int) AS SELECT count(*) FROM fresh WHERE x > $1');
+my %fresh_sql = (
+	plain    => 'SELECT count(*) FROM fresh',
+	prepared => 'EXECUTE rg_fresh (0)',
+	cursor   => 'DECLARE rg_c CURSOR FOR SELECT count(*) FROM fresh; FETCH rg_c',
+	copy     => 'COPY (SELECT count(*) FROM fresh) TO STDOUT');
+for my $case (
+	['READ COMMITTED', 'plain'],
+	['READ COMMITTED', 'prepared'],
+	['READ COMMITTED', 'cursor'],
+	['READ COMMITTED', 'copy'],
+	['REPEATABLE READ', 'plain'])
+{
+	my ($iso, $proto) = @$case;
+	$gh->query('BEGIN');
+	$gh->query('SELECT 1');
+	$wa->query("BEGIN ISOLATION LEVEL $iso");
+	my $mq = $wa->start_query($fresh_sql{$proto});
+	waits_ok($wa->backend_pid, "$iso, $proto: waits for the group place");
+	$node->safe_psql('postgres', 'INSERT INTO fresh VALUES (1)');
+	$n_fresh++;
+	$gh->query('COMMIT');
+	my $want = $iso eq 'READ COMMITTED' ? $n_fresh : $n_fresh - 1;
+	is($wa->wait_query($mq), $want,
+		$iso eq 'READ COMMITTED'
+		? "$iso, $proto: the waiter sees the row committed while it waited"
+		: "$iso: the transaction's snapshot is the one taken before the wait");
+	$wa->query('COMMIT');
+}
+is($wa->query('SELECT count(*) FROM fresh'), $n_fresh, 'and every row afterwards');
+counts_are('ga', 0, 0, 'group count empty again');
+
 # ===========================================================================
 # 5. Exit paths give the place back
 # ===========================================================================
