@@ -28,7 +28,16 @@
 #      The statements that waited (role_guard_usage.statements_waited) are
 #      printed beside the figures: 0 there means the queue did not form.
 #      32 clients on 'bench=1000' (no queue) tell what 32 clients cost the
-#      machine by themselves, apart from the queue;
+#      machine by themselves, apart from the queue.  Each run also reads
+#      /proc/stat before and after: the machine's busy CPU time per
+#      transaction (all processes, pgbench too) and the share left idle,
+#      so what the queue costs is told apart from what its wake-up latency
+#      leaves unused: the CPU of one hand-over is the busy time per
+#      transaction of 32 clients on 4 places less that of 32 on 'bench=1000';
+#   B2. the same three runs with transactions that each hold their place
+#      about 1 ms (BEGIN; a sum over 5 000 rows by index; END): what the
+#      hand-over costs against transactions of a size an active budget is
+#      for (a noisy tenant's);
 #   C. the wake-up delay: 32 clients on 'bench=4' with log_min_messages =
 #      debug2, the same transactions, each statement served after a wait
 #      logs how long after its place was granted it ran (release -> the
@@ -132,13 +141,31 @@ BEGIN;
 SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
 END;
 EOF
-chmod 644 "$DIR/xact.sql"
+# B2: a transaction that holds its place about 1 ms
+cat >"$DIR/heavy.sql" <<'EOF'
+\set aid random(1, 100000 * :scale - 5000)
+BEGIN;
+SELECT sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN :aid AND :aid + 4999;
+END;
+EOF
+chmod 644 "$DIR/xact.sql" "$DIR/heavy.sql"
 
 tps() { # tps SIDE CLIENTS [SCRIPT]: -S, or the transactions in SCRIPT
 	local script=-S
 	[ -n "${3:-}" ] && script="-f $3"
 	as_pg "$PGBENCH -n $script -M prepared -c $2 -j 2 -T $SECS -h $DIR -p ${PORT[$1]} -U bench bench" 2>/dev/null |
 		sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1
+}
+# busy and idle jiffies of the whole machine so far (/proc/stat, line cpu)
+cpu_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit }' /proc/stat; }
+# tps_cpu SIDE CLIENTS SCRIPT: "tps busy-us-per-transaction idle-percent"
+tps_cpu() {
+	local b0 i0 b1 i1 t
+	read -r b0 i0 < <(cpu_jiffies)
+	t=$(tps "$@")
+	read -r b1 i1 < <(cpu_jiffies)
+	awk -v t="${t:-0}" -v b=$((b1 - b0)) -v i=$((i1 - i0)) -v s="$SECS" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		printf "%s %.1f %.1f\n", t, (t > 0 ? b * 1e6 / hz / (t * s) : 0), (b + i > 0 ? 100 * i / (b + i) : 0) }'
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "NA" }'; }
@@ -165,28 +192,43 @@ A_RG=$(median <"$DIR/a.rg")
 echo "stock tps (median): $A_STOCK; role_guard: $A_RG; ratio $(ratio "$A_RG" "$A_STOCK") (goal >= 0.97)"
 awk -F'|' '{ w += $1; n += $2 } END { printf "backends seen waiting on the \"role_guard active\" LWLock: %d of %d active-backend samples (%.2f%%)\n", w, n, n ? 100 * w / n : 0 }' "$DIR/a.samples.rg"
 
-echo "== B. full budget of 4 (bench=4): 32 clients against 4 clients alone, BEGIN; SELECT; END, $ROUNDS rounds x ${SECS}s"
-# runs: 4 clients on bench=4, 32 clients on bench=4, and 32 clients on
-# bench=1000 (no queue: what 32 clients cost this machine by themselves)
-for run in 4 32 32free; do
-	: >"$DIR/b.$run"
-	: >"$DIR/b.waited.$run"
-done
-for ((r = 0; r < ROUNDS; r++)); do
-	if ((r % 2 == 0)); then order="4 32 32free"; else order="32free 32 4"; fi
-	for run in $order; do
-		if [ "$run" = 32free ]; then set_active 'bench=1000'; else set_active 'bench=4'; fi
-		w0=$(waited)
-		tps rg "${run%free}" "$DIR/xact.sql" >>"$DIR/b.$run"
-		echo $(($(waited) - w0)) >>"$DIR/b.waited.$run"
+# full_budget SECTION SCRIPT: 4 clients on bench=4, 32 on bench=4, and 32
+# on bench=1000 (no queue: what 32 clients cost this machine by
+# themselves), alternating order; tps, CPU per transaction, idle share
+full_budget() {
+	local sec=$1 script=$2 run r order w0 f
+	for run in 4 32 32free; do
+		: >"$DIR/$sec.$run"
+		: >"$DIR/$sec.waited.$run"
 	done
-done
-B4=$(median <"$DIR/b.4")
-B32=$(median <"$DIR/b.32")
-B32F=$(median <"$DIR/b.32free")
-echo "4 clients: $B4 tps; 32 clients on 4 places: $B32 tps; ratio $(ratio "$B32" "$B4") (goal >= 0.95)"
-echo "32 clients, no queue (bench=1000): $B32F tps; 32 on 4 places against it: $(ratio "$B32" "$B32F")"
-echo "statements that waited, per round: 4 clients: $(paste -sd' ' "$DIR/b.waited.4"); 32 clients: $(paste -sd' ' "$DIR/b.waited.32"); 32 without a queue: $(paste -sd' ' "$DIR/b.waited.32free")"
+	for ((r = 0; r < ROUNDS; r++)); do
+		if ((r % 2 == 0)); then order="4 32 32free"; else order="32free 32 4"; fi
+		for run in $order; do
+			if [ "$run" = 32free ]; then set_active 'bench=1000'; else set_active 'bench=4'; fi
+			w0=$(waited)
+			tps_cpu rg "${run%free}" "$script" >>"$DIR/$sec.$run"
+			echo $(($(waited) - w0)) >>"$DIR/$sec.waited.$run"
+		done
+	done
+	for run in 4 32 32free; do
+		for f in 1 2 3; do
+			cut -d' ' -f$f "$DIR/$sec.$run" | median >"$DIR/$sec.$run.m$f"
+		done
+	done
+	B4=$(cat "$DIR/$sec.4.m1")
+	B32=$(cat "$DIR/$sec.32.m1")
+	B32F=$(cat "$DIR/$sec.32free.m1")
+	echo "4 clients: $B4 tps; 32 clients on 4 places: $B32 tps; ratio $(ratio "$B32" "$B4") (goal >= 0.95)"
+	echo "32 clients, no queue (bench=1000): $B32F tps; 32 on 4 places against it: $(ratio "$B32" "$B32F")"
+	echo "busy CPU per transaction (whole machine, pgbench too; median): 4 clients $(cat "$DIR/$sec.4.m2") us, 32 on 4 places $(cat "$DIR/$sec.32.m2") us, 32 without a queue $(cat "$DIR/$sec.32free.m2") us;" \
+		"the queue's hand-over: $(awk -v a="$(cat "$DIR/$sec.32.m2")" -v b="$(cat "$DIR/$sec.32free.m2")" 'BEGIN { printf "%.1f", a - b }') us of CPU per transaction"
+	echo "CPU left idle (median): 4 clients $(cat "$DIR/$sec.4.m3") %, 32 on 4 places $(cat "$DIR/$sec.32.m3") %, 32 without a queue $(cat "$DIR/$sec.32free.m3") %"
+	echo "statements that waited, per round: 4 clients: $(paste -sd' ' "$DIR/$sec.waited.4"); 32 clients: $(paste -sd' ' "$DIR/$sec.waited.32"); 32 without a queue: $(paste -sd' ' "$DIR/$sec.waited.32free")"
+}
+echo "== B. full budget of 4 (bench=4): 32 clients against 4 clients alone, BEGIN; SELECT; END, $ROUNDS rounds x ${SECS}s"
+full_budget b "$DIR/xact.sql"
+echo "== B2. the same, transactions holding their place about 1 ms (BEGIN; a sum over 5 000 rows; END)"
+full_budget b2 "$DIR/heavy.sql"
 
 echo "== C. wake-up delay (release -> next waiter runs), 32 clients on bench=4, ${SECS}s"
 set_active 'bench=4' debug2
