@@ -733,13 +733,16 @@ rg_active_enqueue(void)
 
 /*
  * Leave the line (a timeout, an error, an exit).  A place given meanwhile
- * stays taken (the caller keeps it or gives it back).  Lock held.
+ * stays taken (the caller keeps it or gives it back); the walk counted the
+ * wait in each count when it gave the place, which stands only when the
+ * statement runs (runs), as the role's count is kept only then.  Lock held.
  */
 static void
-rg_active_dequeue(void)
+rg_active_dequeue(bool runs)
 {
 	int			procno = rg_my_procno();
 	RGActiveProc *w = &rg_active->procs[procno];
+	int			i;
 
 	if (!my.waiting)
 		return;
@@ -748,6 +751,8 @@ rg_active_dequeue(void)
 	{
 		w->granted = false;
 		my.held = true;
+		for (i = 0; i < my.ncounts && !runs; i++)
+			my.counts[i]->stats.waited--;
 		return;
 	}
 	rg_active_unlink(procno);
@@ -922,14 +927,14 @@ rg_active_sleep(TimestampTz start, RGActiveFull *full)
 		if (w->granted)
 		{
 			/* granted since the look above: as there */
-			rg_active_dequeue();
+			rg_active_dequeue(true);
 			rg_active_unlock();
 			return true;
 		}
 		if (deadline != 0 && GetCurrentTimestamp() >= deadline)
 		{
 			rg_active_fullest(full);
-			rg_active_dequeue();
+			rg_active_dequeue(false);
 			rg_active_unlock();
 			return false;
 		}
@@ -1018,7 +1023,7 @@ rg_active_release(void)
 		return;
 	w = &rg_active->procs[rg_my_procno()];
 	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
-	rg_active_dequeue();
+	rg_active_dequeue(false);
 	if (my.held)
 	{
 		for (i = 0; i < my.ncounts; i++)
@@ -1041,7 +1046,7 @@ rg_active_subxact_abort(void)
 	if (!my.waiting)
 		return;
 	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
-	rg_active_dequeue();
+	rg_active_dequeue(false);
 	rg_active_unlock();
 	if (!my.held)
 		rg_active_need = rg_active_budgets != NULL && rg_active_budgets->nentries > 0;

@@ -176,26 +176,34 @@ rg_statement_end(void)
  * under READ COMMITTED each statement sees what was committed when it
  * starts to run, as after a wait for a lock.  Under REPEATABLE READ and
  * SERIALIZABLE the transaction's snapshot stays the one taken before the
- * wait.  Only when the statement's snapshot is the active one, which its
- * caller (a portal, SPI, PortalRunUtility) pushed for it and pops once the
- * hook returns: the new one takes its place on top of the stack, at the
- * same transaction level (the portal's, when the portal keeps the old
- * one as its own, portalSnapshot, checked when it pops: it is given the
- * new one).  A hold snapshot the portal registered apart is left as it is
- * (older, it only keeps more rows alive).  Returns the new one, or NULL.
+ * wait.
+ *
+ * Only where the snapshot's owner and level are known, and it is the
+ * active one, on top of the stack, which the owner pops once the hook
+ * returns: a portal's own (portalSnapshot: PortalRunUtility's, or
+ * EnsurePortalSnapshotExists's in a procedure after a COMMIT), pushed at
+ * the portal's createLevel, which then gets the new one; or, with
+ * top_query, the one PortalStart or PortalRunMulti pushed for the client's
+ * own statement at the current level.  Anything else (read-only SPI runs
+ * on its caller's snapshot, pushed at an outer level, which a
+ * subtransaction's abort must not take off the stack) keeps its snapshot.
+ * A hold snapshot the portal registered apart is left as it is (older, it
+ * only keeps more rows alive).  Returns the new one, or NULL.
  */
 static Snapshot
-rg_fresh_snapshot(Snapshot old, int level)
+rg_fresh_snapshot(Snapshot old, bool top_query)
 {
 	Portal		portal = ActivePortal;
-	bool		portals = portal != NULL && portal->portalSnapshot == old;
+	bool		portals = portal != NULL && old != NULL &&
+		portal->portalSnapshot == old;
 
 	if (IsolationUsesXactSnapshot() || old == NULL || !ActiveSnapshotSet() ||
-		old != GetActiveSnapshot())
+		old != GetActiveSnapshot() || (!portals && !top_query))
 		return NULL;
 	PopActiveSnapshot();
 	PushActiveSnapshotWithLevel(GetTransactionSnapshot(),
-								portals ? portal->createLevel : level);
+								portals ? portal->createLevel :
+								GetCurrentTransactionNestLevel());
 	if (portals)
 		portal->portalSnapshot = GetActiveSnapshot();
 	return GetActiveSnapshot();
@@ -208,12 +216,15 @@ rg_fresh_snapshot(Snapshot old, int level)
 static void
 rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
+	bool		top_query = false;
+
 	/* a session from a denied host: not as a superuser (deny.c) */
 	RG_DENY_CHECK();
 	if (rg_nesting == 0 && rg_my_slot != NULL &&
 		queryDesc->dest->mydest != DestSPI &&
 		queryDesc->dest->mydest != DestSQLFunction)
 	{
+		top_query = true;
 		rg_top_query = queryDesc;
 		rg_statement_begin(queryDesc->plannedstmt->queryId);
 	}
@@ -223,7 +234,7 @@ rg_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	{
 		/* the query's registration (CreateQueryDesc's) moves to the new one */
 		Snapshot	old = queryDesc->snapshot;
-		Snapshot	fresh = rg_fresh_snapshot(old, GetCurrentTransactionNestLevel());
+		Snapshot	fresh = rg_fresh_snapshot(old, top_query);
 
 		if (fresh != NULL)
 		{
@@ -347,10 +358,8 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		rg_my_slot->in_utility = true;
 	}
 	if (unlikely(rg_active_need) && rg_utility_takes_place(pstmt->utilityStmt) &&
-		rg_active_take(pstmt->queryId) &&
-		context == PROCESS_UTILITY_TOPLEVEL && ActivePortal != NULL)
-		(void) rg_fresh_snapshot(ActivePortal->portalSnapshot,
-								 ActivePortal->createLevel);
+		rg_active_take(pstmt->queryId) && ActivePortal != NULL)
+		(void) rg_fresh_snapshot(ActivePortal->portalSnapshot, false);
 	RG_NESTED_CAUGHT({
 		if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,

@@ -324,6 +324,64 @@ for my $case (
 is($wa->query('SELECT count(*) FROM fresh'), $n_fresh, 'and every row afterwards');
 counts_are('ga', 0, 0, 'group count empty again');
 
+# A statement that waited on a snapshot its caller pushed at an outer level
+# (read-only SPI: a function folded by the planner, one called from a
+# procedure's expression after a COMMIT) keeps it: replacing it at the
+# inner level let an aborted subtransaction (an EXCEPTION block) take it
+# off the stack, and the caller's pop then found the stack empty.
+$node->safe_psql(
+	'postgres', q{
+CREATE FUNCTION rg_imm(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+DECLARE r int;
+BEGIN
+  SELECT x INTO STRICT r FROM fresh WHERE x = -$1;
+  RETURN r;
+EXCEPTION WHEN no_data_found THEN RETURN 0;
+END $$;
+CREATE FUNCTION rg_stable() RETURNS int STABLE LANGUAGE plpgsql AS $$
+DECLARE r int;
+BEGIN
+  SELECT x INTO STRICT r FROM fresh WHERE x = -1;
+  RETURN r;
+EXCEPTION WHEN no_data_found THEN RETURN 7;
+END $$;
+CREATE PROCEDURE rg_proc() LANGUAGE plpgsql AS $$
+DECLARE v int;
+BEGIN
+  COMMIT;
+  v := rg_stable();
+  INSERT INTO fresh VALUES (-v);
+END $$;
+});
+my $wapid = $wa->backend_pid;
+$gh->query('BEGIN');
+$gh->query('SELECT 1');
+$wa->query('BEGIN');
+my $mi = $wa->start_query('SELECT rg_imm(1)');
+waits_ok($wapid, 'a function folded by the planner waits for the place');
+$gh->query('COMMIT');
+is($wa->wait_query($mi), '0', 'and runs: its EXCEPTION block caught no_data_found');
+is($wa->query('SELECT 1'), '1', 'the session goes on');
+$wa->query('COMMIT');
+# the procedure's expression after its COMMIT waits behind gb
+$gh->query('BEGIN');
+$gh->query('SELECT 1');
+my $mp = $wa->start_query('CALL rg_proc()');
+waits_ok($wapid, 'CALL waits for the place');
+$wb->query('BEGIN');
+my $mb2 = $wb->start_query("SELECT 'b2'");
+waits_ok($wb->backend_pid, 'gb waits behind it');
+$gh->query('COMMIT');
+is($wb->wait_query($mb2), 'b2', "the procedure's COMMIT gives the place to gb");
+waits_ok($wapid, "the procedure's expression after its COMMIT waits");
+$wb->query('COMMIT');
+is($wa->wait_query($mp), '', 'the procedure ends');
+is($wa->query('SELECT count(*) FROM fresh WHERE x = -7'), '1',
+	'its function ran (EXCEPTION block) and its INSERT committed');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE pid = $wapid"),
+	'1', 'the same backend: no crash');
+counts_are('ga', 0, 0, 'group count empty after the functions');
+
 # ===========================================================================
 # 5. Exit paths give the place back
 # ===========================================================================
