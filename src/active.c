@@ -101,8 +101,9 @@ typedef struct RGActiveProc
 	bool		held;			/* [active] holds a place */
 	bool		granted;		/* a waiter given its place: [active] while
 								 * in line, then its own process's alone
-								 * (rg_active_sleep reads and clears it
-								 * without the lock) */
+								 * (rg_active_sleep reads it and
+								 * rg_active_served clears it without the
+								 * lock) */
 	RGQueueLink link;			/* [active] its place in line */
 	TimestampTz granted_at;		/* as granted: when it was given its place */
 	int32		ncounts;		/* [active] */
@@ -732,29 +733,43 @@ rg_active_enqueue(void)
 }
 
 /*
- * Leave the line (a timeout, an error, an exit).  A place given meanwhile
- * stays taken (the caller keeps it or gives it back); the walk counted the
- * wait in each count when it gave the place, which stands only when the
- * statement runs (runs), as the role's count is kept only then.  Lock held.
+ * The walk gave this waiter its place (and took it out of line): it holds
+ * it now.  The walk counted the wait in each count, which stands only when
+ * the statement runs, as the role's count is kept only then.  Out of line
+ * only this process writes its granted: no lock needed, but the caller may
+ * hold it.
  */
 static void
-rg_active_dequeue(bool runs)
+rg_active_served(RGActiveProc *w, bool runs)
+{
+	int			i;
+
+	my.waiting = false;
+	my.held = true;
+	w->granted = false;
+	for (i = 0; i < my.ncounts && !runs; i++)
+		my.counts[i]->stats.waited--;
+}
+
+/*
+ * Leave the line (a timeout, an error, an exit): the statement does not
+ * run.  A place given meanwhile stays taken (the caller gives it back).
+ * Lock held.
+ */
+static void
+rg_active_dequeue(void)
 {
 	int			procno = rg_my_procno();
 	RGActiveProc *w = &rg_active->procs[procno];
-	int			i;
 
 	if (!my.waiting)
 		return;
-	my.waiting = false;
 	if (w->granted)
 	{
-		w->granted = false;
-		my.held = true;
-		for (i = 0; i < my.ncounts && !runs; i++)
-			my.counts[i]->stats.waited--;
+		rg_active_served(w, false);
 		return;
 	}
+	my.waiting = false;
 	rg_active_unlink(procno);
 	/* later waiters counted this one ahead of them */
 	rg_active_grant();
@@ -911,34 +926,29 @@ rg_active_sleep(TimestampTz start, RGActiveFull *full)
 		/*
 		 * Served?  The walk that grants a place takes the waiter out of line
 		 * and sets granted before it lets the lock go and sets the latch
-		 * (ResetLatch is a barrier), and while a process is out of line only
-		 * it writes its own granted: read and cleared without the lock.
+		 * (ResetLatch is a barrier): read without the lock.  Only leaving
+		 * the line at the deadline takes it, and a place given meanwhile is
+		 * then taken as served.
 		 */
+		if (!w->granted && deadline != 0 && GetCurrentTimestamp() >= deadline)
+		{
+			LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+			if (!w->granted)
+			{
+				rg_active_fullest(full);
+				rg_active_dequeue();
+				rg_active_unlock();
+				return false;
+			}
+			rg_active_unlock();
+		}
 		if (w->granted)
 		{
-			my.waiting = false;
-			my.held = true;
-			w->granted = false;
+			rg_active_served(w, true);
 			elog(DEBUG2, "role_guard: active place taken " INT64_FORMAT " us after it was granted",
 				 (int64) (GetCurrentTimestamp() - w->granted_at));
 			return true;
 		}
-		LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
-		if (w->granted)
-		{
-			/* granted since the look above: as there */
-			rg_active_dequeue(true);
-			rg_active_unlock();
-			return true;
-		}
-		if (deadline != 0 && GetCurrentTimestamp() >= deadline)
-		{
-			rg_active_fullest(full);
-			rg_active_dequeue(false);
-			rg_active_unlock();
-			return false;
-		}
-		rg_active_unlock();
 	}
 }
 
@@ -1023,7 +1033,7 @@ rg_active_release(void)
 		return;
 	w = &rg_active->procs[rg_my_procno()];
 	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
-	rg_active_dequeue(false);
+	rg_active_dequeue();
 	if (my.held)
 	{
 		for (i = 0; i < my.ncounts; i++)
@@ -1046,7 +1056,7 @@ rg_active_subxact_abort(void)
 	if (!my.waiting)
 		return;
 	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
-	rg_active_dequeue(false);
+	rg_active_dequeue();
 	rg_active_unlock();
 	if (!my.held)
 		rg_active_need = rg_active_budgets != NULL && rg_active_budgets->nentries > 0;

@@ -194,8 +194,7 @@ static Snapshot
 rg_fresh_snapshot(Snapshot old, bool top_query)
 {
 	Portal		portal = ActivePortal;
-	bool		portals = portal != NULL && old != NULL &&
-		portal->portalSnapshot == old;
+	bool		portals = portal != NULL && portal->portalSnapshot == old;
 
 	if (IsolationUsesXactSnapshot() || old == NULL || !ActiveSnapshotSet() ||
 		old != GetActiveSnapshot() || (!portals && !top_query))

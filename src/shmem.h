@@ -226,7 +226,10 @@ typedef enum RGReapReason
 
 /*
  * One slot per PGPROC, indexed by procno.  The owning backend fills it at
- * admission and clears it at exit, both under the lock exclusively.
+ * admission and clears it at exit, both under the lock exclusively.  A
+ * login waiting for a place (auth.c) fills roleid, groups and datname as at
+ * admission, but not pid: it is not admitted.  Its place in line is in
+ * RGShared.login_queue's links, outside the slot.
  */
 typedef struct RGBackend
 {
@@ -272,12 +275,6 @@ typedef struct RGBackend
 									 * session records if it ends */
 	uint32		reap_dropped;	/* [owner] requests it dropped, busy again
 								 * (the reaper logs each) */
-
-	/*
-	 * A login waiting for a place (auth.c) fills roleid, groups and datname
-	 * above as at admission, but not pid: it is not admitted.  Its place in
-	 * line is in RGShared.login_queue's links, outside the slot.
-	 */
 } RGBackend;
 
 /*
