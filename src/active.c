@@ -135,7 +135,9 @@ static HTAB *rg_active_counts = NULL;
 /* Set while a transaction may still have to take a place: see executor.c. */
 bool		rg_active_need = false;
 /* Bumped by the assign hooks of active_budgets and active_waits. */
-uint64		rg_active_generation = 1;
+static uint64 rg_active_generation = 1;
+/* active_budgets has an entry: each transaction may have to take a place */
+static bool rg_active_configured = false;
 
 /* What this session resolved (backend-local). */
 static struct
@@ -1059,7 +1061,7 @@ rg_active_subxact_abort(void)
 	rg_active_dequeue();
 	rg_active_unlock();
 	if (!my.held)
-		rg_active_need = rg_active_budgets != NULL && rg_active_budgets->nentries > 0;
+		rg_active_need = rg_active_configured;
 }
 
 /*
@@ -1069,8 +1071,23 @@ rg_active_subxact_abort(void)
 void
 rg_active_xact_end(void)
 {
-	rg_active_release();
-	rg_active_need = rg_active_budgets != NULL && rg_active_budgets->nentries > 0;
+	if (unlikely(my.held || my.waiting))
+		rg_active_release();
+	rg_active_need = rg_active_configured;
+}
+
+/*
+ * active_budgets or active_waits took a new value (an assign hook: any
+ * process, at start or reload): every session resolves its counts again at
+ * its next take, and the executor hooks learn whether there is anything to
+ * take at all.
+ */
+void
+rg_active_settings_changed(void)
+{
+	rg_active_generation++;
+	rg_active_configured = rg_active_budgets != NULL && rg_active_budgets->nentries > 0;
+	rg_active_need = rg_active_configured;
 }
 
 /* Backend exit: before core aborts the transaction, give everything back. */

@@ -37,7 +37,8 @@
  * outer user), not at the user a SECURITY DEFINER function runs as.
  *
  * Cost: every other session pays one test of a backend-local boolean,
- * rg_deny_watch.  A watched session compares two OIDs and the membership
+ * rg_deny_watch, per statement, and with no host list set nothing per
+ * function (the hook is installed once a list is: rg_deny_watch_calls).  A watched session compares two OIDs and the membership
  * cache's generation (an atomic, bumped by AUTHMEMMEMROLE and AUTHOID
  * invalidations: members.c) with those of its last check; only when one
  * changed does it look the roles up (syscache and the membership cache).
@@ -85,6 +86,8 @@ static Oid	rg_checked_outer = InvalidOid;
 static uint64 rg_checked_generation = 0;
 
 static object_access_hook_type prev_object_access = NULL;
+static void rg_object_access(ObjectAccessType access, Oid classId,
+							 Oid objectId, int subId, void *arg);
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /*
@@ -237,6 +240,26 @@ rg_deny_session_start(const SockAddr *origin, int relay_pid)
 	rg_deny_policy_changed();
 }
 
+/*
+ * The check when a function is made ready to call: object_access_hook,
+ * installed in a session only once a host list exists while it is
+ * connected (at its login, or at the reload that sets the list, which a
+ * backend takes in before it acts on its next message), so that where no
+ * list is set a session pays nothing per function.  Never taken out again: a hook installed after it chains
+ * to it.
+ */
+static void
+rg_deny_watch_calls(void)
+{
+	static bool installed = false;
+
+	if (installed)
+		return;
+	prev_object_access = object_access_hook;
+	object_access_hook = rg_object_access;
+	installed = true;
+}
+
 /* A reload changed the mode, the host list or the coverage. */
 void
 rg_deny_policy_changed(void)
@@ -244,6 +267,8 @@ rg_deny_policy_changed(void)
 	rg_deny_dirty = true;
 	rg_deny_watch = rg_my_client_known;
 	rg_checked_generation = 0;
+	if (rg_deny_watch && rg_deny_hosts != NULL)
+		rg_deny_watch_calls();
 }
 
 /*
@@ -438,8 +463,6 @@ rg_auth_failed_line(int fallback)
 void
 rg_deny_init(void)
 {
-	prev_object_access = object_access_hook;
-	object_access_hook = rg_object_access;
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = rg_deny_emit_log;
 }

@@ -24,7 +24,8 @@
  * other session it is one test of a boolean.
  *
  * Per statement the cost is: two stores and one atomic add on start, one
- * clock read on leaving ExecutorRun and on ending, no lock, no allocation.
+ * clock read on leaving ExecutorRun and one on ending (none there for a
+ * SELECT whose run stamped it last), no lock, no allocation.
  * The state lives in this backend's own RGBackend slot, written only here:
  *	- active_statements: 1 from start to end (ExecutorEnd, the end of
  *	  ProcessUtility, or an abort at level 0: ExecutorEnd does not run when a
@@ -146,6 +147,9 @@ rg_statement_begin(uint64 query_id)
 	pg_atomic_fetch_add_u64(&rg_my_counter->statements, 1);
 }
 
+/* the slot's seq when this backend last stamped its idle_since */
+static uint32 rg_stamped_seq = 0;
+
 /* The backend is about to wait for its client. */
 static inline void
 rg_work_done(void)
@@ -155,16 +159,23 @@ rg_work_done(void)
 	if (slot == NULL)
 		return;
 	slot->idle_since = GetCurrentTimestamp();
+	rg_stamped_seq = slot->seq;
 }
 
+/*
+ * The top-level statement is over.  quiet: nothing that takes time can have
+ * run since its last ExecutorRun stamped idle_since (see rg_ExecutorEnd):
+ * the stamp stands, one clock read less per SELECT.
+ */
 static inline void
-rg_statement_end(void)
+rg_statement_end(bool quiet)
 {
 	RGBackend  *slot = rg_my_slot;
 
 	if (slot == NULL || slot->active_statements == 0)
 		return;
-	slot->idle_since = GetCurrentTimestamp();
+	if (!quiet || slot->seq != rg_stamped_seq)
+		rg_work_done();
 	pg_write_barrier();
 	slot->in_utility = false;
 	slot->active_statements = 0;
@@ -294,10 +305,18 @@ rg_ExecutorEnd(QueryDesc *queryDesc)
 		else
 			standard_ExecutorEnd(queryDesc);
 	});
+	/*
+	 * Quiet: a SELECT without data-modifying WITH runs no triggers in
+	 * ExecutorFinish, and ExecutorEnd runs no user code; any top-level run
+	 * since (another portal's, a deferred trigger's query at COMMIT) bumped
+	 * seq.  The reaper never starts idle time before a scan saw the session
+	 * busy, and takes core's own idle stamp where there is one.
+	 */
 	if (queryDesc == rg_top_query)
 	{
 		rg_top_query = NULL;
-		rg_statement_end();
+		rg_statement_end(queryDesc->operation == CMD_SELECT &&
+						 !queryDesc->plannedstmt->hasModifyingCTE);
 	}
 	else if (top)
 		rg_work_done();
@@ -373,7 +392,7 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	/* a GRANT that made the session a superuser's member ends it here */
 	RG_DENY_CHECK();
 	if (rg_nesting == 0)
-		rg_statement_end();
+		rg_statement_end(false);
 }
 
 /* A subtransaction begins: the level to come back to if it aborts. */
@@ -412,28 +431,42 @@ rg_abort_cleanup(void *arg)
 }
 
 /*
- * A transaction aborted.  At level 0 that ends the statement that failed;
+ * A transaction ended: its active place is free, the membership cache
+ * learns what it changed (members.c), and the nesting level is repaired
+ * after an abort.  At level 0 an abort ends the statement that failed;
  * inside a transaction block it leaves the session "idle in transaction
- * (aborted)" until the transaction is cleaned up.
+ * (aborted)" until the transaction is cleaned up.  role_guard's only
+ * transaction callback: core calls each one for every event, the
+ * PRE_COMMIT ones included, which return at once.
  */
 static void
 rg_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		rg_nesting_unwind(rg_xact_base);
-	/* the transaction is over: its active place, if any, is free */
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PREPARE)
-		rg_active_xact_end();
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
-		event == XACT_EVENT_PARALLEL_ABORT)
-		rg_xact_base = -1;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PREPARE:
+			rg_active_xact_end();
+			break;
+		case XACT_EVENT_ABORT:
+			rg_nesting_unwind(rg_xact_base);
+			rg_active_xact_end();
+			break;
+		case XACT_EVENT_PARALLEL_ABORT:
+			rg_nesting_unwind(rg_xact_base);
+			break;
+		case XACT_EVENT_PARALLEL_COMMIT:
+			break;
+		default:
+			return;
+	}
+	rg_xact_base = -1;
+	rg_members_xact_end();
 	if (event != XACT_EVENT_ABORT || rg_my_slot == NULL || rg_nesting != 0)
 		return;
 	rg_top_query = NULL;
 	if (rg_my_slot->active_statements)
-		rg_statement_end();
+		rg_statement_end(false);
 	else
 		rg_work_done();
 	if (IsTransactionBlock() && TopTransactionContext != NULL &&
@@ -468,7 +501,7 @@ rg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		rg_my_slot->active_statements)
 	{
 		rg_top_query = NULL;
-		rg_statement_end();
+		rg_statement_end(false);
 	}
 }
 

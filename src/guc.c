@@ -358,9 +358,7 @@ RG_POLICY_SETTING(evict_idle, "role_guard.evict_idle", RG_POLICY_TIMEOUTS, rg_ev
  */
 #define RG_ACTIVE_SETTING(fn, gucname, type, target) \
 	RG_POLICY_SETTING_THEN(fn, gucname, type, target, \
-						   (rg_active_generation++, \
-							rg_active_need = rg_active_budgets != NULL && \
-							rg_active_budgets->nentries > 0))
+						   rg_active_settings_changed())
 
 RG_ACTIVE_SETTING(active_budgets, "role_guard.active_budgets", RG_POLICY_BUDGETS, rg_active_budgets)
 

@@ -191,27 +191,24 @@ rg_members_syscache_cb(Datum arg, int cacheid, uint32 hashvalue)
 	rg_xact_pending[DatumGetInt32(arg)] = true;
 }
 
-static void
-rg_members_xact_cb(XactEvent event, void *arg)
+/*
+ * A transaction ended (any way): bump again what it saw invalidated, as its
+ * own changes are visible to others only now.  Called by executor.c's
+ * transaction callback (one callback for role_guard: core calls each for
+ * every event).
+ */
+void
+rg_members_xact_end(void)
 {
 	int			which;
 
-	switch (event)
+	if (likely(!(rg_xact_pending[RG_GEN_ROLES] | rg_xact_pending[RG_GEN_DATABASES])))
+		return;
+	for (which = 0; which < lengthof(rg_xact_pending); which++)
 	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			for (which = 0; which < lengthof(rg_xact_pending); which++)
-			{
-				if (rg_xact_pending[which] && rg_members_shared)
-					pg_atomic_fetch_add_u64(rg_generation(which), 1);
-				rg_xact_pending[which] = false;
-			}
-			break;
-		default:
-			break;
+		if (rg_xact_pending[which] && rg_members_shared)
+			pg_atomic_fetch_add_u64(rg_generation(which), 1);
+		rg_xact_pending[which] = false;
 	}
 }
 
@@ -225,7 +222,6 @@ rg_members_init(void)
 								  Int32GetDatum(RG_GEN_ROLES));
 	CacheRegisterSyscacheCallback(DATABASEOID, rg_members_syscache_cb,
 								  Int32GetDatum(RG_GEN_DATABASES));
-	RegisterXactCallback(rg_members_xact_cb, NULL);
 }
 
 /*

@@ -294,6 +294,7 @@ extern Size rg_members_shmem_size(void);
 extern void rg_members_shmem_init(void);
 extern void rg_members_init(void);
 extern void rg_members_invalidate(void);
+extern void rg_members_xact_end(void);
 extern uint64 rg_members_generation(void);
 extern void rg_members_resolve(Oid roleid, const NameData *rolname,
 							   bool rolsuper, bool rolcreaterole,
@@ -335,7 +336,7 @@ typedef struct RGActiveCountCopy
 } RGActiveCountCopy;
 
 extern bool rg_active_need;
-extern uint64 rg_active_generation;
+extern void rg_active_settings_changed(void);
 extern Size rg_active_shmem_size(void);
 extern void rg_active_shmem_init(LWLock *lock);
 extern bool rg_active_take(uint64 query_id);

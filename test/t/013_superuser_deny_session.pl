@@ -23,7 +23,13 @@
 #      CREATEROLE roles on 15 only;
 #   5. monitor mode: the statement runs (the reaper reports it, as before),
 #      and back in enforce mode the next statement ends the session;
-#   6. the Unix socket is never watched: the same roles act there.
+#   6. the Unix socket is never watched: the same roles act there;
+#   7. a function called through the fast-path protocol (FunctionCall: no
+#      executor, no ProcessUtility) after a membership granted by another
+#      session ends the session before it runs, also in a session that
+#      logged in while no host was listed, the list set by a reload since
+#      (the function-call check is installed then); with no host listed the
+#      call runs.
 # Only 127.0.0.1 and the node's Unix socket are used.
 
 use strict;
@@ -317,6 +323,53 @@ ok(set_conf($node, 'role_guard.mode' => 'monitor'), '5 reload with mode = monito
 	is($s->query("SET ROLE postgres; SELECT current_user"), 'postgres',
 		'6 over the Unix socket a member acts as the superuser');
 	$s->quit;
+	$node->safe_psql('postgres', 'REVOKE admins FROM victim');
+}
+
+# ---------------------------------------------------------------------------
+# 7. the fast-path protocol
+# ---------------------------------------------------------------------------
+{
+	my $set_config = $node->safe_psql('postgres',
+		"SELECT 'set_config(text,text,boolean)'::regprocedure::oid");
+	# FunctionCall set_config($name, 'postgres', false) as victim: 'role'
+	# by default (a member becomes the superuser), else a harmless one
+	my $call = sub {
+		my ($w, $name) = @_;
+		$w->send($w->function_call($set_config, $name // 'role', 'postgres', 'f'));
+		return $w->wait_ready(1);
+	};
+	my $denied_ok = sub {
+		my ($w, $name) = @_;
+		is($call->($w), undef, "$name: no answer to the call");
+		my $e = $w->error($w->pending) // {};
+		is(($e->{V} // '') . ' ' . ($e->{C} // ''), 'FATAL 28000', "$name: FATAL 28000");
+		like($e->{M} // '', qr/a superuser may not be connected from host "127\.0\.0\.1"/,
+			"$name: the denial's message");
+	};
+
+	my $w = RoleGuardTest::Wire->new($node, 'victim');
+	my $r = $call->($w, 'application_name');
+	ok($r && grep({ $_->[0] eq 'V' } @$r), '7 a plain role\'s fast-path call runs');
+	$node->safe_psql('postgres', 'GRANT admins TO victim');
+	$denied_ok->($w, '7 after a membership granted meanwhile');
+	$node->safe_psql('postgres', 'REVOKE admins FROM victim');
+
+	ok(set_conf($node, 'role_guard.superuser_deny_hosts' => ''), '7 reload with no host listed');
+	$w = RoleGuardTest::Wire->new($node, 'victim');
+	my $m = RoleGuardTest::Wire->new($node, 'victim');
+	$node->safe_psql('postgres', 'GRANT admins TO victim');
+	$r = $call->($m);
+	ok($r && grep({ $_->[0] eq 'V' } @$r), '7 no host listed: a member\'s call runs');
+	$m->terminate;
+	$node->safe_psql('postgres', 'REVOKE admins FROM victim');
+	ok(set_conf($node, 'role_guard.superuser_deny_hosts' => '127.0.0.1'),
+		'7 reload listing 127.0.0.1 again');
+	# the session reads the reload at its next message, still a plain role
+	$r = $call->($w, 'application_name');
+	ok($r && grep({ $_->[0] eq 'V' } @$r), '7 a session from before the reload: a plain call runs');
+	$node->safe_psql('postgres', 'GRANT admins TO victim');
+	$denied_ok->($w, '7 a session from before the reload, made a member since');
 	$node->safe_psql('postgres', 'REVOKE admins FROM victim');
 }
 

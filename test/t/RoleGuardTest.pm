@@ -1674,6 +1674,20 @@ sub close_portal { my ($self, $portal) = @_; return _msg('C', "P$portal\0"); }
 sub sync    { return _msg('S', ''); }
 sub query   { my ($self, $sql) = @_; return _msg('Q', "$sql\0"); }
 
+# A fast-path FunctionCall of function $oid, arguments and result in text
+# format (undef: NULL): core answers with FunctionCallResponse (V) and
+# ReadyForQuery, through neither the executor nor ProcessUtility.
+sub function_call
+{
+	my ($self, $oid, @args) = @_;
+	my $b = pack('N', $oid) . pack('nn', 1, 0) . pack('n', scalar @args);
+	foreach my $a (@args)
+	{
+		$b .= defined $a ? pack('N', length($a)) . $a : pack('l>', -1);
+	}
+	return _msg('F', $b . pack('n', 0));
+}
+
 # Send the messages @msgs (no wait for an answer); false when the
 # connection is gone.
 sub send
