@@ -24,8 +24,7 @@
  * other session it is one test of a boolean.
  *
  * Per statement the cost is: two stores and one atomic add on start, one
- * clock read on leaving ExecutorRun and one on ending (none there for a
- * SELECT whose run stamped it last), no lock, no allocation.
+ * clock read on leaving ExecutorRun and on ending, no lock, no allocation.
  * The state lives in this backend's own RGBackend slot, written only here:
  *	- active_statements: 1 from start to end (ExecutorEnd, the end of
  *	  ProcessUtility, or an abort at level 0: ExecutorEnd does not run when a
@@ -147,9 +146,6 @@ rg_statement_begin(uint64 query_id)
 	pg_atomic_fetch_add_u64(&rg_my_counter->statements, 1);
 }
 
-/* the slot's seq when this backend last stamped its idle_since */
-static uint32 rg_stamped_seq = 0;
-
 /* The backend is about to wait for its client. */
 static inline void
 rg_work_done(void)
@@ -159,23 +155,23 @@ rg_work_done(void)
 	if (slot == NULL)
 		return;
 	slot->idle_since = GetCurrentTimestamp();
-	rg_stamped_seq = slot->seq;
 }
 
 /*
- * The top-level statement is over.  quiet: nothing that takes time can have
- * run since its last ExecutorRun stamped idle_since (see rg_ExecutorEnd):
- * the stamp stands, one clock read less per SELECT.
+ * The top-level statement is over.  The clock is read again even when its
+ * last ExecutorRun just stamped idle_since: between the two, a portal of the
+ * extended protocol may wait for deferred triggers at COMMIT, a Bind or a
+ * fast-path call, and ExecutorEnd itself for parallel workers or a remote
+ * server, none of which another hook sees.
  */
 static inline void
-rg_statement_end(bool quiet)
+rg_statement_end(void)
 {
 	RGBackend  *slot = rg_my_slot;
 
 	if (slot == NULL || slot->active_statements == 0)
 		return;
-	if (!quiet || slot->seq != rg_stamped_seq)
-		rg_work_done();
+	slot->idle_since = GetCurrentTimestamp();
 	pg_write_barrier();
 	slot->in_utility = false;
 	slot->active_statements = 0;
@@ -305,18 +301,10 @@ rg_ExecutorEnd(QueryDesc *queryDesc)
 		else
 			standard_ExecutorEnd(queryDesc);
 	});
-	/*
-	 * Quiet: a SELECT without data-modifying WITH runs no triggers in
-	 * ExecutorFinish, and ExecutorEnd runs no user code; any top-level run
-	 * since (another portal's, a deferred trigger's query at COMMIT) bumped
-	 * seq.  The reaper never starts idle time before a scan saw the session
-	 * busy, and takes core's own idle stamp where there is one.
-	 */
 	if (queryDesc == rg_top_query)
 	{
 		rg_top_query = NULL;
-		rg_statement_end(queryDesc->operation == CMD_SELECT &&
-						 !queryDesc->plannedstmt->hasModifyingCTE);
+		rg_statement_end();
 	}
 	else if (top)
 		rg_work_done();
@@ -392,7 +380,7 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	/* a GRANT that made the session a superuser's member ends it here */
 	RG_DENY_CHECK();
 	if (rg_nesting == 0)
-		rg_statement_end(false);
+		rg_statement_end();
 }
 
 /* A subtransaction begins: the level to come back to if it aborts. */
@@ -466,7 +454,7 @@ rg_xact_callback(XactEvent event, void *arg)
 		return;
 	rg_top_query = NULL;
 	if (rg_my_slot->active_statements)
-		rg_statement_end(false);
+		rg_statement_end();
 	else
 		rg_work_done();
 	if (IsTransactionBlock() && TopTransactionContext != NULL &&
@@ -501,7 +489,7 @@ rg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		rg_my_slot->active_statements)
 	{
 		rg_top_query = NULL;
-		rg_statement_end(false);
+		rg_statement_end();
 	}
 }
 
