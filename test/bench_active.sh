@@ -44,7 +44,10 @@
 #      next waiter's start): median, 99th percentile and max;
 #   D. instructions (valgrind --tool=callgrind, --toggle-collect on the
 #      hooks): per pgbench -S -M prepared transaction, rg_active_take and
-#      rg_active_xact_end inclusive, with 'bench=1000' (never fills).
+#      rg_active_xact_end inclusive, with 'bench=1000' (never fills).  The
+#      same random seed on every side: the same keys, so the same index
+#      descents (with a seed of its own each run, stock alone moved by
+#      some 60 instructions per transaction from run to run).
 set -u
 RG_REPO=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=4
@@ -258,7 +261,7 @@ if command -v valgrind >/dev/null; then
 			sleep 0.2
 		done
 		for t in 20 1020; do
-			as_pg "$PGBENCH -n -S -M prepared -c 1 -t $t -h $DIR -p ${PORT[$side]} -U bench bench" >/dev/null 2>&1
+			as_pg "$PGBENCH -n -S -M prepared --random-seed=7 -c 1 -t $t -h $DIR -p ${PORT[$side]} -U bench bench" >/dev/null 2>&1
 		done
 		as_pg "$BIN/pg_ctl -D $DIR/$side -m fast stop" >/dev/null 2>&1
 		sleep 2
