@@ -1071,8 +1071,7 @@ rg_active_subxact_abort(void)
 void
 rg_active_xact_end(void)
 {
-	if (unlikely(my.held || my.waiting))
-		rg_active_release();
+	rg_active_release();
 	rg_active_need = rg_active_configured;
 }
 

@@ -38,8 +38,9 @@
  *
  * Cost: every other session pays one test of a backend-local boolean,
  * rg_deny_watch, per statement, and with no host list set nothing per
- * function (the hook is installed once a list is: rg_deny_watch_calls).  A watched session compares two OIDs and the membership
- * cache's generation (an atomic, bumped by AUTHMEMMEMROLE and AUTHOID
+ * function (the hook is installed once a list is: rg_deny_watch_calls).
+ * A watched session compares two OIDs and the membership cache's
+ * generation (an atomic, bumped by AUTHMEMMEMROLE and AUTHOID
  * invalidations: members.c) with those of its last check; only when one
  * changed does it look the roles up (syscache and the membership cache).
  * A reload (mode, the host list, the coverage) makes every session look
@@ -245,8 +246,8 @@ rg_deny_session_start(const SockAddr *origin, int relay_pid)
  * installed in a session only once a host list exists while it is
  * connected (at its login, or at the reload that sets the list, which a
  * backend takes in before it acts on its next message), so that where no
- * list is set a session pays nothing per function.  Never taken out again: a hook installed after it chains
- * to it.
+ * list is set a session pays nothing per function.  Never taken out again:
+ * a hook installed after it chains to it.
  */
 static void
 rg_deny_watch_calls(void)

@@ -202,13 +202,13 @@ rg_members_xact_end(void)
 {
 	int			which;
 
-	if (likely(!(rg_xact_pending[RG_GEN_ROLES] | rg_xact_pending[RG_GEN_DATABASES])))
-		return;
 	for (which = 0; which < lengthof(rg_xact_pending); which++)
 	{
-		if (rg_xact_pending[which] && rg_members_shared)
-			pg_atomic_fetch_add_u64(rg_generation(which), 1);
+		if (!rg_xact_pending[which])
+			continue;
 		rg_xact_pending[which] = false;
+		if (rg_members_shared)
+			pg_atomic_fetch_add_u64(rg_generation(which), 1);
 	}
 }
 

@@ -1656,16 +1656,20 @@ sub parse
 	return _msg('P', "$stmt\0$sql\0" . pack('n', scalar @oids) . join('', map { pack('N', $_) } @oids));
 }
 
+# Values as the protocol sends them: count, then each length and bytes
+# (undef: NULL, length -1).
+sub _values
+{
+	my @v = @_;
+	return pack('n', scalar @v)
+	  . join('', map { defined $_ ? pack('N', length($_)) . $_ : pack('l>', -1) } @v);
+}
+
 # Parameters in text format (undef: NULL); results in text format.
 sub bind
 {
 	my ($self, $portal, $stmt, @params) = @_;
-	my $b = "$portal\0$stmt\0" . pack('n', 0) . pack('n', scalar @params);
-	foreach my $p (@params)
-	{
-		$b .= defined $p ? pack('N', length($p)) . $p : pack('l>', -1);
-	}
-	return _msg('B', $b . pack('n', 0));
+	return _msg('B', "$portal\0$stmt\0" . pack('n', 0) . _values(@params) . pack('n', 0));
 }
 
 sub describe_portal { my ($self, $portal) = @_; return _msg('D', "P$portal\0"); }
@@ -1680,12 +1684,7 @@ sub query   { my ($self, $sql) = @_; return _msg('Q', "$sql\0"); }
 sub function_call
 {
 	my ($self, $oid, @args) = @_;
-	my $b = pack('N', $oid) . pack('nn', 1, 0) . pack('n', scalar @args);
-	foreach my $a (@args)
-	{
-		$b .= defined $a ? pack('N', length($a)) . $a : pack('l>', -1);
-	}
-	return _msg('F', $b . pack('n', 0));
+	return _msg('F', pack('N', $oid) . pack('nn', 1, 0) . _values(@args) . pack('n', 0));
 }
 
 # Send the messages @msgs (no wait for an answer); false when the
