@@ -20,7 +20,17 @@
  * never counted nor blocked; role_guard.auth_block_exempt_hosts are not
  * either.  While a pair is blocked its logins are refused and their
  * outcome is not counted; a successful login of a pair that is not blocked
- * forgets its failures.
+ * forgets its failures.  A superuser that role_guard refuses from a denied
+ * host (deny.c) is refused as a failed authentication, and counted as one,
+ * whatever its password: a right one must not forget the failures.
+ *
+ * The window slides: a pair is blocked at the failure that makes
+ * auth_failure_limit of them within the last auth_failure_window, from the
+ * times of its last RG_AUTH_RECENT failures (above that limit, in windows
+ * that begin at a failure).  In monitor mode reaching the limit records
+ * only when the block would end (would_until): the pair's failures are
+ * not counted again until then, as under a block, but nothing is refused,
+ * and a switch to enforce does not turn it into a block.
  *
  * Shared memory (this file owns it): one RGAuthShared, followed by its
  * bucket array and role_guard.max_auth_blocks RGAuthPair places.  A pair
@@ -89,6 +99,15 @@ typedef struct RGAuthList
 	int32		tail;			/* [lock] the newest */
 } RGAuthList;
 
+/*
+ * The times of a pair's last failures kept: with auth_failure_limit up to
+ * this, "limit failures within the window" is exact (a sliding window: the
+ * limit-th most recent failure is within the window of the newest); above
+ * it, failures are counted in windows that begin at a pair's first failure
+ * after the last window passed.
+ */
+#define RG_AUTH_RECENT 16
+
 typedef struct RGAuthPair
 {
 	RGAuthKey	key;			/* [lock] */
@@ -97,9 +116,15 @@ typedef struct RGAuthPair
 	int32		prev;			/* [lock] neighbours in its list, -1 */
 	int32		next;			/* [lock] */
 	int32		list;			/* [lock] RGAuthListKind */
-	int32		failures;		/* [lock] counted since first_failure */
+	int32		failures;		/* [lock] counted since first_failure; once
+								 * blocked, those within the window then */
 	TimestampTz first_failure;	/* [lock] start of its window */
 	TimestampTz blocked_until;	/* [lock] 0: never blocked since counting */
+	TimestampTz would_until;	/* [lock] monitor mode: the block it would be
+								 * under ends then (never enforced), 0 */
+	int32		nrecent;		/* [lock] times in recent[] */
+	int32		newest;			/* [lock] recent[]'s newest */
+	TimestampTz recent[RG_AUTH_RECENT];	/* [lock] its last failures, a ring */
 } RGAuthPair;
 
 typedef struct RGAuthShared
@@ -298,6 +323,16 @@ rg_auth_move(int32 place, RGAuthListKind kind)
 	rg_auth_append(place, kind);
 }
 
+/* A pair counts from nothing: no failure, no block.  Exclusive. */
+static void
+rg_auth_restart(RGAuthPair *p)
+{
+	p->failures = 0;
+	p->nrecent = 0;
+	p->newest = 0;
+	p->first_failure = p->blocked_until = p->would_until = 0;
+}
+
 /* Forget a pair: out of its bucket and list, its place free.  Exclusive. */
 static void
 rg_auth_forget(int32 place)
@@ -317,8 +352,7 @@ rg_auth_forget(int32 place)
 	rg_auth_unlink(place);
 	memset(&p->key, 0, sizeof(p->key));
 	p->chain = -1;
-	p->failures = 0;
-	p->first_failure = p->blocked_until = 0;
+	rg_auth_restart(p);
 	rg_auth_append(place, RG_AUTH_FREE);
 }
 
@@ -360,8 +394,7 @@ rg_auth_enter(RGAuthLogin *a)
 	memcpy(p->key.addr, a->key.addr, sizeof(p->key.addr));
 	strlcpy(NameStr(p->key.rolname), NameStr(a->key.rolname), NAMEDATALEN);
 	p->hash = a->hash;
-	p->failures = 0;
-	p->first_failure = p->blocked_until = 0;
+	rg_auth_restart(p);
 	p->chain = (int32) pg_atomic_read_u32(bucket) - 1;
 	pg_atomic_write_u32(bucket, (uint32) place + 1);
 	rg_auth_move(place, RG_AUTH_COUNTING);
@@ -377,51 +410,102 @@ typedef enum RGAuthOutcome
 } RGAuthOutcome;
 
 /*
+ * A pair's failures within the window that ends at "now", and the first of
+ * them (*first, when there is one): from the times kept while the limit is
+ * at most RG_AUTH_RECENT, else those counted since first_failure.  Lock
+ * held (shared is enough).
+ */
+static int32
+rg_auth_in_window(const RGAuthPair *p, TimestampTz now, TimestampTz *first)
+{
+	int64		window = (int64) rg_auth_failure_window * 1000;
+	int32		n = 0;
+	int			i;
+
+	if (rg_auth_failure_limit > RG_AUTH_RECENT)
+	{
+		if (p->failures == 0 || now - p->first_failure > window)
+			return 0;
+		*first = p->first_failure;
+		return p->failures;
+	}
+	for (i = 0; i < p->nrecent; i++)
+	{
+		TimestampTz t = p->recent[(p->newest - i + RG_AUTH_RECENT) % RG_AUTH_RECENT];
+
+		if (now - t > window)
+			break;
+		*first = t;
+		n++;
+	}
+	return n;
+}
+
+/*
  * Count one failure of a login's pair.  A pair blocked now is not counted
- * (its logins are refused whatever they do); a block that ended, or a
- * window that passed, starts the count again.  Lock held exclusively.
+ * (its logins are refused whatever they do), nor, in monitor mode, one
+ * that would be; a block that ended, or one that was only logged, starts
+ * the count again.  With "enforce" off (monitor mode) the limit starts no
+ * block, only the time it would end.  Lock held exclusively.
  */
 static RGAuthOutcome
-rg_auth_count_failure(RGAuthLogin *a)
+rg_auth_count_failure(RGAuthLogin *a, bool enforce)
 {
 	int32		place = rg_auth_find(&a->key, a->hash);
+	int64		window = (int64) rg_auth_failure_window * 1000;
+	TimestampTz first = a->now;
 	RGAuthPair *p;
 
 	if (place < 0)
 		place = rg_auth_enter(a);
 	p = &rg_auth_pairs[place];
-	if (p->blocked_until > a->now)
+	if (p->blocked_until > a->now || (!enforce && p->would_until > a->now))
 	{
-		a->until = p->blocked_until;
+		a->until = Max(p->blocked_until, p->would_until);
 		return RG_AUTH_IN_FORCE;
 	}
-	if (p->blocked_until != 0 ||
-		a->now - p->first_failure > (int64) rg_auth_failure_window * 1000)
-		p->failures = 0;
-	if (p->failures == 0)
+	if (p->blocked_until != 0 || p->would_until != 0)
+		rg_auth_restart(p);
+	/* the times of the last failures, and the count since first_failure */
+	p->newest = (p->newest + 1) % RG_AUTH_RECENT;
+	p->recent[p->newest] = a->now;
+	p->nrecent = Min(p->nrecent + 1, RG_AUTH_RECENT);
+	if (p->failures == 0 || a->now - p->first_failure > window)
 	{
+		p->failures = 0;
 		p->first_failure = a->now;
-		p->blocked_until = 0;
 	}
 	p->failures++;
-	a->failures = p->failures;
-	if (p->failures < rg_auth_failure_limit)
+	a->failures = rg_auth_in_window(p, a->now, &first);
+	if (a->failures < rg_auth_failure_limit)
 	{
 		rg_auth_move(place, RG_AUTH_COUNTING);
 		return RG_AUTH_COUNTED;
 	}
-	p->blocked_until = a->until = a->now + (int64) rg_auth_block_time * 1000;
-	rg_auth_move(place, RG_AUTH_BLOCKED);
+	/* what started it, shown while it lasts */
+	p->failures = a->failures;
+	p->first_failure = first;
+	a->until = a->now + (int64) rg_auth_block_time * 1000;
+	if (!enforce)
+	{
+		p->would_until = a->until;
+		rg_auth_move(place, RG_AUTH_COUNTING);
+	}
+	else
+	{
+		p->blocked_until = a->until;
+		rg_auth_move(place, RG_AUTH_BLOCKED);
+	}
 	return RG_AUTH_STARTED;
 }
 
 /*
- * Is a login's pair blocked now?  Sets a->until.  RG_AUTH_COUNTED: it has
- * failures but no block.  Takes the lock shared, and only when the pair's
- * bucket holds a pair.
+ * Is a login's pair blocked now (with "monitor", or would it be)?  Sets
+ * a->until.  RG_AUTH_COUNTED: it has failures but no block.  Takes the
+ * lock shared, and only when the pair's bucket holds a pair.
  */
 static RGAuthOutcome
-rg_auth_state(RGAuthLogin *a)
+rg_auth_state(RGAuthLogin *a, bool monitor)
 {
 	RGAuthOutcome state = RG_AUTH_NONE;
 	int32		place;
@@ -434,11 +518,13 @@ rg_auth_state(RGAuthLogin *a)
 	if (place >= 0)
 	{
 		const RGAuthPair *p = &rg_auth_pairs[place];
+		TimestampTz until = monitor ? Max(p->blocked_until, p->would_until) :
+			p->blocked_until;
 
-		if (p->blocked_until > a->now)
+		if (until > a->now)
 		{
 			state = RG_AUTH_IN_FORCE;
-			a->until = p->blocked_until;
+			a->until = until;
 		}
 		else if (p->failures > 0)
 			state = RG_AUTH_COUNTED;	/* counting, or a block that ended */
@@ -495,6 +581,37 @@ rg_auth_name_text(const char *name, int encoding, char *out, size_t outlen)
 			pos += snprintf(out + pos, outlen - pos, "\\x%02x", c);
 	}
 	out[Min(pos, outlen - 1)] = '\0';
+}
+
+/*
+ * The bytes behind a name as rg_auth_name_text shows it: each \xNN is the
+ * byte NN, the rest as it is; at most NAMEDATALEN - 1 bytes, like a key.
+ */
+static void
+rg_auth_name_raw(const char *text, char *raw)
+{
+	size_t		pos = 0;
+
+	while (*text != '\0' && pos < NAMEDATALEN - 1)
+	{
+		if (text[0] == '\\' && text[1] == 'x' &&
+			isxdigit((unsigned char) text[2]) && isxdigit((unsigned char) text[3]))
+		{
+			char		hex[3] = {text[2], text[3], '\0'};
+			char		c = (char) strtol(hex, NULL, 16);
+
+			/* no name has a NUL, and no key is empty: nothing matches */
+			if (c == '\0')
+				pos = 0;
+			if (c == '\0')
+				break;
+			raw[pos++] = c;
+			text += 4;
+		}
+		else
+			raw[pos++] = *text++;
+	}
+	raw[pos] = '\0';
 }
 
 /* The pair's address as text (IPv4-mapped IPv6 as IPv4), for messages. */
@@ -613,9 +730,14 @@ rg_auth_report_forgotten(const RGAuthKey *forgot)
 					 rg_max_auth_blocks)));
 }
 
-/* A failed authentication: count it; refuse if the pair is blocked. */
+/*
+ * A failed authentication, or one that role_guard refuses as if it had
+ * failed (a superuser denied from this host, "authenticated"): count it;
+ * refuse if the pair is blocked.
+ */
 static void
-rg_auth_failed(const Port *port, RGAuthLogin *a, bool enforce)
+rg_auth_failed(const Port *port, RGAuthLogin *a, bool enforce,
+			   bool authenticated)
 {
 	RGAuthOutcome outcome;
 
@@ -624,7 +746,7 @@ rg_auth_failed(const Port *port, RGAuthLogin *a, bool enforce)
 	a->now = GetCurrentTimestamp();
 	a->forgot.family = 0;
 	LWLockAcquire(rg_auth->lock, LW_EXCLUSIVE);
-	outcome = rg_auth_count_failure(a);
+	outcome = rg_auth_count_failure(a, enforce);
 	LWLockRelease(rg_auth->lock);
 
 	if (a->forgot.family != 0)
@@ -633,8 +755,8 @@ rg_auth_failed(const Port *port, RGAuthLogin *a, bool enforce)
 	if (outcome == RG_AUTH_STARTED)
 		rg_auth_report_start(port, a, !enforce);
 	else if (outcome == RG_AUTH_IN_FORCE && enforce)
-		rg_auth_refuse(a, false);
-	/* else core reports the failure */
+		rg_auth_refuse(a, authenticated);
+	/* else core reports the failure, or the login hook the denial */
 }
 
 /*
@@ -653,7 +775,7 @@ rg_auth_succeeded(RGAuthLogin *a, bool enforce)
 		a->until = my_withheld_until;
 		rg_auth_refuse(a, true);
 	}
-	state = rg_auth_state(a);
+	state = rg_auth_state(a, !enforce);
 	if (state == RG_AUTH_IN_FORCE && enforce && wire != RG_WIRE_SENT &&
 		!rg_auth_exempt(&a->key))
 		rg_auth_refuse(a, true);
@@ -675,10 +797,16 @@ rg_authblock_login(Port *port, int status)
 	if (status == STATUS_EOF || rg_mode == RG_MODE_OFF ||
 		!rg_auth_key(port, &a.key, &a.hash))
 		return;
-	if (status == STATUS_OK)
+	/*
+	 * A superuser denied from this host is refused as a failed
+	 * authentication (auth.c), and counts as one: otherwise a right
+	 * password would forget the failures that a wrong one adds to, and a
+	 * denied host could tell them apart by when its block begins.
+	 */
+	if (status == STATUS_OK && !rg_deny_login_refuses(port))
 		rg_auth_succeeded(&a, enforce);
 	else
-		rg_auth_failed(port, &a, enforce);
+		rg_auth_failed(port, &a, enforce, status == STATUS_OK);
 }
 
 /*
@@ -694,15 +822,15 @@ rg_authblock_refuses(const Port *port)
 	if (rg_auth_failure_limit <= 0 || rg_mode != RG_MODE_ENFORCE ||
 		!rg_auth_key(port, &a.key, &a.hash))
 		return false;
-	if (rg_auth_state(&a) != RG_AUTH_IN_FORCE || rg_auth_exempt(&a.key))
+	if (rg_auth_state(&a, false) != RG_AUTH_IN_FORCE || rg_auth_exempt(&a.key))
 		return false;
 	my_withheld_until = a.until;
 	return true;
 }
 
 /*
- * Copy the pairs with failures in their window or a block in force, for
- * role_guard_auth_blocks: a palloc'd array, *n rows, sized for what is
+ * Copy the pairs with failures in their window or a block in force (in
+ * monitor mode, or one they would be under), for role_guard_auth_blocks: a palloc'd array, *n rows, sized for what is
  * there (not for the table).  The lock is held shared for RG_AUTH_PART
  * places at a time, so a scrape of a large table never holds up failed
  * logins for long; nothing is allocated under it.
@@ -716,7 +844,7 @@ rg_authblock_rows(int *n)
 	int			room = Min(RG_AUTH_PART, capacity);
 	RGAuthRow  *rows = palloc0(sizeof(RGAuthRow) * Max(room, 1));
 	TimestampTz now = GetCurrentTimestamp();
-	int64		window = (int64) rg_auth_failure_window * 1000;
+	bool		monitor = rg_mode == RG_MODE_MONITOR;
 	int			place = 0;
 
 	*n = 0;
@@ -736,18 +864,23 @@ rg_authblock_rows(int *n)
 		{
 			const RGAuthPair *p = &rg_auth_pairs[place];
 			RGAuthRow  *r = &rows[*n];
-			bool		blocked = p->blocked_until > now;
+			TimestampTz until = monitor ? Max(p->blocked_until, p->would_until) :
+				p->blocked_until;
+			bool		blocked = until > now;
+			TimestampTz first = 0;
+			int32		failures;
 
-			if (p->key.family == 0 ||
-				!(blocked || (p->blocked_until == 0 && p->failures > 0 &&
-							  now - p->first_failure <= window)))
+			if (p->key.family == 0 || (p->blocked_until != 0 && !blocked))
+				continue;
+			failures = blocked ? p->failures : rg_auth_in_window(p, now, &first);
+			if (failures == 0)
 				continue;
 			r->family = p->key.family;
 			memcpy(r->addr, p->key.addr, sizeof(r->addr));
 			r->rolname = p->key.rolname;
-			r->failures = p->failures;
-			r->first_failure = p->first_failure;
-			r->blocked_until = blocked ? p->blocked_until : 0;
+			r->failures = failures;
+			r->first_failure = blocked ? p->first_failure : first;
+			r->blocked_until = blocked ? until : 0;
 			(*n)++;
 		}
 		LWLockRelease(rg_auth->lock);
@@ -766,7 +899,11 @@ rg_authblock_unblock(const RGHostList *hosts, const char *rolname)
 	TimestampTz now = GetCurrentTimestamp();
 	int			ended = 0;
 	int			place;
+	char		raw[NAMEDATALEN];
 
+	/* a name shown escaped (rg_auth_name_text) is found by that text too */
+	if (rolname)
+		rg_auth_name_raw(rolname, raw);
 	LWLockAcquire(rg_auth->lock, LW_EXCLUSIVE);
 	for (place = 0; place < rg_auth->capacity; place++)
 	{
@@ -774,7 +911,8 @@ rg_authblock_unblock(const RGHostList *hosts, const char *rolname)
 
 		if (p->key.family == 0 ||
 			(hosts && rg_hosts_match(hosts, p->key.family, p->key.addr) == NULL) ||
-			(rolname && strcmp(NameStr(p->key.rolname), rolname) != 0))
+			(rolname && strcmp(NameStr(p->key.rolname), rolname) != 0 &&
+			 strcmp(NameStr(p->key.rolname), raw) != 0))
 			continue;
 		if (p->blocked_until > now)
 			ended++;

@@ -57,13 +57,17 @@ CREATE ROLE boss LOGIN SUPERUSER PASSWORD 'bosspw';
 CREATE ROLE repl LOGIN REPLICATION PASSWORD 'replpw';
 CREATE ROLE mon LOGIN PASSWORD 'monpw';
 CREATE ROLE cnt LOGIN PASSWORD 'cntpw';
+CREATE ROLE slide LOGIN PASSWORD 'slidepw';
+CREATE ROLE su1 LOGIN SUPERUSER PASSWORD 'su1pw';
+CREATE ROLE su2 LOGIN SUPERUSER PASSWORD 'su2pw';
 });
 
-# shared memory: max_auth_blocks (1024) places of 128 bytes, 2048 buckets of
-# 4 bytes and a 48-byte header
+# shared memory: max_auth_blocks (1024) places of 272 bytes (128 of them the
+# times of a pair's last 16 failures), 2048 buckets of 4 bytes and a 48-byte
+# header
 is($node->safe_psql('postgres',
 		q{SELECT size FROM pg_shmem_allocations WHERE name = 'role_guard auth blocks'}),
-	1024 * 128 + 2048 * 4 + 48, 'the table takes 139 312 bytes at the defaults');
+	1024 * 272 + 2048 * 4 + 48, 'the table takes 286 768 bytes at the defaults');
 
 sub pairs
 {
@@ -251,8 +255,9 @@ is($node->safe_psql('postgres', q{SELECT role_guard_unblock(NULL, 'app')}),
 		'bad\xff\x01name 3', 'the view shows it escaped (and converts to LATIN1)');
 	my @ev = events_where($node, { event => 'auth_blocked', rolname => 'bad\xff\x01name' });
 	is(scalar(@ev), 1, 'its auth_blocked event has the escaped name');
-	is($node->safe_psql('postgres', q{SELECT role_guard_unblock('127.0.0.1')}),
-		'1', 'unblocked by its address');
+	is($node->safe_psql('postgres', q{SELECT role_guard_unblock('127.0.0.1', 'bad\xff\x01name')}),
+		'1', 'unblocked by its name as the view shows it');
+	is(pairs(), '', 'no pair left');
 }
 
 # --- exempt hosts ------------------------------------------------------------
@@ -296,6 +301,66 @@ set_conf($node, 'role_guard.auth_block_time' => '2s');
 }
 set_conf($node, 'role_guard.auth_block_time' => '10min');
 
+# --- the window slides: limit failures within any window block -------------
+# With a window of 6 s: failures at 0 s and about 4 s, then two after 6.2 s.
+# The third is 6.2 s after the first (2 in its window); the fourth has the
+# second, the third and itself within 6 s, and blocks.  A window that
+# started at the first failure and began again after it passed would count
+# only the last two.
+set_conf($node, 'role_guard.auth_failure_window' => '6s');
+{
+	failed_ok(scram_login($node, 'slide', 'wrong'), 'slide: first failure');
+	my $t1 = time;
+	usleep(100_000) while time < $t1 + 4;
+	failed_ok(scram_login($node, 'slide', 'wrong'), 'slide: second failure, 4 s later');
+	is(pairs(), '127.0.0.1 slide 2 f', 'two failures within the window');
+	usleep(100_000) while time < $t1 + 6.2;
+	failed_ok(scram_login($node, 'slide', 'wrong'), 'slide: third failure, 6.2 s after the first');
+	is(pairs(), '127.0.0.1 slide 2 f',
+		'the first failure left the window: two in it, no block');
+	failed_ok(scram_login($node, 'slide', 'wrong'), 'slide: fourth failure');
+	is(pairs(), '127.0.0.1 slide 3 t',
+		'three failures within 6 s (the second, third and fourth): blocked');
+	blocked_ok(scram_login($node, 'slide', 'slidepw'), 'slide', '127.0.0.1',
+		'slide with its password');
+}
+set_conf($node, 'role_guard.auth_failure_window' => '1min');
+$node->safe_psql('postgres', q{SELECT role_guard_unblock(NULL, 'slide')});
+
+# --- a superuser denied from its host counts as a failure -------------------
+# superuser_deny_hosts refuses su1 and su2 from 127.0.0.2 as a failed
+# authentication, whatever the password.  It must count as one too: were a
+# right password a success for the count (forgetting the failures), a
+# denied host could tell a right password from a wrong one by when the
+# block begins.  su1 tries wrong, wrong, right, wrong; su2 wrong four times:
+# each step ends the same for both.
+set_conf($node, 'role_guard.superuser_deny_hosts' => '127.0.0.2/32');
+{
+	my @pw1 = qw(wrong wrong su1pw wrong);
+	for my $i (0 .. 3)
+	{
+		my $r1 = scram_login($node, 'su1', $pw1[$i], local => '127.0.0.2');
+		my $r2 = scram_login($node, 'su2', 'wrong', local => '127.0.0.2');
+		(my $t1 = scram_result($r1)) =~ s/su1/suN/g;
+		(my $t2 = scram_result($r2)) =~ s/su2/suN/g;
+		# the block's end differs by the time between the two logins
+		s/until \S+ \S+/until T/ for $t1, $t2;
+		is($t1, $t2, "denied superusers, login " . ($i + 1) . " ($pw1[$i] / wrong): the same messages");
+		if ($i < 3)
+		{
+			failed_ok($r1, "su1 ($pw1[$i]) from a denied host, login " . ($i + 1));
+		}
+		else
+		{
+			blocked_ok($r1, 'su1', '127.0.0.2', 'su1 after three denied logins');
+		}
+	}
+	is(pairs(), "127.0.0.2 su1 3 t\n127.0.0.2 su2 3 t",
+		'both pairs blocked after three logins, the right password among them');
+}
+set_conf($node, 'role_guard.superuser_deny_hosts' => '');
+$node->safe_psql('postgres', q{SELECT role_guard_unblock('127.0.0.2')});
+
 # --- monitor mode: would_block, nothing refused ----------------------------
 set_conf($node, 'role_guard.mode' => 'monitor');
 {
@@ -312,7 +377,14 @@ set_conf($node, 'role_guard.mode' => 'monitor');
 	is(scalar(events_where($node, { event => 'auth_blocked', rolname => 'mon' })),
 		0, 'no auth_blocked event');
 }
+# a block that would have begun in monitor mode is not one once enforced
 set_conf($node, 'role_guard.mode' => 'enforce');
+is(pairs(), '127.0.0.1 mon 3 f',
+	'enforce: the would-be block is not listed as a block, its failures are');
+admitted(scram_login($node, 'mon', 'monpw'),
+	'mon with its password once enforcing: the would-be block is not enforced');
+is(scalar(events_where($node, { event => 'auth_blocked', rolname => 'mon' })),
+	0, 'still no auth_blocked event for mon');
 $node->safe_psql('postgres', q{SELECT role_guard_unblock(NULL)});
 
 # --- limit 0: nothing counted ---------------------------------------------
