@@ -109,6 +109,14 @@ rg_read_file(size_t *len)
 							RG_SAVE_FILE)));
 		return NULL;
 	}
+	/* a directory, a FIFO (whose open would wait for a writer), a device */
+	if (!S_ISREG(st.st_mode))
+	{
+		ereport(LOG,
+				(errmsg("role_guard: ignored file \"%s\", starting empty: it is not a regular file",
+						RG_SAVE_FILE)));
+		return NULL;
+	}
 	if ((uint64) st.st_size > RG_SAVE_MAX_BYTES)
 	{
 		ereport(LOG,
@@ -118,7 +126,8 @@ rg_read_file(size_t *len)
 	}
 	*len = (size_t) st.st_size;
 	buf = palloc_extended(Max(*len, 1), MCXT_ALLOC_NO_OOM);
-	fd = OpenTransientFile(RG_SAVE_FILE, O_RDONLY | PG_BINARY);
+	/* never waits: replaced by a FIFO since the stat, it reads as empty */
+	fd = OpenTransientFile(RG_SAVE_FILE, O_RDONLY | O_NONBLOCK | PG_BINARY);
 	if (buf == NULL || fd < 0)
 	{
 		ereport(LOG,
@@ -316,10 +325,18 @@ rg_persist_write(void)
 		f = NULL;
 		goto error;
 	}
-	if (durable_rename(RG_SAVE_TMP, RG_SAVE_FILE, LOG) == 0)
+	if (durable_rename(RG_SAVE_TMP, RG_SAVE_FILE, LOG) != 0)
+	{
+		/* core logged why (a directory in the way, say) */
 		ereport(LOG,
-				(errmsg("role_guard: saved %u counters and %u events to \"%s\" (%.1f ms)",
-						ncounters, nevents, RG_SAVE_FILE, rg_ms_since(start))));
+				(errmsg("role_guard: statistics not saved: could not rename \"%s\" to \"%s\"",
+						RG_SAVE_TMP, RG_SAVE_FILE)));
+		unlink(RG_SAVE_TMP);
+		return;
+	}
+	ereport(LOG,
+			(errmsg("role_guard: saved %u counters and %u events to \"%s\" (%.1f ms)",
+					ncounters, nevents, RG_SAVE_FILE, rg_ms_since(start))));
 	return;
 
 error:

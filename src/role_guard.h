@@ -71,7 +71,8 @@ typedef enum RGEventKind
 	RG_EVENT_ACTIVE_REJECTED,
 	RG_EVENT_WOULD_WAIT,
 	RG_EVENT_AUTH_BLOCKED,
-	RG_EVENT_WOULD_BLOCK
+	RG_EVENT_WOULD_BLOCK,
+	RG_EVENT_NKINDS				/* not a kind: how many there are */
 } RGEventKind;
 
 typedef struct RGEvent

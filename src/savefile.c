@@ -125,7 +125,7 @@ rg_saved_counter_ok(const RGSavedCounter *c)
 static bool
 rg_saved_event_ok(const RGEvent *ev)
 {
-	return ev->kind >= 0 &&
+	return ev->kind >= 0 && ev->kind < RG_EVENT_NKINDS &&
 		rg_terminated(NameStr(ev->rolname), NAMEDATALEN) &&
 		rg_terminated(NameStr(ev->datname), NAMEDATALEN) &&
 		rg_terminated(ev->client_addr, sizeof(ev->client_addr)) &&
@@ -139,15 +139,18 @@ rg_save_header_ok(const RGSaveHeader *h, size_t len, char *err, size_t errlen)
 {
 	if (h->magic != RG_SAVE_MAGIC)
 		return rg_save_fail(err, errlen, "it is not a role_guard save file");
-	if (h->format != RG_SAVE_FORMAT || h->header_size != sizeof(RGSaveHeader) ||
-		h->globals_size != sizeof(RGSaveGlobals) ||
-		h->counter_size != sizeof(RGSavedCounter) ||
-		h->event_size != sizeof(RGEvent))
+	if (h->format != RG_SAVE_FORMAT)
 	{
 		snprintf(err, errlen, "it has format %u, this server reads format %d",
 				 h->format, RG_SAVE_FORMAT);
 		return false;
 	}
+	if (h->header_size != sizeof(RGSaveHeader) ||
+		h->globals_size != sizeof(RGSaveGlobals) ||
+		h->counter_size != sizeof(RGSavedCounter) ||
+		h->event_size != sizeof(RGEvent))
+		return rg_save_fail(err, errlen,
+							"its record sizes are not this build's (another build of role_guard, or a damaged header)");
 	if (h->payload_size != rg_save_payload_size(h->ncounters, h->nevents))
 		return rg_save_fail(err, errlen, "its header does not add up");
 	if (len - sizeof(RGSaveHeader) < h->payload_size)

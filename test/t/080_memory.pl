@@ -295,14 +295,20 @@ my %bad = (
 		return $d;
 	},
 	oversized => sub { return $_[0] . ("\0" x 4096) },
-	not_ours  => sub { return "PGDMP" . ("x" x 200) },);
+	not_ours  => sub { return "PGDMP" . ("x" x 200) },
+	record_size => sub {
+		my ($d) = @_;
+		substr($d, 8, 1) ^= "\x01";
+		return $d;
+	},);
 my %why = (
 	corrupt         => qr/its checksum does not match its contents/,
 	truncated       => qr/it is truncated/,
 	empty           => qr/it is empty/,
 	foreign_version => qr/it has format 99, this server reads format \d+/,
 	oversized       => qr/it has \d+ bytes, \d+ expected/,
-	not_ours        => qr/it is not a role_guard save file/);
+	not_ours        => qr/it is not a role_guard save file/,
+	record_size     => qr/its record sizes are not this build's/);
 foreach my $case (sort keys %bad)
 {
 	my ($ret) = try_login($node, tcp_connstr($node, 'app'), 'SELECT 1');
@@ -325,6 +331,45 @@ foreach my $case (sort keys %bad)
 		'0',
 		"C $case: started empty");
 	ok(!-e $savefile, "C $case: the bad file is removed");
+}
+
+# A FIFO in the file's place (whose open would wait for a writer, and the
+# start with it) and a directory: the start goes on, empty, with one LOG
+# line; a directory that stays makes the next clean stop say it could not
+# save, leaving no temporary file.
+foreach my $case ('fifo', 'directory')
+{
+	my ($ret) = try_login($node, tcp_connstr($node, 'app'), 'SELECT 1');
+	is($ret, 0, "C $case: app logged in once");
+	$node->stop('fast');
+	unlink $savefile;
+	if ($case eq 'fifo')
+	{
+		system('mkfifo', $savefile) == 0 or die "mkfifo: $!";
+	}
+	else
+	{
+		mkdir $savefile or die "mkdir: $!";
+	}
+	$pos = log_pos($node);
+	$node->start;
+	$log = log_since($node, $pos);
+	my @lines = ($log =~ /(role_guard: ignored file "pg_stat\/role_guard.stat", starting empty: [^\n]*)/g);
+	is(scalar(@lines), 1, "C $case: one LOG line");
+	like($lines[0] // '', qr/it is not a regular file/, "C $case: the LOG line says why");
+	is( $node->safe_psql(
+			'postgres', "SELECT count(*) FROM role_guard_usage WHERE rolname = 'app' AND peak > 0"),
+		'0',
+		"C $case: started empty");
+	next if $case eq 'fifo';
+	$pos = log_pos($node);
+	$node->stop('fast');
+	like(log_since($node, $pos),
+		qr/role_guard: statistics not saved: could not rename "pg_stat\/role_guard.stat.tmp" to "pg_stat\/role_guard.stat"/,
+		"C $case: the clean stop says the statistics were not saved");
+	ok(!-e "$savefile.tmp", "C $case: no temporary file left");
+	rmdir $savefile or die "rmdir: $!";
+	$node->start;
 }
 
 # D. role_guard.save = off: nothing written, nothing read; a file left from
