@@ -192,7 +192,7 @@ WITH p AS MATERIALIZED (
 ), ac AS MATERIALIZED (
     SELECT * FROM role_guard_role_active()
 ), ae AS MATERIALIZED (
-    SELECT entry, kind FROM role_guard_active_budget_rows()
+    SELECT entry, kind, budget FROM role_guard_active_budget_rows()
 ), ab AS MATERIALIZED (
     SELECT * FROM role_guard_role_auth()
 ), pb AS MATERIALIZED (
@@ -261,7 +261,12 @@ SELECT n.rolname,
        coalesce(w.waited, 0) AS waited,
        coalesce(w.wait_timeouts, 0) AS wait_timeouts,
        coalesce(w.evicted, 0) AS evicted,
-       ac.active_budget,
+       -- a role not seen since the start has no count: its entry, else *
+       coalesce(ac.active_budget,
+                (SELECT ae.budget FROM ae WHERE ae.kind = 'active_role'
+                   AND ae.entry IN (n.rolname::text, quote_ident(n.rolname)) LIMIT 1),
+                (SELECT ae.budget FROM ae WHERE ae.kind = 'active_default' LIMIT 1))
+         AS active_budget,
        coalesce(ac.active_transactions, 0) AS active_transactions,
        coalesce(ac.statements_waiting, 0) AS statements_waiting,
        coalesce(ac.statements_waited, 0) AS statements_waited,

@@ -61,6 +61,7 @@
 #include "utils/acl.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -161,9 +162,16 @@ typedef struct RGActiveFull
 	char		entry[RG_ENTRY_TEXT_LEN];
 	int32		limit;
 	int32		used;
+	int32		waiting;		/* earlier statements in line for it, when
+								 * they, not the places held, fill it */
 } RGActiveFull;
 
 static void rg_active_exit(int code, Datum arg);
+static void rg_active_release_after_locks(ResourceReleasePhase phase,
+										  bool isCommit, bool isTopLevel,
+										  void *arg);
+static void rg_active_unwait(RGActiveProc *w);
+static void rg_active_wait_in(RGActiveProc *w);
 
 /* Shared memory ---------------------------------------------------------- */
 
@@ -371,6 +379,7 @@ rg_active_enter(const RGActiveKey *key, const RGEntry *e)
 {
 	RGActiveCount *c;
 	bool		found;
+	char		entry[RG_ENTRY_TEXT_LEN];
 
 	c = hash_search(rg_active_counts, key, HASH_FIND, NULL);
 	if (c == NULL)
@@ -383,9 +392,17 @@ rg_active_enter(const RGActiveKey *key, const RGEntry *e)
 		memset((char *) c + sizeof(RGActiveKey), 0,
 			   sizeof(RGActiveCount) - sizeof(RGActiveKey));
 	}
-	c->kind = e->kind;
+	rg_entry_format(e, entry, sizeof(entry));
+	if (c->kind != e->kind || strcmp(c->entry, entry) != 0)
+	{
+		/* the role's own count, limited now by "*" or its own entry */
+		static const RGActiveStats zero;
+
+		c->stats = zero;
+		c->kind = e->kind;
+		strlcpy(c->entry, entry, sizeof(c->entry));
+	}
 	c->limit = e->value;
-	rg_entry_format(e, c->entry, sizeof(c->entry));
 	c->refs++;
 	return c;
 }
@@ -424,14 +441,36 @@ rg_active_unlock(void)
 static void
 rg_active_unlink(int procno)
 {
-	RGActiveProc *w = &rg_active->procs[procno];
+	rg_queue_leave(&rg_active->queue, procno);
+	rg_active_unwait(&rg_active->procs[procno]);
+}
+
+/* A waiter's counts, waited in: one waiter fewer in each.  Lock held. */
+static void
+rg_active_unwait(RGActiveProc *w)
+{
 	int			i;
 
-	rg_queue_leave(&rg_active->queue, procno);
 	for (i = 0; i < w->ncounts; i++)
 	{
 		if (--w->counts[i]->waiting == 0)
 			rg_active->waited_counts--;
+	}
+	w->ncounts = 0;
+}
+
+/* ... and this session's counts, waited in by its process.  Lock held. */
+static void
+rg_active_wait_in(RGActiveProc *w)
+{
+	int			i;
+
+	w->ncounts = my.ncounts;
+	for (i = 0; i < my.ncounts; i++)
+	{
+		w->counts[i] = my.counts[i];
+		if (my.counts[i]->waiting++ == 0)
+			rg_active->waited_counts++;
 	}
 }
 
@@ -597,28 +636,39 @@ rg_active_entries(const NameData *rolname, Oid roleid, const RGMembers *m,
  * Find the counts that apply to this session (after a reload or a change
  * of roles, or the first time): catalogs through the membership cache, no
  * lock; then references under the lock.
+ *
+ * "waiting": the statement waits in line, and a reload (or a change of
+ * roles) came meanwhile.  It keeps its ticket, so its place in line, and
+ * waits in its new counts (none: it leaves the line, and runs).  A waiter
+ * the walk served meanwhile keeps the counts it was given its place in,
+ * for this transaction; it resolves again at its next.  Returns false
+ * then.
  */
-static void
-rg_active_resolve(void)
+static bool
+rg_active_resolve(bool waiting)
 {
 	RGBackend  *slot = rg_my_slot;
+	RGActiveProc *w = &rg_active->procs[rg_my_procno()];
 	RGMembers	m;
 	NameData	rolname;
 	bool		rolsuper = false;
 	bool		rolcreaterole = false;
 	const RGEntry *entries[RG_ACTIVE_COUNTS];
 	RGActiveKey keys[RG_ACTIVE_COUNTS];
+	uint64		generation = rg_active_generation;
+	uint64		members = rg_members_generation();
+	bool		done = true;
 	int			n = 0;
 	int			i;
 
-	my.generation = rg_active_generation;
-	my.members = rg_members_generation();
 	m.ngroups = 0;
 	m.groups = palloc(sizeof(Oid) * RG_MEMBERS_CACHED);
 	m.names = palloc(sizeof(NameData) * RG_MEMBERS_CACHED);
 	m.super = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
 	m.createrole = palloc(sizeof(bool) * RG_MEMBERS_CACHED);
-	if (rg_role_groups(slot->roleid, &rolname, &rolsuper, &rolcreaterole, &m))
+	NameStr(rolname)[0] = '\0';
+	if (rg_active_configured &&
+		rg_role_groups(slot->roleid, &rolname, &rolsuper, &rolcreaterole, &m))
 	{
 		n = rg_active_entries(&rolname, slot->roleid, &m, entries, keys);
 		my.wait_ms = rg_active_wait_limit(NameStr(rolname), &m);
@@ -627,23 +677,39 @@ rg_active_resolve(void)
 		rg_superuser_socket_exempt;
 
 	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
-	rg_active_unref();
-	for (i = 0; i < n; i++)
+	if (waiting && w->granted)
+		done = false;
+	else
 	{
-		RGActiveCount *c = rg_active_enter(&keys[i], entries[i]);
-
-		if (c == NULL)
+		if (waiting)
+			rg_active_unwait(w);
+		rg_active_unref();
+		for (i = 0; i < n; i++)
 		{
-			rg_active_unref();
-			break;
+			RGActiveCount *c = rg_active_enter(&keys[i], entries[i]);
+
+			if (c == NULL)
+			{
+				rg_active_unref();
+				break;
+			}
+			my.counts[my.ncounts++] = c;
 		}
-		my.counts[my.ncounts++] = c;
+		if (waiting && my.ncounts > 0)
+			rg_active_wait_in(w);
+		else if (waiting)
+		{
+			rg_queue_leave(&rg_active->queue, rg_my_procno());
+			my.waiting = false;
+		}
+		my.generation = generation;
+		my.members = members;
+		my.resolved = true;
+		/* a new limit may let waiters in (this one too) */
+		rg_active_grant();
 	}
-	/* a new limit may let waiters in */
-	rg_active_grant();
 	rg_active_unlock();
-	my.resolved = true;
-	if (n > 0 && my.ncounts == 0)
+	if (done && n > 0 && my.ncounts == 0)
 		ereport(LOG,
 				(errmsg("role_guard: transactions of role \"%s\" are not counted against active budgets",
 						NameStr(rolname)),
@@ -654,6 +720,7 @@ rg_active_resolve(void)
 	pfree(m.names);
 	pfree(m.super);
 	pfree(m.createrole);
+	return done;
 }
 
 /* Taking a place ------------------------------------------------------------ */
@@ -669,7 +736,8 @@ rg_active_fullest(RGActiveFull *full)
 	for (i = 0; i < my.ncounts; i++)
 	{
 		RGActiveCount *c = my.counts[i];
-		int			room = c->limit - c->held - c->waiting;
+		int32		others = c->waiting - (my.waiting ? 1 : 0);
+		int			room = c->limit - c->held - others;
 
 		if (room < best_room)
 		{
@@ -678,6 +746,7 @@ rg_active_fullest(RGActiveFull *full)
 			strlcpy(full->entry, c->entry, sizeof(full->entry));
 			full->limit = c->limit;
 			full->used = c->held;
+			full->waiting = c->held < c->limit ? others : 0;
 		}
 	}
 }
@@ -719,16 +788,9 @@ rg_active_enqueue(void)
 {
 	int			procno = rg_my_procno();
 	RGActiveProc *w = &rg_active->procs[procno];
-	int			i;
 
 	w->granted = false;
-	w->ncounts = my.ncounts;
-	for (i = 0; i < my.ncounts; i++)
-	{
-		w->counts[i] = my.counts[i];
-		if (my.counts[i]->waiting++ == 0)
-			rg_active->waited_counts++;
-	}
+	rg_active_wait_in(w);
 	rg_queue_enter(&rg_active->queue, procno, rg_queue_ticket(&rg_active->queue));
 	my.waiting = true;
 	rg_active_grant();
@@ -816,19 +878,32 @@ rg_active_count_outcome(bool waited, bool refused, bool would)
 	LWLockRelease(lock);
 }
 
-/* The DETAIL: the entry, its use, and the wait. */
+/*
+ * The DETAIL: the entry, its use (and the earlier statements in line that
+ * fill it with the places held, as a login's DETAIL says), and the wait.
+ */
 static void
 rg_active_detail(char *buf, size_t len, const RGActiveFull *full,
 				 double waited_s, bool monitor)
 {
+	char		use[128];
+
+	if (full->waiting > 0)
+		snprintf(use, sizeof(use),
+				 "%d of %d transactions in progress, and %d earlier %s waiting for a place",
+				 full->used, full->limit, full->waiting,
+				 full->waiting == 1 ? "statement" : "statements");
+	else
+		snprintf(use, sizeof(use), "%d of %d transactions in progress",
+				 full->used, full->limit);
 	if (monitor)
 		snprintf(buf, len,
-				 "role_guard active budget \"%s=%d\" is full (%d of %d transactions in progress); the statement would wait (role_guard.mode is monitor).",
-				 full->entry, full->limit, full->used, full->limit);
+				 "role_guard active budget \"%s=%d\" is full (%s); the statement would wait (role_guard.mode is monitor).",
+				 full->entry, full->limit, use);
 	else
 		snprintf(buf, len,
-				 "role_guard active budget \"%s=%d\" is full (%d of %d transactions in progress); the statement waited %.1f s (role_guard.active_waits).",
-				 full->entry, full->limit, full->used, full->limit, waited_s);
+				 "role_guard active budget \"%s=%d\" is full (%s); the statement waited %.1f s (role_guard.active_waits).",
+				 full->entry, full->limit, use, waited_s);
 }
 
 /* An event about this session's statement. */
@@ -905,6 +980,29 @@ rg_active_report_over(const RGActiveFull *full, uint64 query_id)
 }
 
 /*
+ * role_guard.mode became monitor or off while a statement waited: it
+ * leaves the line and runs, in monitor mode counted (as there it would
+ * have been, over the budget), unless the walk served it meanwhile.
+ */
+static bool
+rg_active_stop_waiting(void)
+{
+	RGActiveProc *w = &rg_active->procs[rg_my_procno()];
+
+	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
+	if (w->granted)
+		rg_active_served(w, true);
+	else
+	{
+		rg_active_dequeue();
+		if (rg_mode == RG_MODE_MONITOR)
+			rg_active_charge();
+	}
+	rg_active_unlock();
+	return true;
+}
+
+/*
  * Sleep until the walk serves this statement or its wait ends.  Returns
  * true with the place taken, false when active_waits passed (off the line,
  * *full filled).  An interrupt ERRORs or FATALs out of here: the abort and
@@ -924,6 +1022,26 @@ rg_active_sleep(TimestampTz start, RGActiveFull *full)
 			ereport(FATAL,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("connection to client lost")));
+
+		/*
+		 * A reload (SIGHUP sets the latch): read the file now, not once the
+		 * statement is over, as the login path does (a budget raised or
+		 * removed must let the waiter in; a new active_waits applies from
+		 * the start of the wait), and a change of roles likewise.
+		 */
+		if (!w->granted)
+			rg_policy_refresh();
+		if (!w->granted && rg_mode != RG_MODE_ENFORCE)
+			return rg_active_stop_waiting();
+		if (!w->granted && (my.generation != rg_active_generation ||
+							my.members != rg_members_generation()) &&
+			rg_active_resolve(true))
+		{
+			if (!my.waiting)
+				return true;	/* no count limits it now: it runs */
+			deadline = my.wait_ms >= 0 ?
+				TimestampTzPlusMilliseconds(start, my.wait_ms) : 0;
+		}
 
 		/*
 		 * Served?  The walk that grants a place takes the waiter out of line
@@ -973,7 +1091,7 @@ rg_active_take(uint64 query_id)
 		return false;
 	if (!my.resolved || my.generation != rg_active_generation ||
 		my.members != rg_members_generation())
-		rg_active_resolve();
+		(void) rg_active_resolve(false);
 	if (my.ncounts == 0)
 		return false;
 	if (!my.exit_registered)
@@ -981,6 +1099,7 @@ rg_active_take(uint64 query_id)
 		/* registered in shared memory (17+): once, never under our lock */
 		(void) rg_active_wait_event();
 		before_shmem_exit(rg_active_exit, (Datum) 0);
+		RegisterResourceReleaseCallback(rg_active_release_after_locks, NULL);
 		my.exit_registered = true;
 		my_woken = MemoryContextAlloc(TopMemoryContext,
 									  sizeof(int) * rg_active->nprocs);
@@ -1065,14 +1184,33 @@ rg_active_subxact_abort(void)
 }
 
 /*
- * The transaction ended (commit, abort, prepare): give the place back, and
- * let the next transaction take one.
+ * The transaction ended (commit, abort, prepare): the next transaction
+ * may take a place.  This one gives its place back a moment later, once
+ * its locks are released (rg_active_release_after_locks).
  */
 void
 rg_active_xact_end(void)
 {
-	rg_active_release();
 	rg_active_need = rg_active_configured;
+}
+
+/*
+ * The place goes back once the transaction's locks have gone (advisory
+ * ones too), not at the commit callback a moment before: a transaction
+ * given the place then cannot find a lock of the one before it still
+ * held, and so no one can see more transactions at work than the budget
+ * allows.  The transaction is over then, whatever its end (commit, abort,
+ * PREPARE TRANSACTION, whose locks go to the prepared transaction).
+ * Registered at a session's first place; called for every resource owner
+ * released (a portal's too): one test, unless it holds or waits.
+ */
+static void
+rg_active_release_after_locks(ResourceReleasePhase phase, bool isCommit,
+							  bool isTopLevel, void *arg)
+{
+	if (phase == RESOURCE_RELEASE_AFTER_LOCKS && isTopLevel &&
+		(my.held || my.waiting))
+		rg_active_release();
 }
 
 /*
@@ -1086,7 +1224,15 @@ rg_active_settings_changed(void)
 {
 	rg_active_generation++;
 	rg_active_configured = rg_active_budgets != NULL && rg_active_budgets->nentries > 0;
-	rg_active_need = rg_active_configured;
+
+	/*
+	 * A transaction open now (a session reads a reload between statements,
+	 * idle in it) may have done work without a place: it goes on without
+	 * one, so that it never waits in the middle of its work.  The next
+	 * transaction takes one.
+	 */
+	if (!rg_active_configured || !IsTransactionOrTransactionBlock())
+		rg_active_need = rg_active_configured;
 }
 
 /* Backend exit: before core aborts the transaction, give everything back. */

@@ -51,6 +51,7 @@
 #include "tcop/pquery.h"
 #include "tcop/utility.h"
 #include "utils/memutils.h"
+#include "utils/backend_status.h"
 #include "utils/portal.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -327,7 +328,9 @@ rg_planner(Query *parse, const char *query_string, int cursorOptions,
 
 /*
  * Does a utility statement take an active place?  All do but transaction
- * control, SET, RESET, SHOW, DISCARD, DEALLOCATE and PREPARE.
+ * control, SET (SET CONSTRAINTS too: it fires only deferred triggers of
+ * statements that took the place already), RESET, SHOW, DISCARD,
+ * DEALLOCATE and PREPARE.
  */
 static bool
 rg_utility_takes_place(const Node *stmt)
@@ -336,6 +339,7 @@ rg_utility_takes_place(const Node *stmt)
 	{
 		case T_TransactionStmt:
 		case T_VariableSetStmt:
+		case T_ConstraintsSetStmt:
 		case T_VariableShowStmt:
 		case T_DiscardStmt:
 		case T_DeallocateStmt:
@@ -344,6 +348,31 @@ rg_utility_takes_place(const Node *stmt)
 		default:
 			return true;
 	}
+}
+
+/*
+ * The query id of a top-level utility statement: the one pg_stat_activity
+ * shows (and pg_stat_statements counts under), reported before the
+ * statement runs.  The statement's own copy may be 0 by the time it gets
+ * here: pg_stat_statements, tracking utilities, clears it before it calls
+ * on (so that nested statements are not counted twice), and its hook runs
+ * before ours when it is loaded after role_guard.  With track_activities
+ * off nothing is shown: the statement's own, if any.
+ */
+/* A statement the client sent (not one run by a function), in a session. */
+static inline bool
+rg_utility_top(ProcessUtilityContext context)
+{
+	return rg_nesting == 0 && rg_my_slot != NULL &&
+		context == PROCESS_UTILITY_TOPLEVEL;
+}
+
+static inline uint64
+rg_shown_query_id(uint64 own)
+{
+	uint64		shown = pgstat_get_my_query_id();
+
+	return shown != 0 ? shown : own;
 }
 
 static void
@@ -356,15 +385,17 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	bool		commit_prepared = IsA(pstmt->utilityStmt, TransactionStmt) &&
 		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED;
 
+	uint64		query_id = rg_utility_top(context) ?
+		rg_shown_query_id(pstmt->queryId) : pstmt->queryId;
+
 	RG_DENY_CHECK();
-	if (rg_nesting == 0 && rg_my_slot != NULL &&
-		context == PROCESS_UTILITY_TOPLEVEL)
+	if (rg_utility_top(context))
 	{
-		rg_statement_begin(pstmt->queryId);
+		rg_statement_begin(query_id);
 		rg_my_slot->in_utility = true;
 	}
 	if (unlikely(rg_active_need) && rg_utility_takes_place(pstmt->utilityStmt) &&
-		rg_active_take(pstmt->queryId) && ActivePortal != NULL)
+		rg_active_take(query_id) && ActivePortal != NULL)
 		(void) rg_fresh_snapshot(ActivePortal->portalSnapshot, false);
 	RG_NESTED_CAUGHT({
 		if (prev_ProcessUtility)
@@ -377,6 +408,13 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	/* its invalidations went to the queue only: see members.c */
 	if (commit_prepared)
 		rg_members_invalidate();
+	/*
+	 * EXECUTE of a prepared statement: pg_stat_statements clears the
+	 * EXECUTE's own id, and the executor reports the prepared query's, which
+	 * pg_stat_activity shows from then on.
+	 */
+	if (rg_utility_top(context))
+		rg_my_slot->last_query_id = (int64) rg_shown_query_id(pstmt->queryId);
 	/* a GRANT that made the session a superuser's member ends it here */
 	RG_DENY_CHECK();
 	if (rg_nesting == 0)

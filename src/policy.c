@@ -247,7 +247,7 @@ parse_duration(RGParser *ps, const char *v, size_t len, int32 *out)
 	memcpy(buf, v, len);
 	buf[len] = '\0';
 	if (buf[0] == '-')
-		return entry_error(ps, "has a negative duration: use 0 for never.");
+		return entry_error(ps, "has a negative duration.");
 	if (!((buf[0] >= '0' && buf[0] <= '9') || buf[0] == '.'))
 		return entry_error(ps, "has a duration \"%s\" that is not a number with an optional unit (us, ms, s, min, h, d).", buf);
 	errno = 0;

@@ -12,7 +12,12 @@
 # terminate, client gone while waiting); 6 functions, DO, procedures that
 # COMMIT; 7 never more than N under 24 clients, and pgbench 16 clients on 4
 # with no failure; 8 query_id = pg_stat_statements.queryid; 9 monitor
-# mode; 10 the 1.1 -> 1.2 update; 11 SIGKILL (crash-restart).
+# mode; 10 the 1.1 -> 1.2 update; 12 reloads (a transaction open at a
+# reload never takes a place in the middle of its work; a budget raised or
+# removed, or monitor mode, lets a waiting statement in at once), the DETAIL
+# of a budget filled by earlier waiters, SET CONSTRAINTS, the refusals of
+# the "*" row, and never more than N seen through transaction-level
+# advisory locks; 11 SIGKILL (crash-restart).
 
 use strict;
 use warnings;
@@ -51,12 +56,18 @@ CREATE ROLE dbuser LOGIN;
 CREATE ROLE solo LOGIN;
 CREATE ROLE many LOGIN;
 CREATE ROLE pb LOGIN;
+CREATE ROLE late LOGIN;
+CREATE ROLE lg NOLOGIN;
+CREATE ROLE lr LOGIN IN ROLE lg;
+CREATE ROLE lt LOGIN IN ROLE lg;
+CREATE ROLE star LOGIN;
 CREATE DATABASE limdb;
 CREATE EXTENSION role_guard;
 CREATE TABLE spans (t0 timestamptz, t1 timestamptz);
 CREATE TABLE rg_probe_qid (x int);
 CREATE TABLE twophase (x int);
-GRANT ALL ON spans, rg_probe_qid, twophase TO PUBLIC;
+CREATE TABLE witness (n bigint);
+GRANT ALL ON spans, rg_probe_qid, twophase, witness TO PUBLIC;
 });
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_stat_statements') if $pgss;
 
@@ -496,7 +507,7 @@ counts_are('pb', 0, 0, 'pb holds nothing afterwards');
 # ===========================================================================
 SKIP:
 {
-	skip 'pg_stat_statements is not installed', 3 unless $pgss;
+	skip 'pg_stat_statements is not installed', 11 unless $pgss;
 	ok(set_conf($node, 'role_guard.active_waits' => 'tenant=0, dbuser=0, solo=0'),
 		'tenant refused at once again');
 	$h1->query('BEGIN; SELECT 1');
@@ -520,6 +531,27 @@ JOIN pg_stat_statements s
 WHERE e.event = 'active_rejected' AND s.query LIKE '%rg_probe_qid WHERE x >%'}),
 		't',
 		'the refusal event query_id joins pg_stat_statements on queryid, user and database'
+	);
+	# a utility statement: pg_stat_statements, loaded after role_guard,
+	# clears its own id before role_guard's hook sees it
+	$h1->query('BEGIN; SELECT 1');
+	counts_are('tenant', 2, 0, 'full again');
+	($ret, $out, $err) = try_login($node, tcp('tenant'), 'LISTEN rg_probe_channel');
+	like($err, qr/too many active transactions/, 'a utility statement refused');
+	$h1->query('COMMIT');
+	($ret, $out, $err) = try_login($node, tcp('tenant'), 'LISTEN rg_probe_channel');
+	is($ret, 0, 'it runs once there is room');
+	is( $node->safe_psql(
+			'postgres', q{
+SELECT count(*)
+FROM role_guard_events e
+JOIN pg_stat_statements s
+  ON s.queryid = e.query_id
+ AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = 'tenant')
+ AND s.dbid = (SELECT oid FROM pg_database WHERE datname = e.datname)
+WHERE e.event = 'active_rejected' AND s.query = 'LISTEN rg_probe_channel'}),
+		'1',
+		'the utility refusal event query_id joins pg_stat_statements too'
 	);
 	$h2->query('COMMIT');
 }
@@ -571,6 +603,122 @@ is( $node->safe_psql('upd',
 is( $node->safe_psql('upd',
 		"SELECT count(*) FROM role_guard_budgets WHERE kind LIKE 'active\\_%'"),
 	'6', '1.2: one active_* row per active entry');
+
+# ===========================================================================
+# 12. Reloads, earlier waiters, SET CONSTRAINTS, "*", advisory locks
+# ===========================================================================
+my $base = 'tenant=2, +grp=1, @limdb=1, solo=1, many=3, pb=4';
+
+ok(set_conf($node, 'role_guard.active_waits' => 'late=0, lt=0, star=0'),
+	'active_waits: late, lt and star refused at once');
+my $la = session_of('late');
+my $lc = session_of('late');
+$la->query('BEGIN; SELECT 1');
+counts_are('late', 0, 0, 'late has no entry: its open transaction holds nothing');
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, late=1"),
+	'late=1 by a reload while a late transaction is open');
+# (a session reads a reload before its next command runs)
+$lc->query('BEGIN; SELECT 1');
+counts_are('late', 1, 0, 'a transaction begun after the reload takes the place');
+is($la->query('SELECT 2'), '2',
+	'the transaction open at the reload goes on without a place');
+is($la->stderr, '', 'no wait, no refusal in the middle of its work');
+counts_are('late', 1, 0, 'still one place held');
+$la->query('COMMIT');
+$lc->query('COMMIT');
+$la->query('BEGIN; SET CONSTRAINTS ALL DEFERRED');
+counts_are('late', 0, 0, 'SET CONSTRAINTS takes no place');
+$la->query('SELECT 1');
+counts_are('late', 1, 0, 'its next statement does (the next transaction takes one)');
+
+# a statement waiting when a reload raises or removes its budget runs
+ok(set_conf($node, 'role_guard.active_waits' => 'lt=0, star=0'),
+	'late waits with no limit');
+my $lcpid = $lc->backend_pid;
+$m = $lc->start_query('SELECT 43');
+waits_ok($lcpid, 'a second late statement waits (late=1)');
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, late=2"),
+	'late=2 by a reload while it waits');
+is($lc->wait_query($m, 30), '43', 'the waiter runs at once: the new budget has room');
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, late=1"), 'late=1 again');
+$m = $lc->start_query('SELECT 44');
+waits_ok($lcpid, 'a late statement waits again');
+ok(set_conf($node, 'role_guard.active_budgets' => $base),
+	'late has no entry any more (a reload while it waits)');
+is($lc->wait_query($m, 30), '44', 'the waiter runs at once: no budget limits it');
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, late=1"), 'late=1 again');
+$la->query('COMMIT');
+$la->query('BEGIN; SELECT 1');
+$m = $lc->start_query('SELECT 45');
+waits_ok($lcpid, 'a late statement waits once more');
+ok(set_conf($node, 'role_guard.mode' => 'monitor'), 'monitor mode while it waits');
+is($lc->wait_query($m, 30), '45', 'the waiter runs at once');
+ok(set_conf($node, 'role_guard.mode' => 'enforce'), 'enforce again');
+$la->query('COMMIT');
+counts_are('late', 0, 0, 'late holds nothing and waits for nothing');
+
+# a budget with room, full because of an earlier waiter: the DETAIL says so
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, lr=1, +lg=2"), 'lr=1, +lg=2');
+my $r1 = session_of('lr');
+my $r2 = session_of('lr');
+$r1->query('BEGIN; SELECT 1');
+$m = $r2->start_query('SELECT 46');
+waits_ok($r2->backend_pid, 'a second lr statement waits (lr=1)');
+($ret, $out, $err) = try_login($node, tcp('lt'), 'SELECT 1');
+like(
+	$err,
+	qr/DETAIL:  role_guard active budget "\+lg=2" is full \(1 of 2 transactions in progress, and 1 earlier statement waiting for a place\); the statement waited 0\.0 s/,
+	'lt refused: +lg=2 has one place held and one earlier statement waiting');
+$r1->query('COMMIT');
+is($r2->wait_query($m, 30), '46', 'the earlier waiter runs');
+$_->quit for ($r1, $r2);
+
+# the "*" row counts the refusals made under it, not the role's own entry's
+$node->safe_psql('postgres', 'SELECT role_guard_reset()');
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, star=1"), 'star=1');
+my $st = session_of('star');
+$st->query('BEGIN; SELECT 1');
+($ret, $out, $err) = try_login($node, tcp('star'), 'SELECT 1');
+like($err, qr/"star=1" is full/, 'star refused under its own entry');
+$st->query('COMMIT');
+ok(set_conf($node, 'role_guard.active_budgets' => '*=1'), 'only *=1');
+$st->query('BEGIN; SELECT 1');
+($ret, $out, $err) = try_login($node, tcp('star'), 'SELECT 1');
+like($err, qr/"\*=1" is full/, 'star refused under *');
+is( $node->safe_psql('postgres',
+		"SELECT rejected FROM role_guard_budgets WHERE kind = 'active_default'"),
+	'1', 'the * row: one refusal, the one whose DETAIL named it');
+$st->query('COMMIT');
+$st->quit;
+$la->quit;
+$lc->quit;
+ok(set_conf($node, 'role_guard.active_budgets' => $base), 'the budgets of the start');
+ok(set_conf($node, 'role_guard.active_waits' => 'tenant=0, dbuser=0, solo=0'),
+	'the waits of the start');
+
+# Never more than N, seen through locks: each transaction takes a shared
+# transaction-level advisory lock and records how many transactions hold
+# it.  A place goes back once the locks are released, so no transaction
+# ever sees more than many=3 (nor one that has given its place back).
+$script = $node->basedir . '/witness.sql';
+open($fh, '>', $script) or die;
+print $fh q{BEGIN;
+SELECT pg_advisory_xact_lock_shared(4242);
+INSERT INTO witness SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND granted;
+END;
+};
+close $fh;
+($bout, $berr) = ('', '');
+$bok = IPC::Run::run(
+	[ 'pgbench', '-n', '-c', '12', '-j', '2', '-t', '60', '-f', $script, tcp('many') ],
+	'<', '/dev/null', '>', \$bout, '2>', \$berr,
+	IPC::Run::timeout(180));
+ok($bok, '12 clients on many=3 finish') or diag $berr;
+($most, $rows) = split / /, $node->safe_psql('postgres',
+	q{SELECT max(n) || ' ' || count(*) FROM witness});
+is($rows, 12 * 60, 'every transaction recorded what it saw');
+ok($most <= 3, "no transaction saw more than 3 holding the lock (max $most)");
+ok($most >= 2, "and they did run side by side (max $most)");
 
 # ===========================================================================
 # 11. SIGKILL of a holder: crash-restart, every count starts again

@@ -52,6 +52,8 @@ $primary->safe_psql(
 CREATE ROLE idler1 LOGIN;
 CREATE ROLE idler2 LOGIN;
 CREATE ROLE idler3 LOGIN;
+CREATE ROLE idler4 LOGIN;
+CREATE ROLE idler5 LOGIN;
 CREATE ROLE app LOGIN;
 CREATE ROLE repl LOGIN REPLICATION;
 CREATE EXTENSION role_guard;
@@ -160,6 +162,29 @@ ok(poll_login_ok($primary, tcp_connstr($primary, 'idler3', 'postgres')),
 	'a second idler3 login gets in by evicting the idle one');
 qid_ok('evicted', $pid3, 'idler3', $qid3, 'SELECT min(x) FROM qid_probe WHERE x <> $1');
 $s3->quit;
+
+# A utility statement last: pg_stat_statements, loaded after role_guard,
+# clears a utility statement's own id before role_guard's hook sees it;
+# the event has the id pg_stat_activity shows.
+my $s4 = session_of($primary, 'idler4');
+my $pid4 = $s4->backend_pid;
+my $qid4 = last_statement($s4, 'SELECT 1 FROM qid_probe WHERE x = 6', 'LISTEN qid_channel',
+	'idle');
+ok(set_conf($primary, 'role_guard.idle_timeouts' => 'idler4=1s'), 'idle_timeouts idler4=1s');
+qid_ok('reaped_idle', $pid4, 'idler4', $qid4, 'LISTEN qid_channel');
+$s4->quit;
+
+# EXECUTE of a prepared statement last: with pg_stat_statements the id is
+# the prepared query's (the executor reports it), without it EXECUTE's own.
+my $s5 = session_of($primary, 'idler5');
+my $pid5 = $s5->backend_pid;
+my $qid5 = last_statement($s5,
+	'PREPARE qid_p AS SELECT count(*) FROM qid_probe WHERE x < 42', 'EXECUTE qid_p', 'idle');
+ok(set_conf($primary, 'role_guard.idle_timeouts' => 'idler5=1s'), 'idle_timeouts idler5=1s');
+qid_ok('reaped_idle', $pid5, 'idler5', $qid5,
+	'PREPARE qid_p AS SELECT count(*) FROM qid_probe WHERE x < $1');
+$s5->quit;
+ok(set_conf($primary, 'role_guard.idle_timeouts' => ''), 'idle_timeouts off');
 
 
 # ===========================================================================
