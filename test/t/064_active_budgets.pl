@@ -61,6 +61,7 @@ CREATE ROLE lg NOLOGIN;
 CREATE ROLE lr LOGIN IN ROLE lg;
 CREATE ROLE lt LOGIN IN ROLE lg;
 CREATE ROLE star LOGIN;
+CREATE ROLE never LOGIN;
 CREATE DATABASE limdb;
 CREATE EXTENSION role_guard;
 CREATE TABLE spans (t0 timestamptz, t1 timestamptz);
@@ -658,7 +659,10 @@ $la->query('COMMIT');
 counts_are('late', 0, 0, 'late holds nothing and waits for nothing');
 
 # a budget with room, full because of an earlier waiter: the DETAIL says so
-ok(set_conf($node, 'role_guard.active_budgets' => "$base, lr=1, +lg=2"), 'lr=1, +lg=2');
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, lr=1, +lg=2, never=7"),
+	'lr=1, +lg=2, never=7');
+is($node->safe_psql('postgres', "SELECT active_budget FROM role_guard_usage WHERE rolname = 'never'"),
+	'7', 'role_guard_usage: the active budget of a role not seen since the start');
 my $r1 = session_of('lr');
 my $r2 = session_of('lr');
 $r1->query('BEGIN; SELECT 1');
@@ -682,6 +686,8 @@ $st->query('BEGIN; SELECT 1');
 like($err, qr/"star=1" is full/, 'star refused under its own entry');
 $st->query('COMMIT');
 ok(set_conf($node, 'role_guard.active_budgets' => '*=1'), 'only *=1');
+is($node->safe_psql('postgres', "SELECT active_budget FROM role_guard_usage WHERE rolname = 'never'"),
+	'1', '... and its budget under *');
 $st->query('BEGIN; SELECT 1');
 ($ret, $out, $err) = try_login($node, tcp('star'), 'SELECT 1');
 like($err, qr/"\*=1" is full/, 'star refused under *');
