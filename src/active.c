@@ -8,10 +8,13 @@
  * A session takes an active place at the first statement of a transaction
  * that does real work (the executor and utility hooks call rg_active_take,
  * executor.c decides which statements count) and gives it back when the
- * transaction ends by any path: rg_active_xact_end from the transaction
- * callbacks (commit, abort, PREPARE TRANSACTION), and rg_active_exit from
- * before_shmem_exit (a FATAL, or a plain exit, run before core aborts the
- * transaction).  A crash-restart makes shared memory anew.
+ * transaction ends by any path, once its locks are released:
+ * rg_active_release_after_locks, a resource-release callback, at commit,
+ * abort and PREPARE TRANSACTION, and so also at a FATAL or a plain exit
+ * (ShutdownPostgres aborts the transaction; rg_active_exit_unref, at
+ * on_shmem_exit, gives back anything left).  rg_active_xact_end, from the
+ * transaction callback, lets the next transaction take a place.  A
+ * crash-restart makes shared memory anew.
  *
  * Counts.  Each entry that applies to a session limits one count, kept in
  * an RGActiveCount found by key (rg_active_key is the one rule that says
@@ -167,6 +170,7 @@ typedef struct RGActiveFull
 } RGActiveFull;
 
 static void rg_active_exit(int code, Datum arg);
+static void rg_active_exit_unref(int code, Datum arg);
 static void rg_active_release_after_locks(ResourceReleasePhase phase,
 										  bool isCommit, bool isTopLevel,
 										  void *arg);
@@ -725,18 +729,48 @@ rg_active_resolve(bool waiting)
 
 /* Taking a place ------------------------------------------------------------ */
 
+/*
+ * The statements ahead of this one in each of its counts: all that wait in
+ * it, when this one is not in line; else those before it in line (a walk
+ * of the line: only on the way to a refusal).  Lock held.
+ */
+static void
+rg_active_earlier(int32 *earlier)
+{
+	int			me = rg_my_procno();
+	int			procno;
+	int			i;
+	int			j;
+
+	for (i = 0; i < my.ncounts; i++)
+		earlier[i] = my.waiting ? 0 : my.counts[i]->waiting;
+	if (!my.waiting)
+		return;
+	for (procno = rg_queue_first(&rg_active->queue); procno >= 0 && procno != me;
+		 procno = rg_queue_next(&rg_active->queue, procno))
+	{
+		const RGActiveProc *o = &rg_active->procs[procno];
+
+		for (j = 0; j < o->ncounts; j++)
+			for (i = 0; i < my.ncounts; i++)
+				earlier[i] += o->counts[j] == my.counts[i];
+	}
+}
+
 /* The count with least room, for messages.  Lock held. */
 static void
 rg_active_fullest(RGActiveFull *full)
 {
+	int32		earlier[RG_ACTIVE_COUNTS];
 	int			best_room = INT_MAX;
 	int			i;
 
 	memset(full, 0, sizeof(*full));
+	rg_active_earlier(earlier);
 	for (i = 0; i < my.ncounts; i++)
 	{
 		RGActiveCount *c = my.counts[i];
-		int32		others = c->waiting - (my.waiting ? 1 : 0);
+		int32		others = earlier[i];
 		int			room = c->limit - c->held - others;
 
 		if (room < best_room)
@@ -1099,6 +1133,7 @@ rg_active_take(uint64 query_id)
 		/* registered in shared memory (17+): once, never under our lock */
 		(void) rg_active_wait_event();
 		before_shmem_exit(rg_active_exit, (Datum) 0);
+		on_shmem_exit(rg_active_exit_unref, (Datum) 0);
 		RegisterResourceReleaseCallback(rg_active_release_after_locks, NULL);
 		my.exit_registered = true;
 		my_woken = MemoryContextAlloc(TopMemoryContext,
@@ -1229,28 +1264,47 @@ rg_active_settings_changed(void)
 	 * A transaction open now (a session reads a reload between statements,
 	 * idle in it) may have done work without a place: it goes on without
 	 * one, so that it never waits in the middle of its work.  The next
-	 * transaction takes one.
+	 * transaction takes one.  A failed transaction block holds none and
+	 * runs nothing more (its ROLLBACK calls no transaction callback): its
+	 * next transaction takes one too.
 	 */
-	if (!rg_active_configured || !IsTransactionOrTransactionBlock())
+	if (!rg_active_configured || !IsTransactionOrTransactionBlock() ||
+		(IsAbortedTransactionBlockState() && GetCurrentTransactionNestLevel() == 1))
 		rg_active_need = rg_active_configured;
 }
 
-/* Backend exit: before core aborts the transaction, give everything back. */
+/*
+ * Backend exit (before_shmem_exit, so before ShutdownPostgres aborts the
+ * transaction): wake whom a walk under the lock granted a place.  A
+ * transaction still open gives its place back in that abort, once its
+ * locks are gone (rg_active_release_after_locks); with none open, nothing
+ * is held, but whatever is goes back now.
+ */
 static void
 rg_active_exit(int code, Datum arg)
 {
-	LWLock	   *lock = rg_active->lock;
+	if (LWLockHeldByMe(rg_active->lock))
+		rg_active_unlock();
+	if (!IsTransactionOrTransactionBlock())
+		rg_active_release();
+	rg_active_need = false;
+}
 
-	if (LWLockHeldByMe(lock))
-		rg_active_unlock();		/* and wake whom it granted meanwhile */
+/*
+ * Later at exit (on_shmem_exit: after ShutdownPostgres, before ProcKill,
+ * the lock still usable): give back anything the abort did not, and drop
+ * this session's references on its counts.
+ */
+static void
+rg_active_exit_unref(int code, Datum arg)
+{
 	rg_active_release();
 	if (my.ncounts > 0)
 	{
-		LWLockAcquire(lock, LW_EXCLUSIVE);
+		LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
 		rg_active_unref();
-		LWLockRelease(lock);
+		LWLockRelease(rg_active->lock);
 	}
-	rg_active_need = false;
 }
 
 /* Views ------------------------------------------------------------------------- */
@@ -1291,6 +1345,7 @@ rg_active_copy(int *ncopies)
 		copy[n].kind = c->key.kind;
 		copy[n].roleid = c->key.roleid;
 		copy[n].dboid = c->key.dboid;
+		copy[n].entry_kind = c->kind;
 		copy[n].held = c->held;
 		copy[n].waiting = c->waiting;
 		copy[n].stats = c->stats;
@@ -1341,6 +1396,9 @@ rg_active_entry_numbers(const RGEntry *e, const RGActiveCountCopy *copies,
 				 (!OidIsValid(dboid) && e->db[0] != '\0'))
 			continue;
 		*held += c->held;
+		/* a role's own count keeps the statistics of the entry last over it */
+		if (c->entry_kind != e->kind)
+			continue;
 		stats->waited += c->stats.waited;
 		stats->rejected += c->stats.rejected;
 		stats->would_wait += c->stats.would_wait;

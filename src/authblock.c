@@ -556,26 +556,41 @@ rg_auth_forget_failures(RGAuthLogin *a)
  * as \xNN.  Otherwise a client could put bytes in role_guard_auth_blocks or
  * role_guard_events that fail the view's encoding conversion.
  */
+/* Is a name shown as it is (valid in "encoding", no control character)? */
+static bool
+rg_auth_name_plain(const char *name, int encoding)
+{
+	size_t		len = strlen(name);
+	size_t		i;
+
+	if (!pg_verify_mbstr(encoding, name, (int) len, true))
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		if ((unsigned char) name[i] < 0x20 || name[i] == 0x7f)
+			return false;
+	}
+	return true;
+}
+
 void
 rg_auth_name_text(const char *name, int encoding, char *out, size_t outlen)
 {
 	size_t		len = strlen(name);
 	size_t		pos = 0;
 	size_t		i;
-	bool		plain = pg_verify_mbstr(encoding, name, (int) len, true);
 
-	for (i = 0; plain && i < len; i++)
-		plain = (unsigned char) name[i] >= 0x20 && name[i] != 0x7f;
-	if (plain)
+	if (rg_auth_name_plain(name, encoding))
 	{
 		strlcpy(out, name, outlen);
 		return;
 	}
+	/* a backslash escaped too, so that the text reads back one way */
 	for (i = 0; i < len && pos + 4 < outlen; i++)
 	{
 		unsigned char c = (unsigned char) name[i];
 
-		if (c >= 0x20 && c < 0x7f)
+		if (c >= 0x20 && c < 0x7f && c != '\\')
 			out[pos++] = (char) c;
 		else
 			pos += snprintf(out + pos, outlen - pos, "\\x%02x", c);
@@ -600,11 +615,12 @@ rg_auth_name_raw(const char *text, char *raw)
 			char		hex[3] = {text[2], text[3], '\0'};
 			char		c = (char) strtol(hex, NULL, 16);
 
-			/* no name has a NUL, and no key is empty: nothing matches */
 			if (c == '\0')
+			{
+				/* no name has a NUL, and no key is empty: nothing matches */
 				pos = 0;
-			if (c == '\0')
 				break;
+			}
 			raw[pos++] = c;
 			text += 4;
 		}
@@ -870,7 +886,7 @@ rg_authblock_rows(int *n)
 			TimestampTz first = 0;
 			int32		failures;
 
-			if (p->key.family == 0 || (p->blocked_until != 0 && !blocked))
+			if (p->key.family == 0 || (until != 0 && !blocked))
 				continue;
 			failures = blocked ? p->failures : rg_auth_in_window(p, now, &first);
 			if (failures == 0)
@@ -900,6 +916,7 @@ rg_authblock_unblock(const RGHostList *hosts, const char *rolname)
 	int			ended = 0;
 	int			place;
 	char		raw[NAMEDATALEN];
+	int			encoding = GetDatabaseEncoding();
 
 	/* a name shown escaped (rg_auth_name_text) is found by that text too */
 	if (rolname)
@@ -912,7 +929,8 @@ rg_authblock_unblock(const RGHostList *hosts, const char *rolname)
 		if (p->key.family == 0 ||
 			(hosts && rg_hosts_match(hosts, p->key.family, p->key.addr) == NULL) ||
 			(rolname && strcmp(NameStr(p->key.rolname), rolname) != 0 &&
-			 strcmp(NameStr(p->key.rolname), raw) != 0))
+			 (strcmp(NameStr(p->key.rolname), raw) != 0 ||
+			  rg_auth_name_plain(NameStr(p->key.rolname), encoding))))
 			continue;
 		if (p->blocked_until > now)
 			ended++;

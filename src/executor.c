@@ -384,6 +384,7 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	/* read before the call: the statement may be freed by then (ROLLBACK) */
 	bool		commit_prepared = IsA(pstmt->utilityStmt, TransactionStmt) &&
 		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED;
+	uint64		own_query_id = pstmt->queryId;
 
 	uint64		query_id = rg_utility_top(context) ?
 		rg_shown_query_id(pstmt->queryId) : pstmt->queryId;
@@ -414,7 +415,7 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	 * pg_stat_activity shows from then on.
 	 */
 	if (rg_utility_top(context))
-		rg_my_slot->last_query_id = (int64) rg_shown_query_id(pstmt->queryId);
+		rg_my_slot->last_query_id = (int64) rg_shown_query_id(own_query_id);
 	/* a GRANT that made the session a superuser's member ends it here */
 	RG_DENY_CHECK();
 	if (rg_nesting == 0)

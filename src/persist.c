@@ -127,7 +127,11 @@ rg_read_file(size_t *len)
 	*len = (size_t) st.st_size;
 	buf = palloc_extended(Max(*len, 1), MCXT_ALLOC_NO_OOM);
 	/* never waits: replaced by a FIFO since the stat, it reads as empty */
-	fd = OpenTransientFile(RG_SAVE_FILE, O_RDONLY | O_NONBLOCK | PG_BINARY);
+	fd = OpenTransientFile(RG_SAVE_FILE, O_RDONLY | PG_BINARY
+#ifdef O_NONBLOCK
+						   | O_NONBLOCK
+#endif
+		);
 	if (buf == NULL || fd < 0)
 	{
 		ereport(LOG,
@@ -327,9 +331,9 @@ rg_persist_write(void)
 	}
 	if (durable_rename(RG_SAVE_TMP, RG_SAVE_FILE, LOG) != 0)
 	{
-		/* core logged why (a directory in the way, say) */
+		/* core logged why: a directory in the way, or a failed fsync after it */
 		ereport(LOG,
-				(errmsg("role_guard: statistics not saved: could not rename \"%s\" to \"%s\"",
+				(errmsg("role_guard: statistics may not be saved: could not rename \"%s\" to \"%s\" durably",
 						RG_SAVE_TMP, RG_SAVE_FILE)));
 		unlink(RG_SAVE_TMP);
 		return;

@@ -331,6 +331,7 @@ typedef struct RGActiveCountCopy
 	uint32		kind;			/* RGEntryKind (* as name=) */
 	Oid			roleid;
 	Oid			dboid;
+	int32		entry_kind;		/* the entry its stats were made under */
 	int32		held;
 	int32		waiting;
 	RGActiveStats stats;

@@ -631,6 +631,54 @@ $la->query('BEGIN; SET CONSTRAINTS ALL DEFERRED');
 counts_are('late', 0, 0, 'SET CONSTRAINTS takes no place');
 $la->query('SELECT 1');
 counts_are('late', 1, 0, 'its next statement does (the next transaction takes one)');
+$la->query('COMMIT');
+
+# a failed transaction block when a reload gives its role a budget: its
+# ROLLBACK calls no transaction callback, and its next transaction takes
+# a place all the same
+ok(set_conf($node, 'role_guard.active_budgets' => $base), 'late has no entry');
+$la->query('BEGIN; SELECT 1/0');
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, late=1"),
+	'late=1 by a reload while a late transaction block has failed');
+$la->query('SELECT 1');
+$la->query('ROLLBACK');
+$la->query('BEGIN; SELECT 1');
+counts_are('late', 1, 0, 'the transaction after the ROLLBACK takes a place');
+$la->query('COMMIT');
+
+# A session ended while it holds a place and a transaction-level advisory
+# lock: the place goes back once the lock is released (in the abort at
+# exit), so the statement given it finds the lock free.
+$la->query('BEGIN; SELECT pg_advisory_xact_lock(777)');
+counts_are('late', 1, 0, 'late holds the place and lock 777');
+ok(set_conf($node, 'role_guard.active_waits' => 'lt=0, star=0'), 'late waits with no limit');
+$m = $lc->start_query('SELECT pg_try_advisory_xact_lock(777)');
+waits_ok($lc->backend_pid, 'a second late statement waits for the place');
+$node->safe_psql('postgres', 'SELECT pg_terminate_backend(' . $la->backend_pid . ')');
+is($lc->wait_query($m, 30), 't', 'given the place, it finds lock 777 free');
+$la->quit;
+$la = session_of('late');
+ok(set_conf($node, 'role_guard.active_waits' => 'late=0, lt=0, star=0'),
+	'late refused at once again');
+
+# CALL of a procedure that rolls back, over the extended protocol with a
+# parameter: the portal's plan (and the statement) are gone when the hook
+# comes back; the session goes on
+$node->safe_psql('postgres', q{
+CREATE PROCEDURE rg_rb(x int) LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO witness VALUES (x);
+  ROLLBACK;
+  INSERT INTO witness VALUES (x + 1);
+END $$;
+GRANT EXECUTE ON PROCEDURE rg_rb(int) TO PUBLIC});
+my ($pok, $pout, $perr) = run_pgbench($node, tcp('late'), 'extended', 20,
+	"\\set x random(1, 1000)\nCALL rg_rb(:x);\n");
+ok($pok, 'pgbench -M extended: CALL of a procedure that rolls back, 20 times') or diag $perr;
+like($pout, qr/number of failed transactions: 0\b|processed: 20\/20/, 'all 20 ran');
+$node->safe_psql('postgres', 'TRUNCATE witness');
+$la->query('BEGIN; SELECT 1');
+counts_are('late', 1, 0, 'late holds its place again');
 
 # a statement waiting when a reload raises or removes its budget runs
 ok(set_conf($node, 'role_guard.active_waits' => 'lt=0, star=0'),
@@ -686,6 +734,9 @@ $st->query('BEGIN; SELECT 1');
 like($err, qr/"star=1" is full/, 'star refused under its own entry');
 $st->query('COMMIT');
 ok(set_conf($node, 'role_guard.active_budgets' => '*=1'), 'only *=1');
+is( $node->safe_psql('postgres',
+		"SELECT rejected FROM role_guard_budgets WHERE kind = 'active_default'"),
+	'0', 'the * row before any refusal under it: 0 (not the star= entry\'s)');
 is($node->safe_psql('postgres', "SELECT active_budget FROM role_guard_usage WHERE rolname = 'never'"),
 	'1', '... and its budget under *');
 $st->query('BEGIN; SELECT 1');

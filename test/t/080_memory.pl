@@ -365,7 +365,7 @@ foreach my $case ('fifo', 'directory')
 	$pos = log_pos($node);
 	$node->stop('fast');
 	like(log_since($node, $pos),
-		qr/role_guard: statistics not saved: could not rename "pg_stat\/role_guard.stat.tmp" to "pg_stat\/role_guard.stat"/,
+		qr/role_guard: statistics may not be saved: could not rename "pg_stat\/role_guard.stat.tmp" to "pg_stat\/role_guard.stat" durably/,
 		"C $case: the clean stop says the statistics were not saved");
 	ok(!-e "$savefile.tmp", "C $case: no temporary file left");
 	rmdir $savefile or die "rmdir: $!";
