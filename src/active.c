@@ -109,6 +109,8 @@ typedef struct RGActiveProc
 								 * rg_active_served clears it without the
 								 * lock) */
 	RGQueueLink link;			/* [active] its place in line */
+	uint64		ticket;			/* [active] its ticket, kept when the walk
+								 * takes it out of line */
 	TimestampTz granted_at;		/* as granted: when it was given its place */
 	int32		ncounts;		/* [active] */
 	RGActiveCount *counts[RG_ACTIVE_COUNTS];	/* [active] */
@@ -161,6 +163,7 @@ static struct
 /* The entry of a refusal, as the message shows it. */
 typedef struct RGActiveFull
 {
+	RGActiveKey key;			/* its count */
 	int32		kind;
 	char		entry[RG_ENTRY_TEXT_LEN];
 	int32		limit;
@@ -637,18 +640,59 @@ rg_active_entries(const NameData *rolname, Oid roleid, const RGMembers *m,
 }
 
 /*
+ * Does a place given in this session's counts stand under these entries:
+ * the same counts, in order, none over its new limit?  Lock held.
+ */
+static bool
+rg_active_grant_stands(const RGActiveKey *keys, const RGEntry *const *entries,
+					   int n)
+{
+	int			i;
+
+	if (n != my.ncounts)
+		return false;
+	for (i = 0; i < n; i++)
+	{
+		if (memcmp(&keys[i], &my.counts[i]->key, sizeof(RGActiveKey)) != 0 ||
+			my.counts[i]->held > entries[i]->value)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A place the walk gave this waiter under counts that no longer apply (a
+ * reload or a change of roles since it resolved them): given back, and the
+ * wait it counted with it; the waiter goes back in line at its ticket once
+ * it has its new counts.  Lock held.
+ */
+static void
+rg_active_ungrant(RGActiveProc *w)
+{
+	int			i;
+
+	for (i = 0; i < my.ncounts; i++)
+	{
+		my.counts[i]->held--;
+		my.counts[i]->stats.waited--;
+	}
+	w->held = false;
+	w->granted = false;
+}
+
+/*
  * Find the counts that apply to this session (after a reload or a change
  * of roles, or the first time): catalogs through the membership cache, no
  * lock; then references under the lock.
  *
- * "waiting": the statement waits in line, and a reload (or a change of
- * roles) came meanwhile.  It keeps its ticket, so its place in line, and
- * waits in its new counts (none: it leaves the line, and runs).  A waiter
- * the walk served meanwhile keeps the counts it was given its place in,
- * for this transaction; it resolves again at its next.  Returns false
- * then.
+ * "waiting": the statement waits, and a reload (or a change of roles) came
+ * meanwhile.  It keeps its ticket, so its place in line, and waits in its
+ * new counts (none: it leaves the line, and runs).  A place the walk gave
+ * it meanwhile stands if its counts are the same and none is over its new
+ * limit; else it goes back, and the statement waits again at its ticket:
+ * it never runs under counts or limits that no longer apply.
  */
-static bool
+static void
 rg_active_resolve(bool waiting)
 {
 	RGBackend  *slot = rg_my_slot;
@@ -661,7 +705,6 @@ rg_active_resolve(bool waiting)
 	RGActiveKey keys[RG_ACTIVE_COUNTS];
 	uint64		generation = rg_active_generation;
 	uint64		members = rg_members_generation();
-	bool		done = true;
 	int			n = 0;
 	int			i;
 
@@ -681,11 +724,21 @@ rg_active_resolve(bool waiting)
 		rg_superuser_socket_exempt;
 
 	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
-	if (waiting && w->granted)
-		done = false;
+	if (waiting && w->granted && rg_active_grant_stands(keys, entries, n))
+	{
+		/* served in counts that still apply: it runs, under their limits */
+		for (i = 0; i < n; i++)
+			my.counts[i]->limit = entries[i]->value;
+		my.generation = generation;
+		my.members = members;
+	}
 	else
 	{
-		if (waiting)
+		bool		rejoin = waiting && w->granted;
+
+		if (rejoin)
+			rg_active_ungrant(w);
+		else if (waiting)
 			rg_active_unwait(w);
 		rg_active_unref();
 		for (i = 0; i < n; i++)
@@ -700,7 +753,11 @@ rg_active_resolve(bool waiting)
 			my.counts[my.ncounts++] = c;
 		}
 		if (waiting && my.ncounts > 0)
+		{
 			rg_active_wait_in(w);
+			if (rejoin)
+				rg_queue_enter(&rg_active->queue, rg_my_procno(), w->ticket);
+		}
 		else if (waiting)
 		{
 			rg_queue_leave(&rg_active->queue, rg_my_procno());
@@ -713,7 +770,7 @@ rg_active_resolve(bool waiting)
 		rg_active_grant();
 	}
 	rg_active_unlock();
-	if (done && n > 0 && my.ncounts == 0)
+	if (n > 0 && my.ncounts == 0)
 		ereport(LOG,
 				(errmsg("role_guard: transactions of role \"%s\" are not counted against active budgets",
 						NameStr(rolname)),
@@ -724,7 +781,6 @@ rg_active_resolve(bool waiting)
 	pfree(m.names);
 	pfree(m.super);
 	pfree(m.createrole);
-	return done;
 }
 
 /* Taking a place ------------------------------------------------------------ */
@@ -776,6 +832,7 @@ rg_active_fullest(RGActiveFull *full)
 		if (room < best_room)
 		{
 			best_room = room;
+			full->key = c->key;
 			full->kind = c->kind;
 			strlcpy(full->entry, c->entry, sizeof(full->entry));
 			full->limit = c->limit;
@@ -825,7 +882,8 @@ rg_active_enqueue(void)
 
 	w->granted = false;
 	rg_active_wait_in(w);
-	rg_queue_enter(&rg_active->queue, procno, rg_queue_ticket(&rg_active->queue));
+	w->ticket = rg_queue_ticket(&rg_active->queue);
+	rg_queue_enter(&rg_active->queue, procno, w->ticket);
 	my.waiting = true;
 	rg_active_grant();
 }
@@ -881,21 +939,26 @@ rg_active_dequeue(void)
  * only the counters' lock.
  */
 static void
-rg_active_count_outcome(bool waited, bool refused, bool would)
+rg_active_count_outcome(bool waited, bool refused, bool would,
+						const RGActiveFull *full)
 {
 	LWLock	   *lock = rg_lock();
 	RGCounter  *role = rg_my_counter;
 	int			i;
 
-	if (refused || would)
+	/* a refusal counts for the entry its DETAIL named, as a login's does */
+	if (full != NULL && (refused || would))
 	{
 		LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
 		for (i = 0; i < my.ncounts; i++)
 		{
 			RGActiveStats *s = &my.counts[i]->stats;
 
+			if (memcmp(&my.counts[i]->key, &full->key, sizeof(RGActiveKey)) != 0)
+				continue;
 			s->rejected += refused;
 			s->would_wait += would;
+			break;
 		}
 		rg_active_unlock();
 	}
@@ -970,7 +1033,7 @@ rg_active_refuse(const RGActiveFull *full, double waited_s, uint64 query_id)
 	const char *db = NameStr(rg_my_slot->datname);
 
 	rg_active_detail(detail, sizeof(detail), full, waited_s, false);
-	rg_active_count_outcome(false, true, false);
+	rg_active_count_outcome(false, true, false, full);
 	rg_active_event(RG_EVENT_ACTIVE_REJECTED, detail, query_id);
 	if (full->kind == RG_ENTRY_DATABASE)
 		ereport(ERROR,
@@ -1005,7 +1068,7 @@ rg_active_report_over(const RGActiveFull *full, uint64 query_id)
 				 errdetail("%s", detail)));
 		return;
 	}
-	rg_active_count_outcome(false, false, true);
+	rg_active_count_outcome(false, false, true, full);
 	rg_active_event(RG_EVENT_WOULD_WAIT, detail, query_id);
 	ereport(LOG,
 			(errmsg("role_guard: statement of role \"%s\" would wait for an active place",
@@ -1061,16 +1124,16 @@ rg_active_sleep(TimestampTz start, RGActiveFull *full)
 		 * A reload (SIGHUP sets the latch): read the file now, not once the
 		 * statement is over, as the login path does (a budget raised or
 		 * removed must let the waiter in; a new active_waits applies from
-		 * the start of the wait), and a change of roles likewise.
+		 * the start of the wait), and a change of roles likewise; a place
+		 * given under counts that no longer apply goes back.
 		 */
-		if (!w->granted)
-			rg_policy_refresh();
-		if (!w->granted && rg_mode != RG_MODE_ENFORCE)
+		rg_policy_refresh();
+		if (rg_mode != RG_MODE_ENFORCE)
 			return rg_active_stop_waiting();
-		if (!w->granted && (my.generation != rg_active_generation ||
-							my.members != rg_members_generation()) &&
-			rg_active_resolve(true))
+		if (my.generation != rg_active_generation ||
+			my.members != rg_members_generation())
 		{
+			rg_active_resolve(true);
 			if (!my.waiting)
 				return true;	/* no count limits it now: it runs */
 			deadline = my.wait_ms >= 0 ?
@@ -1125,7 +1188,7 @@ rg_active_take(uint64 query_id)
 		return false;
 	if (!my.resolved || my.generation != rg_active_generation ||
 		my.members != rg_members_generation())
-		(void) rg_active_resolve(false);
+		rg_active_resolve(false);
 	if (my.ncounts == 0)
 		return false;
 	if (!my.exit_registered)
@@ -1172,7 +1235,7 @@ rg_active_take(uint64 query_id)
 	if (!rg_active_sleep(start, &full))
 		rg_active_refuse(&full, TimestampDifferenceMilliseconds(start, GetCurrentTimestamp()) / 1000.0,
 						 query_id);
-	rg_active_count_outcome(true, false, false);
+	rg_active_count_outcome(true, false, false, NULL);
 	return true;
 }
 

@@ -235,6 +235,7 @@ parse_duration(RGParser *ps, const char *v, size_t len, int32 *out)
 		{"h", 3600000}, {"d", 86400000}, {"", 1000}
 	};
 	char		buf[64];
+	const char *num;
 	char	   *end;
 	double		val;
 	size_t		ulen;
@@ -246,14 +247,16 @@ parse_duration(RGParser *ps, const char *v, size_t len, int32 *out)
 		return entry_error(ps, "has a duration that is too long to be valid.");
 	memcpy(buf, v, len);
 	buf[len] = '\0';
-	if (buf[0] == '-')
-		return entry_error(ps, "has a negative duration.");
-	if (!((buf[0] >= '0' && buf[0] <= '9') || buf[0] == '.'))
+	/* a sign: "-0" is 0, anything below it is refused */
+	num = buf[0] == '-' ? buf + 1 : buf;
+	if (!((num[0] >= '0' && num[0] <= '9') || num[0] == '.'))
 		return entry_error(ps, "has a duration \"%s\" that is not a number with an optional unit (us, ms, s, min, h, d).", buf);
 	errno = 0;
-	val = strtod(buf, &end);
-	if (end == buf || errno != 0 || isnan(val) || isinf(val))
+	val = strtod(num, &end);
+	if (end == num || errno != 0 || isnan(val) || isinf(val))
 		return entry_error(ps, "has a duration \"%s\" that is not a number with an optional unit (us, ms, s, min, h, d).", buf);
+	if (num != buf && val != 0)
+		return entry_error(ps, "has a negative duration.");
 	while (is_space(*end))
 		end++;
 	ulen = strlen(end);

@@ -610,8 +610,8 @@ is( $node->safe_psql('upd',
 # ===========================================================================
 my $base = 'tenant=2, +grp=1, @limdb=1, solo=1, many=3, pb=4';
 
-ok(set_conf($node, 'role_guard.active_waits' => 'late=0, lt=0, star=0'),
-	'active_waits: late, lt and star refused at once');
+ok(set_conf($node, 'role_guard.active_waits' => 'late=-0, lt=0, star=0'),
+	'active_waits: late, lt and star refused at once ("-0" is 0)');
 my $la = session_of('late');
 my $lc = session_of('late');
 $la->query('BEGIN; SELECT 1');
@@ -724,6 +724,46 @@ like(
 $r1->query('COMMIT');
 is($r2->wait_query($m, 30), '46', 'the earlier waiter runs');
 $_->quit for ($r1, $r2);
+
+# A reload that adds an entry while two statements wait: neither runs under
+# the counts it resolved before (a place the walk gave it under them goes
+# back), so +lg=1 is never exceeded.  The waiters read the reload newest
+# first, so the later one's walk would otherwise serve the earlier one.
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, lr=1"), 'lr=1');
+ok(set_conf($node, 'role_guard.active_waits' => 'lt=0, star=0'), 'lr waits with no limit');
+my $ra = session_of('lr');
+my $rw1 = session_of('lr');
+my $rw2 = session_of('lr');
+$ra->query('BEGIN; SELECT 1');
+my $m1 = $rw1->start_query('BEGIN; SELECT 47');
+waits_ok($rw1->backend_pid, 'the first lr waiter waits');
+my $m2 = $rw2->start_query('BEGIN; SELECT 48');
+waits_ok($rw2->backend_pid, 'the second lr waiter waits');
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, lr=2, +lg=1"),
+	'lr=2, +lg=1 by a reload while both wait');
+is($rw1->wait_query($m1, 30), '47', 'the first waiter runs (lr and +lg have room)');
+waits_ok($rw2->backend_pid, 'the second still waits: +lg=1 is held');
+$ra->query('COMMIT');
+waits_ok($rw2->backend_pid, 'and still once the first holder commits');
+is( $node->safe_psql('postgres',
+		"SELECT connections FROM role_guard_budgets WHERE kind = 'active_group' AND entry = '+lg'"),
+	'1', '+lg: one transaction in progress');
+$rw1->query('COMMIT');
+is($rw2->wait_query($m2, 30), '48', 'the second runs once the first commits');
+$rw2->query('COMMIT');
+
+# a refusal counts on the row of the entry its DETAIL names only
+$node->safe_psql('postgres', 'SELECT role_guard_reset()');
+ok(set_conf($node, 'role_guard.active_budgets' => "$base, lr=5, +lg=1"), 'lr=5, +lg=1');
+ok(set_conf($node, 'role_guard.active_waits' => 'lr=0, lt=0, star=0'), 'lr refused at once');
+$ra->query('BEGIN; SELECT 1');
+($ret, $out, $err) = try_login($node, tcp('lr'), 'SELECT 1');
+like($err, qr/"\+lg=1" is full/, 'lr refused by +lg=1');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(entry || ' ' || rejected, ', ' ORDER BY entry) FROM role_guard_budgets WHERE entry IN ('lr', '+lg') AND kind LIKE 'active%'"),
+	'+lg 1, lr 0', 'the refusal counts on +lg, not on lr');
+$ra->query('COMMIT');
+$_->quit for ($ra, $rw1, $rw2);
 
 # the "*" row counts the refusals made under it, not the role's own entry's
 $node->safe_psql('postgres', 'SELECT role_guard_reset()');
