@@ -163,7 +163,7 @@ static struct
 /* The entry of a refusal, as the message shows it. */
 typedef struct RGActiveFull
 {
-	RGActiveKey key;			/* its count */
+	RGActiveCount *count;		/* its count (this session holds a reference) */
 	int32		kind;
 	char		entry[RG_ENTRY_TEXT_LEN];
 	int32		limit;
@@ -832,7 +832,7 @@ rg_active_fullest(RGActiveFull *full)
 		if (room < best_room)
 		{
 			best_room = room;
-			full->key = c->key;
+			full->count = c;
 			full->kind = c->kind;
 			strlcpy(full->entry, c->entry, sizeof(full->entry));
 			full->limit = c->limit;
@@ -944,22 +944,13 @@ rg_active_count_outcome(bool waited, bool refused, bool would,
 {
 	LWLock	   *lock = rg_lock();
 	RGCounter  *role = rg_my_counter;
-	int			i;
 
 	/* a refusal counts for the entry its DETAIL named, as a login's does */
-	if (full != NULL && (refused || would))
+	if (full != NULL && full->count != NULL && (refused || would))
 	{
 		LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
-		for (i = 0; i < my.ncounts; i++)
-		{
-			RGActiveStats *s = &my.counts[i]->stats;
-
-			if (memcmp(&my.counts[i]->key, &full->key, sizeof(RGActiveKey)) != 0)
-				continue;
-			s->rejected += refused;
-			s->would_wait += would;
-			break;
-		}
+		full->count->stats.rejected += refused;
+		full->count->stats.would_wait += would;
 		rg_active_unlock();
 	}
 	if (role == NULL)

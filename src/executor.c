@@ -50,8 +50,8 @@
 #include "optimizer/planner.h"
 #include "tcop/pquery.h"
 #include "tcop/utility.h"
-#include "utils/memutils.h"
 #include "utils/backend_status.h"
+#include "utils/memutils.h"
 #include "utils/portal.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -350,6 +350,14 @@ rg_utility_takes_place(const Node *stmt)
 	}
 }
 
+/* A statement the client sent (not one run by a function), in a session. */
+static inline bool
+rg_utility_top(ProcessUtilityContext context)
+{
+	return rg_nesting == 0 && rg_my_slot != NULL &&
+		context == PROCESS_UTILITY_TOPLEVEL;
+}
+
 /*
  * The query id of a top-level utility statement: the one pg_stat_activity
  * shows (and pg_stat_statements counts under), reported before the
@@ -359,14 +367,6 @@ rg_utility_takes_place(const Node *stmt)
  * before ours when it is loaded after role_guard.  With track_activities
  * off nothing is shown: the statement's own, if any.
  */
-/* A statement the client sent (not one run by a function), in a session. */
-static inline bool
-rg_utility_top(ProcessUtilityContext context)
-{
-	return rg_nesting == 0 && rg_my_slot != NULL &&
-		context == PROCESS_UTILITY_TOPLEVEL;
-}
-
 static inline uint64
 rg_shown_query_id(uint64 own)
 {
@@ -385,9 +385,8 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	bool		commit_prepared = IsA(pstmt->utilityStmt, TransactionStmt) &&
 		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED;
 	uint64		own_query_id = pstmt->queryId;
-
 	uint64		query_id = rg_utility_top(context) ?
-		rg_shown_query_id(pstmt->queryId) : pstmt->queryId;
+		rg_shown_query_id(own_query_id) : own_query_id;
 
 	RG_DENY_CHECK();
 	if (rg_utility_top(context))
