@@ -38,6 +38,11 @@
 #      about 1 ms (BEGIN; a sum over 5 000 rows by index; END): what the
 #      hand-over costs against transactions of a size an active budget is
 #      for (a noisy tenant's);
+#   B3. the same three runs with transactions that hold their place 2 ms
+#      while the client works between two statements (pgbench's \sleep:
+#      idle in transaction, no CPU of the server's): on 2 cores B and B2
+#      share the CPU between the 4 places and the hand-overs, so that
+#      what the queue's wake-up latency alone costs shows here;
 #   C. the wake-up delay: 32 clients on 'bench=4' with log_min_messages =
 #      debug2, the same transactions, each statement served after a wait
 #      logs how long after its place was granted it ran (release -> the
@@ -151,7 +156,16 @@ BEGIN;
 SELECT sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN :aid AND :aid + 4999;
 END;
 EOF
-chmod 644 "$DIR/xact.sql" "$DIR/heavy.sql"
+# B3: a transaction that holds its place 2 ms while its client works
+# (idle in transaction), no CPU of the server's
+cat >"$DIR/think.sql" <<'EOF'
+\set aid random(1, 100000 * :scale)
+BEGIN;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+\sleep 2 ms
+END;
+EOF
+chmod 644 "$DIR/xact.sql" "$DIR/heavy.sql" "$DIR/think.sql"
 
 tps() { # tps SIDE CLIENTS [SCRIPT]: -S, or the transactions in SCRIPT
 	local script=-S
@@ -232,6 +246,8 @@ echo "== B. full budget of 4 (bench=4): 32 clients against 4 clients alone, BEGI
 full_budget b "$DIR/xact.sql"
 echo "== B2. the same, transactions holding their place about 1 ms (BEGIN; a sum over 5 000 rows; END)"
 full_budget b2 "$DIR/heavy.sql"
+echo "== B3. the same, transactions holding their place 2 ms while the client works (BEGIN; SELECT; \\sleep 2 ms; END)"
+full_budget b3 "$DIR/think.sql"
 
 echo "== C. wake-up delay (release -> next waiter runs), 32 clients on bench=4, ${SECS}s"
 set_active 'bench=4' debug2
