@@ -71,6 +71,7 @@
 #include "inject.h"
 #include "queue.h"
 #include "role_guard.h"
+#include "savefile.h"
 
 /* The counts one session's place may be in: role, its +group entries, @db, name@db. */
 #define RG_ACTIVE_COUNTS (RG_SLOT_GROUPS + 4)
@@ -358,6 +359,70 @@ rg_active_fold(void)
 	}
 	if (locks)
 		LWLockRelease(rg_lock());
+}
+
+/*
+ * The save file (persist.c): the postmaster at a clean shutdown writes the
+ * counts that hold statistics and reads them back at the next start, every
+ * other process gone or not yet there (no lock).  Places, waiters and
+ * references do not survive; a count read back is kept while its entry
+ * stays the same (rg_active_enter starts it again under another).
+ */
+int
+rg_active_each_saved(bool (*emit) (const struct RGSavedActive *a, void *arg),
+					 void *arg)
+{
+	static const RGActiveStats zero;
+	HASH_SEQ_STATUS status;
+	RGActiveCount *c;
+	RGSavedActive a;
+	int			n = 0;
+
+	if (rg_active == NULL)
+		return 0;
+	hash_seq_init(&status, rg_active_counts);
+	while ((c = hash_seq_search(&status)) != NULL)
+	{
+		if (memcmp(&c->stats, &zero, sizeof(zero)) == 0)
+			continue;
+		memset(&a, 0, sizeof(a));
+		a.kind = c->key.kind;
+		a.roleid = c->key.roleid;
+		a.dboid = c->key.dboid;
+		a.entry_kind = c->kind;
+		strlcpy(a.entry, c->entry, sizeof(a.entry));
+		a.stats = c->stats;
+		if (!emit(&a, arg))
+		{
+			hash_seq_term(&status);
+			return -1;
+		}
+		n++;
+	}
+	return n;
+}
+
+/* A count read back from the file.  False: the table is full. */
+bool
+rg_active_restore(const RGSavedActive *saved)
+{
+	RGActiveKey key;
+	RGActiveCount *c;
+	bool		found;
+
+	memset(&key, 0, sizeof(key));
+	key.kind = saved->kind;
+	key.roleid = saved->roleid;
+	key.dboid = saved->dboid;
+	c = hash_search(rg_active_counts, &key, HASH_ENTER_NULL, &found);
+	if (c == NULL)
+		return false;
+	memset((char *) c + sizeof(RGActiveKey), 0,
+		   sizeof(RGActiveCount) - sizeof(RGActiveKey));
+	c->kind = saved->entry_kind;
+	strlcpy(c->entry, saved->entry, sizeof(c->entry));
+	c->stats = saved->stats;
+	return true;
 }
 
 /* Make room: drop a count that no session uses (statistics only). */

@@ -24,7 +24,11 @@
  *
  * What is kept.  Counters that hold statistics, keyed as in memory (kind,
  * role OID, database OID), with the role's (or database's) name as last
- * seen; the global counts; the events, oldest first.  Not kept: sessions,
+ * seen; the active budgets' counts that hold statistics (active.c: the
+ * refusals and waits that role_guard_budgets shows for active_* entries),
+ * with the entry over each; the global counts; the events, oldest first.
+ * The LOG lines count both kinds of counts as counters.  A file is read
+ * only by the cluster that wrote it (pg_control's system identifier).  Not kept: sessions,
  * pins, reservations (applied again at the next login), kept member counts
  * (counted again from the slots when an entry needs them).  A role dropped
  * while the server was down keeps its counter under its last name, exactly
@@ -60,14 +64,18 @@
  * Did the server shut down cleanly?  From pg_control: at start, as the last
  * shutdown left it (the startup process has not run yet); at the
  * postmaster's exit, as this shutdown left it.  Any failure to tell counts
- * as "no".
+ * as "no".  *sysid: the cluster's database system identifier (0 when it
+ * could not be read), which a file must carry to be read back: a file
+ * copied from another cluster would pin its counters on whatever roles
+ * have the same OIDs here.  A physical standby has its primary's.
  */
 static bool
-rg_clean_shutdown(void)
+rg_clean_shutdown(uint64 *sysid)
 {
 	bool		clean = false;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	*sysid = 0;
 	PG_TRY();
 	{
 		bool		crc_ok = false;
@@ -75,6 +83,8 @@ rg_clean_shutdown(void)
 
 		clean = crc_ok && (cf->state == DB_SHUTDOWNED ||
 						   cf->state == DB_SHUTDOWNED_IN_RECOVERY);
+		if (crc_ok)
+			*sysid = cf->system_identifier;
 		pfree(cf);
 	}
 	PG_CATCH();
@@ -180,6 +190,14 @@ rg_restore(const RGSaveContents *contents, TimestampTz start)
 		if (rg_counter_restore(&c))
 			counters++;
 	}
+	for (i = 0; i < contents->nactive; i++)
+	{
+		RGSavedActive a;
+
+		rg_save_active(contents, i, &a);
+		if (rg_active_restore(&a))
+			counters++;
+	}
 	for (i = 0; i < contents->nevents; i++)
 	{
 		RGEvent		ev;
@@ -194,10 +212,33 @@ rg_restore(const RGSaveContents *contents, TimestampTz start)
 					counters, events,
 					timestamptz_to_str(contents->globals.saved_at),
 					rg_ms_since(start)),
-			 (counters < contents->ncounters || events < contents->nevents) ?
+			 (counters < contents->ncounters + contents->nactive ||
+			  events < contents->nevents) ?
 			 errdetail("%u counters and %u events did not fit (role_guard.max_roles, role_guard.event_log_size).",
-					   contents->ncounters - counters,
+					   contents->ncounters + contents->nactive - counters,
 					   contents->nevents - events) : 0));
+}
+
+/*
+ * The contents of the file, if this cluster may read them back: false with
+ * a sentence in err for one it may not (damaged, of another format, or
+ * another cluster's).
+ */
+static bool
+rg_readable(const char *buf, size_t len, uint64 sysid,
+			RGSaveContents *contents, char *err, size_t errlen)
+{
+	if (!rg_save_parse(buf, len, contents, err, errlen))
+		return false;
+	if (contents->system_identifier != sysid)
+	{
+		snprintf(err, errlen,
+				 "it was written by another cluster (database system identifier %llu, this one's is %llu)",
+				 (unsigned long long) contents->system_identifier,
+				 (unsigned long long) sysid);
+		return false;
+	}
+	return true;
 }
 
 /* At start: read the file back if the last shutdown was clean, remove it. */
@@ -209,8 +250,9 @@ rg_persist_read(void)
 	char	   *buf;
 	size_t		len = 0;
 	TimestampTz start = GetCurrentTimestamp();
+	uint64		sysid = 0;
 
-	if (access(RG_SAVE_FILE, F_OK) == 0 && !rg_clean_shutdown())
+	if (access(RG_SAVE_FILE, F_OK) == 0 && !rg_clean_shutdown(&sysid))
 	{
 		ereport(LOG,
 				(errmsg("role_guard: ignored file \"%s\", starting empty: the server did not shut down cleanly",
@@ -224,7 +266,7 @@ rg_persist_read(void)
 		unlink(RG_SAVE_FILE);
 		return;
 	}
-	if (rg_save_parse(buf, len, &contents, err, sizeof(err)))
+	if (rg_readable(buf, len, sysid, &contents, err, sizeof(err)))
 		rg_restore(&contents, start);
 	else
 		ereport(LOG,
@@ -257,9 +299,18 @@ rg_write_event(const RGEvent *ev, void *arg)
 	return rg_write_part(out->f, ev, sizeof(RGEvent), out->crc);
 }
 
+static bool
+rg_write_active(const RGSavedActive *a, void *arg)
+{
+	RGWriteTarget *out = (RGWriteTarget *) arg;
+
+	return rg_write_part(out->f, a, sizeof(RGSavedActive), out->crc);
+}
+
 /* Write the payload's records; sets the counts.  False on a write error. */
 static bool
-rg_write_records(FILE *f, pg_crc32c *crc, uint32 *ncounters, uint32 *nevents)
+rg_write_records(FILE *f, pg_crc32c *crc, uint32 *ncounters, uint32 *nactive,
+				 uint32 *nevents)
 {
 	RGSaveGlobals g;
 	RGSavedCounter c;
@@ -284,6 +335,10 @@ rg_write_records(FILE *f, pg_crc32c *crc, uint32 *ncounters, uint32 *nevents)
 	}
 	out.f = f;
 	out.crc = crc;
+	n = rg_active_each_saved(rg_write_active, &out);
+	if (n < 0)
+		return false;
+	*nactive = (uint32) n;
 	n = rg_events_each(rg_write_event, &out);
 	*nevents = (uint32) Max(n, 0);
 	return n >= 0;
@@ -291,11 +346,12 @@ rg_write_records(FILE *f, pg_crc32c *crc, uint32 *ncounters, uint32 *nevents)
 
 /* At a clean shutdown: write the file (temporary name, then renamed). */
 static void
-rg_persist_write(void)
+rg_persist_write(uint64 sysid)
 {
 	RGSaveHeader h;
 	pg_crc32c	crc;
 	uint32		ncounters;
+	uint32		nactive;
 	uint32		nevents;
 	FILE	   *f;
 	TimestampTz start = GetCurrentTimestamp();
@@ -304,19 +360,19 @@ rg_persist_write(void)
 	f = AllocateFile(RG_SAVE_TMP, PG_BINARY_W);
 	if (f == NULL)
 		goto error;
-	rg_save_header_init(&h, 0, 0);
+	rg_save_header_init(&h, sysid, 0, 0, 0);
 	if (fwrite(&h, sizeof(h), 1, f) != 1)
 		goto error;
 	INIT_CRC32C(crc);
-	if (!rg_write_records(f, &crc, &ncounters, &nevents))
+	if (!rg_write_records(f, &crc, &ncounters, &nactive, &nevents))
 		goto error;
 	FIN_CRC32C(crc);
-	rg_save_header_init(&h, ncounters, nevents);
+	rg_save_header_init(&h, sysid, ncounters, nactive, nevents);
 	if (h.payload_size + sizeof(h) > RG_SAVE_MAX_BYTES)
 	{
 		ereport(LOG,
 				(errmsg("role_guard: statistics not saved: %u counters and %u events need more than %zu bytes",
-						ncounters, nevents, RG_SAVE_MAX_BYTES)));
+						ncounters + nactive, nevents, RG_SAVE_MAX_BYTES)));
 		FreeFile(f);
 		unlink(RG_SAVE_TMP);
 		return;
@@ -340,7 +396,7 @@ rg_persist_write(void)
 	}
 	ereport(LOG,
 			(errmsg("role_guard: saved %u counters and %u events to \"%s\" (%.1f ms)",
-					ncounters, nevents, RG_SAVE_FILE, rg_ms_since(start))));
+					ncounters + nactive, nevents, RG_SAVE_FILE, rg_ms_since(start))));
 	return;
 
 error:
@@ -361,15 +417,17 @@ error:
 static void
 rg_persist_shutdown(int code, Datum arg)
 {
+	uint64		sysid;
+
 	if (code != 0 || rg_shared == NULL || !rg_save)
 		return;
-	if (!rg_clean_shutdown())
+	if (!rg_clean_shutdown(&sysid))
 	{
 		ereport(LOG,
 				(errmsg("role_guard: statistics not saved: the server did not shut down cleanly")));
 		return;
 	}
-	rg_persist_write();
+	rg_persist_write(sysid);
 }
 
 /*

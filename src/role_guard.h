@@ -348,6 +348,11 @@ extern void rg_active_proc_state(int procno, bool *held, bool *waiting);
 extern RGActiveCountCopy *rg_active_copy(int *ncopies);
 extern void rg_active_reset(void);
 extern void rg_active_fold(void);
+struct RGSavedActive;
+extern int	rg_active_each_saved(bool (*emit) (const struct RGSavedActive *a,
+											   void *arg),
+								 void *arg);
+extern bool rg_active_restore(const struct RGSavedActive *saved);
 extern void rg_active_entry_numbers(const RGEntry *e,
 									const RGActiveCountCopy *copies,
 									int ncopies, int32 *held,

@@ -10,7 +10,8 @@
  * the header accounts for), a CRC mismatch, or a record whose values no
  * server could have written (a counter kind, OIDs that do not fit the
  * kind, an unterminated name, a negative count, a window slot out of its
- * place).  Nothing here calls into the backend (no palloc, no elog), so
+ * place, an active count whose OIDs or entry do not fit its kind).
+ * Nothing here calls into the backend (no palloc, no elog), so
  * test/fuzz links it alone; no input can make it read outside the buffer.
  *
  *-------------------------------------------------------------------------
@@ -21,16 +22,18 @@
 
 /* Bytes of the payload for so many records. */
 uint64
-rg_save_payload_size(uint32 ncounters, uint32 nevents)
+rg_save_payload_size(uint32 ncounters, uint32 nactive, uint32 nevents)
 {
 	return (uint64) sizeof(RGSaveGlobals) +
 		(uint64) ncounters * sizeof(RGSavedCounter) +
+		(uint64) nactive * sizeof(RGSavedActive) +
 		(uint64) nevents * sizeof(RGEvent);
 }
 
-/* A header for so many records; the writer adds the CRC. */
+/* A header for so many records of a cluster; the writer adds the CRC. */
 void
-rg_save_header_init(RGSaveHeader *h, uint32 ncounters, uint32 nevents)
+rg_save_header_init(RGSaveHeader *h, uint64 system_identifier,
+					uint32 ncounters, uint32 nactive, uint32 nevents)
 {
 	memset(h, 0, sizeof(*h));
 	h->magic = RG_SAVE_MAGIC;
@@ -39,9 +42,12 @@ rg_save_header_init(RGSaveHeader *h, uint32 ncounters, uint32 nevents)
 	h->globals_size = sizeof(RGSaveGlobals);
 	h->counter_size = sizeof(RGSavedCounter);
 	h->event_size = sizeof(RGEvent);
+	h->active_size = sizeof(RGSavedActive);
 	h->ncounters = ncounters;
+	h->nactive = nactive;
 	h->nevents = nevents;
-	h->payload_size = rg_save_payload_size(ncounters, nevents);
+	h->system_identifier = system_identifier;
+	h->payload_size = rg_save_payload_size(ncounters, nactive, nevents);
 }
 
 static bool
@@ -122,6 +128,38 @@ rg_saved_counter_ok(const RGSavedCounter *c)
 		c->windows.day_ix == c->windows.last_day % RG_WINDOW_DAYS;
 }
 
+/* An active count: OIDs that fit its kind, an entry that may be over it. */
+static bool
+rg_saved_active_ok(const RGSavedActive *a)
+{
+	bool		role = OidIsValid(a->roleid);
+	bool		db = OidIsValid(a->dboid);
+	bool		kinds;
+
+	switch (a->kind)
+	{
+		case RG_ENTRY_ROLE:
+			kinds = role && !db && (a->entry_kind == RG_ENTRY_ROLE ||
+									a->entry_kind == RG_ENTRY_DEFAULT);
+			break;
+		case RG_ENTRY_GROUP:
+			kinds = role && !db && a->entry_kind == RG_ENTRY_GROUP;
+			break;
+		case RG_ENTRY_DATABASE:
+			kinds = !role && db && a->entry_kind == RG_ENTRY_DATABASE;
+			break;
+		case RG_ENTRY_ROLE_DATABASE:
+			kinds = role && db && a->entry_kind == RG_ENTRY_ROLE_DATABASE;
+			break;
+		default:
+			kinds = false;
+			break;
+	}
+	return kinds && rg_terminated(a->entry, sizeof(a->entry)) &&
+		a->stats.waited >= 0 && a->stats.rejected >= 0 &&
+		a->stats.would_wait >= 0;
+}
+
 static bool
 rg_saved_event_ok(const RGEvent *ev)
 {
@@ -148,10 +186,12 @@ rg_save_header_ok(const RGSaveHeader *h, size_t len, char *err, size_t errlen)
 	if (h->header_size != sizeof(RGSaveHeader) ||
 		h->globals_size != sizeof(RGSaveGlobals) ||
 		h->counter_size != sizeof(RGSavedCounter) ||
-		h->event_size != sizeof(RGEvent))
+		h->event_size != sizeof(RGEvent) ||
+		h->active_size != sizeof(RGSavedActive))
 		return rg_save_fail(err, errlen,
 							"its record sizes are not this build's (another build of role_guard, or a damaged header)");
-	if (h->payload_size != rg_save_payload_size(h->ncounters, h->nevents))
+	if (h->payload_size != rg_save_payload_size(h->ncounters, h->nactive,
+												 h->nevents))
 		return rg_save_fail(err, errlen, "its header does not add up");
 	if (len - sizeof(RGSaveHeader) < h->payload_size)
 	{
@@ -195,11 +235,14 @@ rg_save_parse(const char *buf, size_t len, RGSaveContents *out, char *err,
 	if (!EQ_CRC32C(crc, h.crc))
 		return rg_save_fail(err, errlen, "its checksum does not match its contents");
 
+	out->system_identifier = h.system_identifier;
 	memcpy(&out->globals, payload, sizeof(RGSaveGlobals));
 	out->ncounters = h.ncounters;
 	out->counters = payload + sizeof(RGSaveGlobals);
+	out->nactive = h.nactive;
+	out->active = out->counters + (size_t) h.ncounters * sizeof(RGSavedCounter);
 	out->nevents = h.nevents;
-	out->events = out->counters + (size_t) h.ncounters * sizeof(RGSavedCounter);
+	out->events = out->active + (size_t) h.nactive * sizeof(RGSavedActive);
 	if (!rg_outcome_ok(&out->globals.stats.default_rejected))
 		return rg_save_fail(err, errlen, "its global counts are negative");
 	for (i = 0; i < out->ncounters; i++)
@@ -210,6 +253,17 @@ rg_save_parse(const char *buf, size_t len, RGSaveContents *out, char *err,
 		if (!rg_saved_counter_ok(&c))
 		{
 			snprintf(err, errlen, "its counter %u has values no server writes", i);
+			return false;
+		}
+	}
+	for (i = 0; i < out->nactive; i++)
+	{
+		RGSavedActive a;
+
+		rg_save_active(out, i, &a);
+		if (!rg_saved_active_ok(&a))
+		{
+			snprintf(err, errlen, "its active count %u has values no server writes", i);
 			return false;
 		}
 	}
@@ -232,6 +286,13 @@ void
 rg_save_counter(const RGSaveContents *c, uint32 i, RGSavedCounter *out)
 {
 	memcpy(out, c->counters + (size_t) i * sizeof(RGSavedCounter), sizeof(*out));
+}
+
+/* Active count i of a checked file, copied out. */
+void
+rg_save_active(const RGSaveContents *c, uint32 i, RGSavedActive *out)
+{
+	memcpy(out, c->active + (size_t) i * sizeof(RGSavedActive), sizeof(*out));
 }
 
 /* Event i (oldest first) of a checked file, copied out. */

@@ -7,8 +7,8 @@
  *	even	the rest is a whole file, read as is (headers, sizes, CRC);
  *	odd		the rest is a payload: the harness puts a header in front
  *			whose counts and CRC fit it (the second byte says how many of
- *			its records are events), so the fuzzer gets past the checksum
- *			and reaches the checks of every record.
+ *			its records are events and active counts), so the fuzzer
+ *			gets past the checksum and reaches the checks of every record.
  * A file the reader accepts is then read record by record, and every
  * promise the reader makes is checked: names and strings terminated, no
  * negative count, each window slot at its place.
@@ -59,6 +59,16 @@ check_contents(const RGSaveContents *c)
 			sc.windows.day_ix < 0 || sc.windows.day_ix >= RG_WINDOW_DAYS)
 			abort();			/* the login path indexes the slots with these */
 	}
+	for (i = 0; i < c->nactive; i++)
+	{
+		RGSavedActive a;
+
+		rg_save_active(c, i, &a);
+		if (strlen(a.entry) >= sizeof(a.entry) || a.kind == RG_ENTRY_DEFAULT ||
+			a.kind > RG_ENTRY_ROLE_DATABASE || a.stats.rejected < 0 ||
+			a.stats.waited < 0 || a.stats.would_wait < 0)
+			abort();			/* active.c keys its hash with these */
+	}
 	for (i = 0; i < c->nevents; i++)
 	{
 		RGEvent		ev;
@@ -70,24 +80,31 @@ check_contents(const RGSaveContents *c)
 	}
 }
 
-/* A header in front of a payload, with counts and CRC that fit it. */
+/*
+ * A header in front of a payload, with counts and CRC that fit it: the
+ * first byte says how many events (bits 0-1) and active counts (bits 2-3)
+ * the payload ends with; counters take the rest.
+ */
 static size_t
 wrap_payload(const uint8_t *data, size_t size, char **out)
 {
 	uint32		nevents = size > 0 ? data[0] % 4 : 0;
+	uint32		nactive = size > 0 ? (data[0] >> 2) % 4 : 0;
 	size_t		body = size > 0 ? size - 1 : 0;
 	size_t		rest;
 	uint32		ncounters;
 	RGSaveHeader h;
 	pg_crc32c	crc;
 
-	if (body < sizeof(RGSaveGlobals) + (size_t) nevents * sizeof(RGEvent))
-		nevents = 0;
+	if (body < sizeof(RGSaveGlobals) + (size_t) nevents * sizeof(RGEvent) +
+		(size_t) nactive * sizeof(RGSavedActive))
+		nevents = nactive = 0;
 	if (body < sizeof(RGSaveGlobals))
 		body = sizeof(RGSaveGlobals);
-	rest = body - sizeof(RGSaveGlobals) - (size_t) nevents * sizeof(RGEvent);
+	rest = body - sizeof(RGSaveGlobals) - (size_t) nevents * sizeof(RGEvent) -
+		(size_t) nactive * sizeof(RGSavedActive);
 	ncounters = (uint32) (rest / sizeof(RGSavedCounter));
-	rg_save_header_init(&h, ncounters, nevents);
+	rg_save_header_init(&h, 7, ncounters, nactive, nevents);
 	*out = calloc(1, sizeof(h) + h.payload_size);
 	if (size > 1)
 		memcpy(*out + sizeof(h), data + 1, Min(size - 1, (size_t) h.payload_size));
@@ -128,8 +145,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifdef RG_SAVEFILE_SEEDS
 /*
- * Seeds: one valid file with two counters and one event (whole-file mode),
- * the same as a payload (payload mode), and an empty file.
+ * Seeds: one valid file with two counters, one active count and one event
+ * (whole-file mode), the same as a payload (payload mode), and an empty
+ * file.
  */
 static void
 write_seed(const char *dir, const char *name, uint8_t mode, const char *data,
@@ -155,6 +173,7 @@ main(int argc, char **argv)
 		RGSaveHeader h;
 		RGSaveGlobals g;
 		RGSavedCounter c[2];
+		RGSavedActive a;
 		RGEvent		e;
 	}			file;
 	pg_crc32c	crc;
@@ -181,17 +200,23 @@ main(int argc, char **argv)
 	file.c[1].key.kind = RG_COUNTER_DB;
 	file.c[1].key.dboid = 5;
 	strcpy(NameStr(file.c[1].rolname), "postgres");
+	file.a.kind = RG_ENTRY_GROUP;
+	file.a.roleid = 16390;
+	file.a.entry_kind = RG_ENTRY_GROUP;
+	strcpy(file.a.entry, "+tenants");
+	file.a.stats.rejected = 2;
+	file.a.stats.waited = 5;
 	file.e.kind = 0;
 	strcpy(NameStr(file.e.rolname), "app");
 	strcpy(file.e.client_addr, "10.0.0.1");
 	strcpy(file.e.detail, "role_guard budget \"app=7\" is full (7 of 7 sessions).");
-	rg_save_header_init(&file.h, 2, 1);
+	rg_save_header_init(&file.h, 7, 2, 1, 1);
 	INIT_CRC32C(crc);
 	COMP_CRC32C(crc, (char *) &file + sizeof(RGSaveHeader), file.h.payload_size);
 	FIN_CRC32C(crc);
 	file.h.crc = crc;
 	write_seed(argv[1], "savefile_valid", 0, (char *) &file, sizeof(file));
-	payload[0] = 1;				/* one event */
+	payload[0] = 1 | (1 << 2);	/* one event, one active count */
 	memcpy(payload + 1, (char *) &file + sizeof(RGSaveHeader), sizeof(payload) - 1);
 	write_seed(argv[1], "savefile_payload", 1, payload, sizeof(payload));
 	write_seed(argv[1], "savefile_empty", 0, "", 0);

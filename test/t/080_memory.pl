@@ -5,8 +5,8 @@
 #  A. counters, peaks, windows and events are the same after pg_ctl stop
 #     -m fast and start, and the file is gone once read;
 #  B. nothing is read after -m immediate;
-#  C. a corrupt, truncated, empty, foreign-version, oversized or foreign
-#     file each start cleanly, empty, with one LOG line;
+#  C. a corrupt, truncated, empty, foreign-version, oversized, foreign or
+#     another cluster's file each start cleanly, empty, with one LOG line;
 #  D. role_guard.save = off writes and reads nothing (and removes a file
 #     left from before, unread);
 #  E. the windows under a test clock (test builds only): hours in which a
@@ -210,12 +210,12 @@ is( $node->safe_psql(
 # H. active places in the windows and the advice.  act (active budget 2)
 # holds 2 transactions while a third statement waits; nact (3) is never
 # used; app has no active budget.  The same after a fast restart.
-$node->safe_psql('postgres', 'CREATE ROLE act LOGIN; CREATE ROLE nact LOGIN');
+$node->safe_psql('postgres', 'CREATE ROLE act LOGIN; CREATE ROLE nact LOGIN; CREATE ROLE ract LOGIN');
 ok( set_conf(
 		$node,
-		'role_guard.active_budgets' => 'act=2, nact=3',
-		'role_guard.active_waits'   => 'act=60s'),
-	'H: active_budgets act=2, nact=3');
+		'role_guard.active_budgets' => 'act=2, nact=3, ract=1',
+		'role_guard.active_waits'   => 'act=60s, ract=0'),
+	'H: active_budgets act=2, nact=3, ract=1');
 {
 	my @s = map { bg_session($node, tcp_connstr($node, 'act')) } 1 .. 3;
 	$_->query('BEGIN; SELECT 1') for @s[0, 1];
@@ -229,7 +229,20 @@ ok( set_conf(
 	is($s[2]->wait_query($m), '42', 'H: the waiter runs when a place frees');
 	$s[1]->query('COMMIT');
 	$_->quit for @s;
+	# ract: a statement refused at once while its one place is held
+	my @r = map { bg_session($node, tcp_connstr($node, 'ract')) } 1 .. 2;
+	$r[0]->query('BEGIN; SELECT 1');
+	$r[1]->query('SELECT 2');
+	like($r[1]->stderr, qr/too many active transactions for role "ract"/,
+		'H: ract refused at once');
+	$r[0]->query('COMMIT');
+	$_->quit for @r;
 }
+my $ACTIVE_ROWS = q{SELECT string_agg(entry || ':' || kind || ':' || rejected || ':' || would_reject, ' ' ORDER BY entry) FROM role_guard_budgets WHERE kind LIKE 'active%'};
+my $active_rows = $node->safe_psql('postgres', $ACTIVE_ROWS);
+is( $active_rows,
+	'act:active_role:0:0 nact:active_role:0:0 ract:active_role:1:0',
+	'H: the active rows of role_guard_budgets count the refusal');
 my $ACTIVE_SQL = q{SELECT rolname || ':' || coalesce(active_budget::text, '-') || '|' || coalesce(active_peak_31d::text, '-') || '|' || coalesce(suggested_active_budget::text, '-') FROM role_guard_advice WHERE rolname IN ('act', 'nact', 'app') ORDER BY rolname};
 my $active_advice = $node->safe_psql('postgres', $ACTIVE_SQL);
 is( $active_advice, "act:2|2|3\napp:-|-|-\nnact:3|0|3",
@@ -252,6 +265,8 @@ is( $node->safe_psql(
 $node->restart;
 is($node->safe_psql('postgres', $ACTIVE_SQL), $active_advice,
 	'H: the same after a fast restart (active peaks and waits saved)');
+is($node->safe_psql('postgres', $ACTIVE_ROWS), $active_rows,
+	'H: and the active rows\' refusals (the active counts saved)');
 ok( set_conf(
 		$node,
 		'role_guard.active_budgets' => '',
@@ -300,6 +315,13 @@ my %bad = (
 		my ($d) = @_;
 		substr($d, 8, 1) ^= "\x01";
 		return $d;
+	},
+	# the header's system identifier (after ten 4-byte fields): another
+	# cluster's file, whose counters would land on roles of the same OIDs
+	foreign_cluster => sub {
+		my ($d) = @_;
+		substr($d, 40, 1) ^= "\x01";
+		return $d;
 	},);
 my %why = (
 	corrupt         => qr/its checksum does not match its contents/,
@@ -308,7 +330,8 @@ my %why = (
 	foreign_version => qr/it has format 99, this server reads format \d+/,
 	oversized       => qr/it has \d+ bytes, \d+ expected/,
 	not_ours        => qr/it is not a role_guard save file/,
-	record_size     => qr/its record sizes are not this build's/);
+	record_size     => qr/its record sizes are not this build's/,
+	foreign_cluster => qr/it was written by another cluster \(database system identifier \d+, this one's is \d+\)/);
 foreach my $case (sort keys %bad)
 {
 	my ($ret) = try_login($node, tcp_connstr($node, 'app'), 'SELECT 1');
