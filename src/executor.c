@@ -46,6 +46,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/prepare.h"
 #include "executor/executor.h"
 #include "optimizer/planner.h"
 #include "tcop/pquery.h"
@@ -375,6 +376,24 @@ rg_shown_query_id(uint64 own)
 	return shown != 0 ? shown : own;
 }
 
+/*
+ * The id of the query an EXECUTE runs, for the EXECUTE whose own id is
+ * gone: pg_stat_statements clears it and counts the statement under the
+ * prepared query's, which the executor reports once it starts, after any
+ * wait for a place.  From the prepared statement, so that a wait or a
+ * refusal carries that id too.  0 for an unknown statement, or one whose
+ * query is to be analysed again (it has no id until then).
+ */
+static uint64
+rg_execute_query_id(const ExecuteStmt *stmt)
+{
+	PreparedStatement *ps = FetchPreparedStatement(stmt->name, false);
+
+	if (ps == NULL || ps->plansource->query_list == NIL)
+		return 0;
+	return linitial_node(Query, ps->plansource->query_list)->queryId;
+}
+
 static void
 rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				  bool readOnlyTree, ProcessUtilityContext context,
@@ -394,9 +413,18 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		rg_statement_begin(query_id);
 		rg_my_slot->in_utility = true;
 	}
-	if (unlikely(rg_active_need) && rg_utility_takes_place(pstmt->utilityStmt) &&
-		rg_active_take(query_id) && ActivePortal != NULL)
-		(void) rg_fresh_snapshot(ActivePortal->portalSnapshot, false);
+	if (unlikely(rg_active_need) && rg_utility_takes_place(pstmt->utilityStmt))
+	{
+		if (query_id == 0 && IsA(pstmt->utilityStmt, ExecuteStmt))
+		{
+			query_id = rg_execute_query_id((ExecuteStmt *) pstmt->utilityStmt);
+			/* shown while it waits, as the executor would show it */
+			if (query_id != 0)
+				pgstat_report_query_id(query_id, false);
+		}
+		if (rg_active_take(query_id) && ActivePortal != NULL)
+			(void) rg_fresh_snapshot(ActivePortal->portalSnapshot, false);
+	}
 	RG_NESTED_CAUGHT({
 		if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,

@@ -508,7 +508,7 @@ counts_are('pb', 0, 0, 'pb holds nothing afterwards');
 # ===========================================================================
 SKIP:
 {
-	skip 'pg_stat_statements is not installed', 11 unless $pgss;
+	skip 'pg_stat_statements is not installed', 14 unless $pgss;
 	ok(set_conf($node, 'role_guard.active_waits' => 'tenant=0, dbuser=0, solo=0'),
 		'tenant refused at once again');
 	$h1->query('BEGIN; SELECT 1');
@@ -553,6 +553,34 @@ JOIN pg_stat_statements s
 WHERE e.event = 'active_rejected' AND s.query = 'LISTEN rg_probe_channel'}),
 		'1',
 		'the utility refusal event query_id joins pg_stat_statements too'
+	);
+	# EXECUTE, refused before the executor reports the prepared query's id
+	# (pg_stat_statements clears the EXECUTE's own): the event carries the
+	# prepared query's, pg_stat_statements' queryid for it, for an EXECUTE
+	# sent alone and for one in a string of two statements
+	my $x = session_of('tenant');
+	$x->query('PREPARE rg_qx AS SELECT count(*) FROM rg_probe_qid WHERE x < 3');
+	$h1->query('BEGIN; SELECT 1');
+	counts_are('tenant', 2, 0, 'full for EXECUTE');
+	$x->query('EXECUTE rg_qx');
+	like($x->stderr, qr/too many active transactions/, 'EXECUTE refused');
+	($ret, $out, $err) = try_login($node, tcp('tenant'),
+		'PREPARE rg_qy AS SELECT count(*) FROM rg_probe_qid WHERE x < 3; EXECUTE rg_qy');
+	like($err, qr/too many active transactions/, 'EXECUTE after PREPARE in one string refused');
+	$h1->query('COMMIT');
+	isnt($x->query('EXECUTE rg_qx') // '', '', 'EXECUTE runs once there is room');
+	$x->quit;
+	is( $node->safe_psql(
+			'postgres', q{
+SELECT count(*)
+FROM role_guard_events e
+JOIN pg_stat_statements s
+  ON s.queryid = e.query_id
+ AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = 'tenant')
+ AND s.dbid = (SELECT oid FROM pg_database WHERE datname = e.datname)
+WHERE e.event = 'active_rejected' AND s.query LIKE '%rg_probe_qid WHERE x < $1'}),
+		'2',
+		'both EXECUTE refusals join pg_stat_statements on the prepared query'
 	);
 	$h2->query('COMMIT');
 }
