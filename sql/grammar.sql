@@ -51,6 +51,11 @@ ALTER SYSTEM SET role_guard.budgets = 'a@d=1, "a"@"d"=2';
 ALTER SYSTEM SET role_guard.budgets = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=1';
 -- 63 bytes is the longest name
 ALTER SYSTEM SET role_guard.budgets = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=1';
+-- a sign: "+5" is 5, "-0" is 0, below 0 is refused
+ALTER SYSTEM SET role_guard.budgets = 'app=-01';
+ALTER SYSTEM SET role_guard.budgets = 'app=-';
+ALTER SYSTEM SET role_guard.reservations = 'app=-1';
+ALTER SYSTEM SET role_guard.budgets = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=1, app=+5, b=-0, c=-00';
 
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.5);

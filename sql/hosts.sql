@@ -14,6 +14,9 @@ ALTER SYSTEM SET role_guard.superuser_deny_hosts = '10.0.0.0/';
 ALTER SYSTEM SET role_guard.superuser_deny_hosts = '10.0.0.0/-1';
 ALTER SYSTEM SET role_guard.superuser_deny_hosts = '10.0.0.0/8x';
 ALTER SYSTEM SET role_guard.superuser_deny_hosts = '10.0.0';
+-- superuser_deny_covers: an empty entry, a word given twice
+ALTER SYSTEM SET role_guard.superuser_deny_covers = 'createrole,';
+ALTER SYSTEM SET role_guard.superuser_deny_covers = 'createrole, CreateRole';
 ALTER SYSTEM SET role_guard.superuser_deny_hosts = '256.1.1.1';
 ALTER SYSTEM SET role_guard.superuser_deny_hosts = 'db.example.com';
 ALTER SYSTEM SET role_guard.superuser_deny_hosts = 'localhost';

@@ -7,7 +7,7 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS role_guard;
 RESET client_min_messages;
-ALTER SYSTEM SET role_guard.idle_timeouts = 'app=500ms, +Readers = 10min, *=2h, "Batch Job"=0, x=1d, y=90, z=1.5s, w=250us, v = 3 min';
+ALTER SYSTEM SET role_guard.idle_timeouts = 'app=500ms, +Readers = 10min, *=2h, "Batch Job"=0, x=1d, y=90, z=1.5s, w=250us, v = 3 min, u=+5s, t=-0, s=-0.0ms';
 ALTER SYSTEM SET role_guard.idle_in_transaction_timeouts = 'app=30s, *=5min';
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.5);

@@ -501,7 +501,7 @@ rg_check_covers(char **newval, void **extra, GucSource source)
 
 	if (!SplitIdentifierString(raw, ',', &words))
 		return rg_reject("role_guard.superuser_deny_covers", *newval,
-						 "The value is not a comma-separated list of words.");
+						 "The value is not a comma-separated list of words: an entry is empty, or a quote is not closed.");
 	foreach(lc, words)
 	{
 		const char *w = (const char *) lfirst(lc);
@@ -518,6 +518,14 @@ rg_check_covers(char **newval, void **extra, GucSource source)
 			snprintf(err, sizeof(err),
 					 "Unknown word \"%s\": the words are createrole, pg_execute_server_program, pg_write_server_files and pg_read_server_files.",
 					 w);
+			return rg_reject("role_guard.superuser_deny_covers", *newval, err);
+		}
+		if (mask & flag)
+		{
+			char		err[256];
+
+			/* as the lists refuse an entry given twice */
+			snprintf(err, sizeof(err), "Word \"%s\" is given twice.", w);
 			return rg_reject("role_guard.superuser_deny_covers", *newval, err);
 		}
 		mask |= flag;
@@ -686,6 +694,7 @@ rg_guc_init(void)
 							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							   NULL, NULL, NULL);
 
+	rg_preload_check_bool("role_guard.save");
 	DefineCustomBoolVariable("role_guard.save",
 							 "Keep counters, peaks and events across a clean restart.",
 							 NULL, &rg_save, true,

@@ -201,10 +201,20 @@ parse_count(RGParser *ps, const char *v, size_t len, int32 *out)
 	int64		val = 0;
 	size_t		i = 0;
 
-	if (len > 0 && v[0] == '-' && ps->type == RG_POLICY_RESERVATIONS)
-		return entry_error(ps, "has a negative number: a reservation is 0 or more.");
 	if (len > 0 && v[0] == '-')
+	{
+		/* "-0" is 0, as in durations; anything below it is refused */
+		while (++i < len && v[i] == '0')
+			;
+		if (i > 1 && i == len)
+		{
+			*out = 0;
+			return true;
+		}
+		if (ps->type == RG_POLICY_RESERVATIONS)
+			return entry_error(ps, "has a negative number: a reservation is 0 or more.");
 		return entry_error(ps, "has a negative limit: a budget is 0 or more.");
+	}
 	if (len > 0 && v[0] == '+')
 		i++;
 	if (i == len)
@@ -247,15 +257,15 @@ parse_duration(RGParser *ps, const char *v, size_t len, int32 *out)
 		return entry_error(ps, "has a duration that is too long to be valid.");
 	memcpy(buf, v, len);
 	buf[len] = '\0';
-	/* a sign: "-0" is 0, anything below it is refused */
-	num = buf[0] == '-' ? buf + 1 : buf;
+	/* a sign, as core's units take one: "-0" is 0, anything below it is refused */
+	num = buf[0] == '-' || buf[0] == '+' ? buf + 1 : buf;
 	if (!((num[0] >= '0' && num[0] <= '9') || num[0] == '.'))
 		return entry_error(ps, "has a duration \"%s\" that is not a number with an optional unit (us, ms, s, min, h, d).", buf);
 	errno = 0;
 	val = strtod(num, &end);
 	if (end == num || errno != 0 || isnan(val) || isinf(val))
 		return entry_error(ps, "has a duration \"%s\" that is not a number with an optional unit (us, ms, s, min, h, d).", buf);
-	if (num != buf && val != 0)
+	if (buf[0] == '-' && val != 0)
 		return entry_error(ps, "has a negative duration.");
 	while (is_space(*end))
 		end++;

@@ -227,7 +227,8 @@ foreach my $bad (
 	[ "role_guard.max_roles = 8", qr/8 is outside the valid range for parameter "role_guard\.max_roles" \(16 \.\. 1000000\)/ ],
 	[ "role_guard.event_log_size = 'lots'", qr/invalid value for parameter "role_guard\.event_log_size": "lots"/ ],
 	[ "role_guard.superuser_socket_exempt = 'yse'",
-		qr/parameter "role_guard\.superuser_socket_exempt" requires a Boolean value/ ])
+		qr/parameter "role_guard\.superuser_socket_exempt" requires a Boolean value/ ],
+	[ "role_guard.save = 'maybe'", qr/parameter "role_guard\.save" requires a Boolean value/ ])
 {
 	my ($line, $re) = @$bad;
 	$pos = log_pos($node);
@@ -237,7 +238,7 @@ foreach my $bad (
 	$node->stop if $started;
 	like(log_since($node, $pos), $re, "$line at start-up: PostgreSQL's message");
 	$node->append_conf('postgresql.conf',
-		"role_guard.mode = enforce\nrole_guard.reap_interval = '10s'\nrole_guard.max_roles = 1024\nrole_guard.event_log_size = 1000\nrole_guard.superuser_socket_exempt = off");
+		"role_guard.mode = enforce\nrole_guard.reap_interval = '10s'\nrole_guard.max_roles = 1024\nrole_guard.event_log_size = 1000\nrole_guard.superuser_socket_exempt = off\nrole_guard.save = on");
 }
 ok($node->start(fail_ok => 1), 'repaired again: server starts');
 

@@ -506,6 +506,21 @@ counts_are('pb', 0, 0, 'pb holds nothing afterwards');
 # ===========================================================================
 # 8. query_id = pg_stat_statements.queryid
 # ===========================================================================
+# tenant's active_rejected events whose query_id is pg_stat_statements'
+# queryid of a statement of tenant in the event's database, that statement
+# matching $where (on s.query)
+sub pgss_joined
+{
+	my ($where) = @_;
+	return $node->safe_psql('postgres', q{
+SELECT count(*)
+FROM role_guard_events e
+JOIN pg_stat_statements s
+  ON s.queryid = e.query_id
+ AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = 'tenant')
+ AND s.dbid = (SELECT oid FROM pg_database WHERE datname = e.datname)
+WHERE e.event = 'active_rejected' AND } . $where);
+}
 SKIP:
 {
 	skip 'pg_stat_statements is not installed', 14 unless $pgss;
@@ -521,18 +536,8 @@ SKIP:
 	($ret, $out, $err) =
 	  try_login($node, tcp('tenant'), 'SELECT count(*) FROM rg_probe_qid WHERE x > 7');
 	is($ret, 0, 'the same statement runs once there is room');
-	is( $node->safe_psql(
-			'postgres', q{
-SELECT e.query_id = s.queryid
-FROM role_guard_events e
-JOIN pg_stat_statements s
-  ON s.queryid = e.query_id
- AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = 'tenant')
- AND s.dbid = (SELECT oid FROM pg_database WHERE datname = e.datname)
-WHERE e.event = 'active_rejected' AND s.query LIKE '%rg_probe_qid WHERE x >%'}),
-		't',
-		'the refusal event query_id joins pg_stat_statements on queryid, user and database'
-	);
+	is(pgss_joined(q{s.query LIKE '%rg_probe_qid WHERE x >%'}),
+		'1', 'the refusal event query_id joins pg_stat_statements on queryid, user and database');
 	# a utility statement: pg_stat_statements, loaded after role_guard,
 	# clears its own id before role_guard's hook sees it
 	$h1->query('BEGIN; SELECT 1');
@@ -542,18 +547,8 @@ WHERE e.event = 'active_rejected' AND s.query LIKE '%rg_probe_qid WHERE x >%'}),
 	$h1->query('COMMIT');
 	($ret, $out, $err) = try_login($node, tcp('tenant'), 'LISTEN rg_probe_channel');
 	is($ret, 0, 'it runs once there is room');
-	is( $node->safe_psql(
-			'postgres', q{
-SELECT count(*)
-FROM role_guard_events e
-JOIN pg_stat_statements s
-  ON s.queryid = e.query_id
- AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = 'tenant')
- AND s.dbid = (SELECT oid FROM pg_database WHERE datname = e.datname)
-WHERE e.event = 'active_rejected' AND s.query = 'LISTEN rg_probe_channel'}),
-		'1',
-		'the utility refusal event query_id joins pg_stat_statements too'
-	);
+	is(pgss_joined(q{s.query = 'LISTEN rg_probe_channel'}),
+		'1', 'the utility refusal event query_id joins pg_stat_statements too');
 	# EXECUTE, refused before the executor reports the prepared query's id
 	# (pg_stat_statements clears the EXECUTE's own): the event carries the
 	# prepared query's, pg_stat_statements' queryid for it, for an EXECUTE
@@ -570,18 +565,8 @@ WHERE e.event = 'active_rejected' AND s.query = 'LISTEN rg_probe_channel'}),
 	$h1->query('COMMIT');
 	isnt($x->query('EXECUTE rg_qx') // '', '', 'EXECUTE runs once there is room');
 	$x->quit;
-	is( $node->safe_psql(
-			'postgres', q{
-SELECT count(*)
-FROM role_guard_events e
-JOIN pg_stat_statements s
-  ON s.queryid = e.query_id
- AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = 'tenant')
- AND s.dbid = (SELECT oid FROM pg_database WHERE datname = e.datname)
-WHERE e.event = 'active_rejected' AND s.query LIKE '%rg_probe_qid WHERE x < $1'}),
-		'2',
-		'both EXECUTE refusals join pg_stat_statements on the prepared query'
-	);
+	is(pgss_joined(q{s.query LIKE '%rg_probe_qid WHERE x < $1'}),
+		'2', 'both EXECUTE refusals join pg_stat_statements on the prepared query');
 	$h2->query('COMMIT');
 }
 is( $node->safe_psql(
