@@ -402,7 +402,12 @@ rg_active_each_saved(bool (*emit) (const struct RGSavedActive *a, void *arg),
 	return n;
 }
 
-/* A count read back from the file.  False: the table is full. */
+/*
+ * A count read back from the file.  False: the table is full (the file was
+ * written with a larger role_guard.max_roles or max_connections: the hash
+ * could still grow into spare shared memory, but the views and the windows
+ * read no more than its capacity), or the count is there already.
+ */
 bool
 rg_active_restore(const RGSavedActive *saved)
 {
@@ -410,12 +415,14 @@ rg_active_restore(const RGSavedActive *saved)
 	RGActiveCount *c;
 	bool		found;
 
+	if (hash_get_num_entries(rg_active_counts) >= rg_active_capacity())
+		return false;
 	memset(&key, 0, sizeof(key));
 	key.kind = saved->kind;
 	key.roleid = saved->roleid;
 	key.dboid = saved->dboid;
 	c = hash_search(rg_active_counts, &key, HASH_ENTER_NULL, &found);
-	if (c == NULL)
+	if (c == NULL || found)
 		return false;
 	memset((char *) c + sizeof(RGActiveKey), 0,
 		   sizeof(RGActiveCount) - sizeof(RGActiveKey));

@@ -382,14 +382,17 @@ rg_shown_query_id(uint64 own)
  * prepared query's, which the executor reports once it starts, after any
  * wait for a place.  From the prepared statement, so that a wait or a
  * refusal carries that id too.  0 for an unknown statement, or one whose
- * query is to be analysed again (it has no id until then).
+ * query is to be analysed again: an invalidation keeps the old query_list
+ * (and its id) until the statement is revalidated, and the id may change
+ * then.
  */
 static uint64
 rg_execute_query_id(const ExecuteStmt *stmt)
 {
 	PreparedStatement *ps = FetchPreparedStatement(stmt->name, false);
 
-	if (ps == NULL || ps->plansource->query_list == NIL)
+	if (ps == NULL || !ps->plansource->is_valid ||
+		ps->plansource->query_list == NIL)
 		return 0;
 	return linitial_node(Query, ps->plansource->query_list)->queryId;
 }
@@ -415,15 +418,23 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	if (unlikely(rg_active_need) && rg_utility_takes_place(pstmt->utilityStmt))
 	{
+		bool		shown = false;
+
 		if (query_id == 0 && IsA(pstmt->utilityStmt, ExecuteStmt))
 		{
 			query_id = rg_execute_query_id((ExecuteStmt *) pstmt->utilityStmt);
 			/* shown while it waits, as the executor would show it */
-			if (query_id != 0)
+			shown = query_id != 0 && pgstat_get_my_query_id() == 0;
+			if (shown)
 				pgstat_report_query_id(query_id, false);
+			if (rg_utility_top(context))
+				rg_my_slot->last_query_id = (int64) query_id;
 		}
 		if (rg_active_take(query_id) && ActivePortal != NULL)
 			(void) rg_fresh_snapshot(ActivePortal->portalSnapshot, false);
+		/* the executor reports the id again, after a revalidation if any */
+		if (shown)
+			pgstat_report_query_id(0, true);
 	}
 	RG_NESTED_CAUGHT({
 		if (prev_ProcessUtility)

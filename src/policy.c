@@ -204,13 +204,22 @@ parse_count(RGParser *ps, const char *v, size_t len, int32 *out)
 	if (len > 0 && v[0] == '-')
 	{
 		/* "-0" is 0, as in durations; anything below it is refused */
-		while (++i < len && v[i] == '0')
-			;
-		if (i > 1 && i == len)
+		bool		zero = len > 1;
+
+		for (i = 1; i < len; i++)
+		{
+			if (v[i] < '0' || v[i] > '9')
+				return entry_error(ps, "has a limit \"%.*s\" that is not an integer.",
+								   (int) Min(len, 40), v);
+			zero = zero && v[i] == '0';
+		}
+		if (zero)
 		{
 			*out = 0;
 			return true;
 		}
+		if (len == 1)
+			return entry_error(ps, "has a limit \"-\" that is not an integer.");
 		if (ps->type == RG_POLICY_RESERVATIONS)
 			return entry_error(ps, "has a negative number: a reservation is 0 or more.");
 		return entry_error(ps, "has a negative limit: a budget is 0 or more.");

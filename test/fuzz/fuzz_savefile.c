@@ -68,6 +68,13 @@ check_contents(const RGSaveContents *c)
 			a.kind > RG_ENTRY_ROLE_DATABASE || a.stats.rejected < 0 ||
 			a.stats.waited < 0 || a.stats.would_wait < 0)
 			abort();			/* active.c keys its hash with these */
+		if (a.entry_kind != (int32) a.kind &&
+			!(a.kind == RG_ENTRY_ROLE && a.entry_kind == RG_ENTRY_DEFAULT))
+			abort();			/* "*" is a role's count, nothing else moves */
+		if (OidIsValid(a.roleid) != (a.kind != RG_ENTRY_DATABASE) ||
+			OidIsValid(a.dboid) != (a.kind == RG_ENTRY_DATABASE ||
+									a.kind == RG_ENTRY_ROLE_DATABASE))
+			abort();			/* the OIDs its kind names, no other */
 	}
 	for (i = 0; i < c->nevents; i++)
 	{
