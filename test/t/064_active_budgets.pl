@@ -523,7 +523,7 @@ WHERE e.event = 'active_rejected' AND } . $where);
 }
 SKIP:
 {
-	skip 'pg_stat_statements is not installed', 14 unless $pgss;
+	skip 'pg_stat_statements is not installed', 20 unless $pgss;
 	ok(set_conf($node, 'role_guard.active_waits' => 'tenant=0, dbuser=0, solo=0'),
 		'tenant refused at once again');
 	$h1->query('BEGIN; SELECT 1');
@@ -564,6 +564,25 @@ SKIP:
 	like($err, qr/too many active transactions/, 'EXECUTE after PREPARE in one string refused');
 	$h1->query('COMMIT');
 	isnt($x->query('EXECUTE rg_qx') // '', '', 'EXECUTE runs once there is room');
+	# while an EXECUTE waits, pg_stat_activity shows the prepared query's id
+	ok(set_conf($node, 'role_guard.active_waits' => 'tenant=60s, dbuser=0, solo=0'),
+		'tenant waits again');
+	$h1->query('BEGIN; SELECT 1');
+	counts_are('tenant', 2, 0, 'full while an EXECUTE waits');
+	my $xm = $x->start_query('EXECUTE rg_qx');
+	waits_ok($x->backend_pid, 'the EXECUTE waits');
+	is( $node->safe_psql(
+			'postgres',
+			'SELECT a.query_id = s.queryid FROM pg_stat_activity a JOIN pg_stat_statements s'
+			  . ' ON s.userid = a.usesysid AND s.dbid = a.datid WHERE a.pid = '
+			  . $x->backend_pid
+			  . q{ AND s.query LIKE '%rg_probe_qid WHERE x < $1'}),
+		't',
+		"pg_stat_activity shows the prepared query's id while it waits");
+	$h1->query('COMMIT');
+	isnt($x->wait_query($xm) // '', '', 'it runs when a place frees');
+	ok(set_conf($node, 'role_guard.active_waits' => 'tenant=0, dbuser=0, solo=0'),
+		'tenant refused at once again');
 	$x->quit;
 	is(pgss_joined(q{s.query LIKE '%rg_probe_qid WHERE x < $1'}),
 		'2', 'both EXECUTE refusals join pg_stat_statements on the prepared query');
