@@ -1043,14 +1043,22 @@ static void
 rg_check_entry(const RGLogin *login, RGVerdict *v, const RGEntry *e,
 			   RGCounter *c)
 {
+	bool		member = e != NULL && e->kind == RG_ENTRY_GROUP;
+	int			ahead;
 	int			room;
 
 	if (e == NULL || c == NULL)
 		return;
-	room = e->value - rg_entry_used(e, c) -
-		rg_waiters_ahead(c, e->kind == RG_ENTRY_GROUP, login->ticket);
+	ahead = rg_waiters_ahead(c, member, login->ticket);
+	room = e->value - rg_entry_used(e, c) - ahead;
 	if (room > 0)
 		return;
+	if (v->nfull < RG_EVICT_FULL)
+	{
+		v->full[v->nfull].counter = c;
+		v->full[v->nfull].member = member;
+		v->full[v->nfull].ahead = ahead;
+	}
 	v->nfull++;
 	if (v->worst == NULL || room < v->worst_room)
 	{

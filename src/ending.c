@@ -280,13 +280,14 @@ rg_end_init(void)
 
 /* Eviction ----------------------------------------------------------------
  *
- * Only a login whose one obstacle is one place in one full entry (no other
- * full entry, no earlier waiter for that place, no reservation refusing
- * it) may evict: ending a session for a login that one place would not
- * admit would end it for nothing.  Before waiting, such a login looks for
- * the longest-idle session that the entry counts (rg_slot_in_count), of a
- * role with an evict_idle limit it has passed, idle and not in a
- * transaction, not already asked to end; it asks that session to end
+ * Only a login whose one obstacle is one place in each full entry (no
+ * earlier waiter for any of those places, no reservation refusing it) may
+ * evict, and only a session that every full entry counts: ending a session
+ * for a login that its place would not admit would end it for nothing.
+ * Before waiting, such a login looks for the longest-idle session that
+ * the full entries all count (rg_slot_in_count), of a role with an
+ * evict_idle limit it has passed, idle and not in a transaction, not
+ * already asked to end; it asks that session to end
  * (rg_request_end above: the session itself checks it is still idle, so an
  * active session is never ended, and counts its own eviction) and waits
  * for the place (auth.c), at least until that session has gone and at most
@@ -311,14 +312,25 @@ rg_request_pending(int pid)
 	return false;
 }
 
+/* Does every full entry of the verdict count the session? */
+static bool
+rg_counted_by_all(const RGVerdict *v, const RGBackend *slot)
+{
+	int			i;
+
+	for (i = 0; i < v->nfull; i++)
+		if (!rg_slot_in_count(slot, v->full[i].counter, v->full[i].member))
+			return false;
+	return true;
+}
+
 /*
- * The longest-idle session that the full entry counts and that may be
- * ended for it (see the top of the file), or -1.  Lock held.
+ * The longest-idle session that the full entries count and that may be
+ * ended for them (see the top of the file), or -1.  Lock held.
  */
 static int
 rg_evict_candidate(const RGVerdict *v, TimestampTz now, TimestampTz *since)
 {
-	bool		member = v->worst->kind == RG_ENTRY_GROUP;
 	int			best = -1;
 	int			procno;
 
@@ -328,7 +340,7 @@ rg_evict_candidate(const RGVerdict *v, TimestampTz now, TimestampTz *since)
 		TimestampTz idle_start;
 
 		if (slot->pid == 0 || slot->walsender || slot->evict_ms <= 0 ||
-			slot->reap_pid != 0 || !rg_slot_in_count(slot, v->worst_counter, member))
+			slot->reap_pid != 0 || !rg_counted_by_all(v, slot))
 			continue;
 		if (rg_backend_state(procno, slot, &idle_start) != RG_STATE_IDLE ||
 			TimestampDifferenceMilliseconds(idle_start, now) < slot->evict_ms)
@@ -356,6 +368,7 @@ rg_evict(const RGLogin *login, const RGVerdict *v, bool monitor, RGEvent *ev)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz since = 0;
 	int			procno;
+	int			i;
 	RGBackend  *slot;
 	RGCounter  *victim_role;
 	int			pid;
@@ -364,12 +377,15 @@ rg_evict(const RGLogin *login, const RGVerdict *v, bool monitor, RGEvent *ev)
 		return 0;
 	/*
 	 * Only when that session's place is the one thing between the login and
-	 * its admission: one full entry, short of one place that no earlier
-	 * waiter waits for, and no reservation or denial refusing it too.
+	 * its admission: each full entry short of one place that no earlier
+	 * waiter waits for (the least room is 0), and no reservation or denial
+	 * refusing it too.
 	 */
-	if (v->nfull != 1 || v->worst_room != 0 || v->violation.waiting != 0 ||
-		v->reserved || v->deny)
+	if (v->nfull > RG_EVICT_FULL || v->worst_room != 0 || v->reserved || v->deny)
 		return 0;
+	for (i = 0; i < v->nfull; i++)
+		if (v->full[i].ahead != 0)
+			return 0;
 	procno = rg_evict_candidate(v, now, &since);
 	if (procno < 0)
 		return 0;

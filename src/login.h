@@ -82,6 +82,17 @@ typedef struct RGViolation
 	int			waiting;		/* earlier logins waiting for a place in it */
 } RGViolation;
 
+/* The most full entries a login may evict for (ending.c): one each is rare. */
+#define RG_EVICT_FULL	4
+
+/* A full entry, as eviction needs it. */
+typedef struct RGFull
+{
+	RGCounter  *counter;		/* the counter that keeps its count */
+	bool		member;			/* ... a +group's: its members' count */
+	int			ahead;			/* earlier logins waiting for a place in it */
+} RGFull;
+
 typedef struct RGVerdict
 {
 	RGVerdictKind kind;
@@ -91,6 +102,7 @@ typedef struct RGVerdict
 	RGCounter  *worst_counter;	/* ... the counter that keeps its count */
 	int			worst_room;		/* ... its room (0 or less) */
 	int			nfull;			/* budget entries that refuse it */
+	RGFull		full[RG_EVICT_FULL];	/* ... the first RG_EVICT_FULL */
 	RGViolation violation;		/* ... as reported */
 	bool		reserved;		/* it would take a slot reservations keep */
 	int			reserved_unused;	/* ... their unused places */

@@ -18,8 +18,9 @@
 # its evict_idle time is not ended; 4 two newcomers at once for one
 # evictable session; 5 +group and @database entries; 6 monitor mode; 7 a
 # role not listed in evict_idle; 8 a login refused by two full entries
-# evicts nobody (one place would not admit it) and its DETAIL does not
-# speak of a wait it did not make.
+# evicts nobody when no idle session is counted by both (one place would
+# not admit it) and its DETAIL does not speak of a wait it did not make;
+# 8b two full entries that both count an idle session: it is ended.
 
 use strict;
 use warnings;
@@ -506,6 +507,27 @@ ok(set_conf($node, 'role_guard.budgets' => '+grp=2'), 'one entry: budgets +grp=2
 ($r, $el) = timed_login('g2', 'postgres');
 ok($r->{sock}, 'one entry: the login is admitted') or diag raw_result($r);
 alive_is(\@pids, [ $g2->pid ], 'one entry: the idle g1 session was ended for it');
+raw_close($r->{sock});
+close_all($g2);
+
+# ===========================================================================
+# 8b. Two full entries that both count one idle session: its place is a
+#     place in each, so it is ended and the login admitted.  g1 and g2 idle
+#     in edb; +grp=2 and @edb=2 are both full; g1's session is counted by
+#     both (a member of grp, in edb).
+# ===========================================================================
+ok(set_conf($node, 'role_guard.budgets' => '+grp=2, @edb=2'),
+	'two entries, one session in both: budgets +grp=2, @edb=2');
+reset_stats($mon);
+$g1 = idle_session('g1', 'edb');
+$g2 = idle_session('g2', 'edb');
+usleep(1_300_000);
+@pids = ($g1->pid, $g2->pid);
+($r, $el) = timed_login('g2', 'edb');
+ok($r->{sock}, 'two entries, one session in both: the login is admitted')
+  or diag raw_result($r);
+alive_is(\@pids, [ $g2->pid ], 'two entries, one session in both: the idle g1 session was ended');
+evicted_client_ok($g1, '1.0', 'two entries, one session in both');
 raw_close($r->{sock});
 close_all($g2);
 
