@@ -31,14 +31,18 @@
 #     are seen again >= $STABLE s later must fit within every budget.  (How
 #     often raw counts went over is only reported.)
 #   - role_guard counts every session that pg_stat_activity shows neither
-#     starting nor ending: for each entry, the sessions of a sample that
-#     started >= $STARTED (0.5) s before it and are seen again >= $STABLE s
-#     after it are no more than role_guard's count.  (role_guard is read
-#     before pg_stat_activity in the sampler's query, so only sessions that
-#     finish starting in between may legitimately be missing from its
-#     count.)  This catches counts that drift low, e.g. a place given back
-#     twice, which would let budgets be exceeded while role_guard's own
-#     counts look fine.
+#     starting nor ending: for each entry, the sessions of a sample that an
+#     earlier sample listed already and that are seen again >= $STABLE s
+#     after it are no more than role_guard's count.  (A backend is charged
+#     before pg_stat_activity lists it, so one listed by an earlier sample
+#     was counted before this sample read role_guard; role_guard is read
+#     before pg_stat_activity in the sampler's query, so a session that
+#     finishes starting in between may legitimately be missing from its
+#     count.  A start time older than the sample is not enough: under the
+#     storm a backend may take more than half a second from its fork, its
+#     backend_start, to its authentication.)  This catches counts that drift
+#     low, e.g. a place given back twice, which would let budgets be
+#     exceeded while role_guard's own counts look fine.
 #
 # Afterwards: every client was admitted, refused with role_guard's message
 # naming an entry that applies to it with "(N of N sessions)", or killed or
@@ -67,7 +71,6 @@ my $PER_ROUND  = 80;     # clients per round, all released at once
 my $ROUND_GAP  = 2.0;    # seconds between the starts of two rounds
 my $CRASH_AT   = 4;      # the round during which a backend is SIGKILLed
 my $STABLE     = 0.5;    # seconds a session must outlive a sample: see above
-my $STARTED    = 0.5;    # seconds a session must predate a sample: see above
 my $SAMPLE_GAP = 0.05;   # seconds between two samples
 
 my $node = rg_node(
@@ -577,13 +580,15 @@ sub limit_of
 	return $g =~ /^\*:/ ? $budget{'*'} : $budget{$g};
 }
 
-my %last_seen;
+my (%last_seen, %first_seen);
 foreach my $s (@samples)
 {
 	foreach my $p (@{ $s->{P} })
 	{
 		$last_seen{ $p->{key} } = $s->{t}
 		  if !defined $last_seen{ $p->{key} } || $last_seen{ $p->{key} } < $s->{t};
+		$first_seen{ $p->{key} } = $s->{t}
+		  if !defined $first_seen{ $p->{key} } || $first_seen{ $p->{key} } > $s->{t};
 	}
 }
 
@@ -610,7 +615,7 @@ foreach my $s (@samples)
 	foreach my $p (@{ $s->{P} })
 	{
 		my $st = $last_seen{ $p->{key} } >= $s->{t} + $STABLE;
-		my $old = $p->{start} <= $s->{t} - $STARTED;
+		my $old = $first_seen{ $p->{key} } < $s->{t};
 		foreach my $g (groups_of($p->{role}, $p->{db}))
 		{
 			$raw{$g}++;
