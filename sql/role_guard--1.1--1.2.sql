@@ -127,7 +127,8 @@ CREATE FUNCTION role_guard_windows(
     OUT peak_24h integer, OUT peak_31d integer,
     OUT member_peak_24h integer, OUT member_peak_31d integer,
     OUT rejected_31d bigint, OUT member_rejected_31d bigint,
-    OUT waited_31d bigint, OUT windows_since timestamptz)
+    OUT waited_31d bigint, OUT member_waited_31d bigint,
+    OUT windows_since timestamptz)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'role_guard_windows'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;

@@ -158,6 +158,8 @@ static struct
 	RGActiveCount *counts[RG_ACTIVE_COUNTS];
 	bool		held;			/* this transaction holds a place */
 	bool		waiting;		/* ... waits for one */
+	bool		pinned;			/* held through a utility statement's own
+								 * commits, to its end (rg_active_pin) */
 	bool		exit_registered;
 } my;
 
@@ -562,8 +564,12 @@ rg_active_ahead(const RGActiveCount *c, uint64 pass)
 
 /*
  * Give places to the waiters that fit, in ticket order: a waiter fits when
- * each of its counts has room after the earlier waiters of that count that
- * did not fit.  Lock held exclusively.  Sets the latches of those served.
+ * each of its counts has room after the earlier waiters that did not fit
+ * and wait for a place in that count (one that was full for them).  Lock
+ * held exclusively.  Sets the latches of those served.  The counts' "ahead"
+ * of this walk's pass stay until the next walk, which every change of the
+ * line and every place given back makes: a new statement fits when each
+ * of its counts has room after them (rg_active_fits).
  *
  * A count found full stays full for the rest of the walk (the walk only
  * takes places, and only adds waiters ahead), so none of its later waiters
@@ -578,9 +584,10 @@ rg_active_grant(void)
 	int			procno;
 	int32		full = 0;		/* counts with waiters found full */
 
+	/* a new pass even with no one in line: no count keeps an old "ahead" */
+	pass = ++rg_active->pass;
 	if (rg_active->queue.n == 0)
 		return;
-	pass = ++rg_active->pass;
 	for (procno = rg_queue_first(&rg_active->queue); procno >= 0;)
 	{
 		RGActiveProc *w = &rg_active->procs[procno];
@@ -619,10 +626,18 @@ rg_active_grant(void)
 		}
 		else
 		{
+			/*
+			 * It waits for a place in its counts that are full, not in
+			 * those with room: a count with room stays open to later
+			 * statements (another role's, in a +group or @db count that a
+			 * role waiting on its own entry shares with it).
+			 */
 			for (i = 0; i < w->ncounts; i++)
 			{
 				RGActiveCount *c = w->counts[i];
 
+				if (c->held + rg_active_ahead(c, pass) < c->limit)
+					continue;
 				if (c->pass != pass)
 				{
 					c->pass = pass;
@@ -858,9 +873,10 @@ rg_active_resolve(bool waiting)
 /* Taking a place ------------------------------------------------------------ */
 
 /*
- * The statements ahead of this one in each of its counts: all that wait in
- * it, when this one is not in line; else those before it in line (a walk
- * of the line: only on the way to a refusal).  Lock held.
+ * The statements ahead of this one in each of its counts: those that wait
+ * for a place in it (rg_active_grant's), when this one is not in line;
+ * else those before it in line (a walk of the line: only on the way to a
+ * refusal).  Lock held.
  */
 static void
 rg_active_earlier(int32 *earlier)
@@ -871,7 +887,7 @@ rg_active_earlier(int32 *earlier)
 	int			j;
 
 	for (i = 0; i < my.ncounts; i++)
-		earlier[i] = my.waiting ? 0 : my.counts[i]->waiting;
+		earlier[i] = my.waiting ? 0 : rg_active_ahead(my.counts[i], rg_active->pass);
 	if (!my.waiting)
 		return;
 	for (procno = rg_queue_first(&rg_active->queue); procno >= 0 && procno != me;
@@ -914,12 +930,9 @@ rg_active_fullest(RGActiveFull *full)
 	}
 }
 
-/*
- * Does every count have room (and, if mind_waiters, no one waiting in it)?
- * Lock held.
- */
+/* Does every count have room (places held only)?  Lock held. */
 static bool
-rg_active_room(bool mind_waiters)
+rg_active_room(void)
 {
 	int			i;
 
@@ -927,7 +940,28 @@ rg_active_room(bool mind_waiters)
 	{
 		RGActiveCount *c = my.counts[i];
 
-		if (c->held >= c->limit || (mind_waiters && c->waiting > 0))
+		if (c->held >= c->limit)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Does every count have room after the statements in line that wait for a
+ * place in it (the last walk's "ahead": rg_active_grant)?  Then taking a
+ * place takes none that an earlier statement waits for.  Lock held.
+ */
+static bool
+rg_active_fits(void)
+{
+	uint64		pass = rg_active->pass;
+	int			i;
+
+	for (i = 0; i < my.ncounts; i++)
+	{
+		RGActiveCount *c = my.counts[i];
+
+		if (c->held + rg_active_ahead(c, pass) >= c->limit)
 			return false;
 	}
 	return true;
@@ -1027,13 +1061,14 @@ rg_active_count_outcome(bool waited, bool refused, bool would,
 	}
 	if (role == NULL)
 		return;
-	if (waited || refused)
+	if (waited || refused || would)
 		rg_windows_clock(GetCurrentTimestamp());
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	role->stats.active.waited += waited;
 	role->stats.active.rejected += refused;
 	role->stats.active.would_wait += would;
-	if (waited || refused)
+	/* monitor's would-be waits count as a login's would-be refusals do */
+	if (waited || refused || would)
 		rg_windows_count(role, RG_WINDOW_ACTIVE_WAITED);
 	LWLockRelease(lock);
 }
@@ -1267,7 +1302,7 @@ rg_active_take(uint64 query_id)
 	}
 
 	LWLockAcquire(rg_active->lock, LW_EXCLUSIVE);
-	if (rg_active_room(true))
+	if (rg_active_fits())
 	{
 		rg_active_charge();
 		rg_active_unlock();
@@ -1277,7 +1312,7 @@ rg_active_take(uint64 query_id)
 	if (monitor || my.exempt)
 	{
 		/* counted, never waits; reported only when over */
-		bool		over = !rg_active_room(false);
+		bool		over = !rg_active_room();
 
 		rg_active_charge();
 		rg_active_unlock();
@@ -1370,8 +1405,33 @@ rg_active_release_after_locks(ResourceReleasePhase phase, bool isCommit,
 							  bool isTopLevel, void *arg)
 {
 	if (phase == RESOURCE_RELEASE_AFTER_LOCKS && isTopLevel &&
-		(my.held || my.waiting))
+		(my.held || my.waiting) && !my.pinned)
 		rg_active_release();
+}
+
+/*
+ * A top-level utility statement that may run transactions of its own
+ * (VACUUM, ANALYZE of several tables, CREATE INDEX CONCURRENTLY, REINDEX
+ * of a schema, CLUSTER of every table: each commits its first transaction
+ * and starts others, in which no statement of its own begins) keeps the
+ * place its first transaction took through those commits, to its end: its
+ * work is never done without a place, and never waits for one half-way.
+ * Returns whether it holds one (the caller unpins it at the statement's
+ * end, error or not: an abort then gives it back; a FATAL's exit does so
+ * whatever the pin, rg_active_exit_unref).  CALL and DO are not pinned:
+ * their statements after a COMMIT take a place as any transaction's do.
+ */
+bool
+rg_active_pin(void)
+{
+	my.pinned = my.held;
+	return my.pinned;
+}
+
+void
+rg_active_unpin(void)
+{
+	my.pinned = false;
 }
 
 /*

@@ -395,14 +395,15 @@ rg_line_value(const RGAdvice *a, const RGEntry *e)
 		case RG_ENTRY_GROUP:
 			w = rg_window_row(a, RG_COUNTER_ROLE, get_role_oid(e->name, true),
 							  InvalidOid);
-			if (w && rg_suggest(w->d31.member_peak, w->d31.member_rejected, 0,
-								true, e->value, &suggested))
+			if (w && rg_suggest(w->d31.member_peak, w->d31.member_rejected,
+								w->d31.member_waited, true, e->value,
+								&suggested))
 				return suggested;
 			return e->value;
 		case RG_ENTRY_DATABASE:
 			w = rg_window_row(a, RG_COUNTER_DB, InvalidOid,
 							  get_database_oid(e->db, true));
-			if (w && rg_suggest(w->d31.peak, w->d31.rejected, 0,
+			if (w && rg_suggest(w->d31.peak, w->d31.rejected, w->d31.waited,
 								true, e->value, &suggested))
 				return suggested;
 			return e->value;
@@ -599,8 +600,8 @@ role_guard_windows(PG_FUNCTION_ARGS)
 	hash_seq_init(&status, rg_copy_windows(GetCurrentTimestamp(), &since));
 	while ((w = hash_seq_search(&status)) != NULL)
 	{
-		Datum		values[12];
-		bool		nulls[12] = {0};
+		Datum		values[13];
+		bool		nulls[13] = {0};
 		char	   *now_name;
 
 		/* its name now; as last seen if it was dropped */
@@ -622,7 +623,8 @@ role_guard_windows(PG_FUNCTION_ARGS)
 		values[8] = Int64GetDatum(w->d31.rejected);
 		values[9] = Int64GetDatum(w->d31.member_rejected);
 		values[10] = Int64GetDatum(w->d31.waited);
-		values[11] = TimestampTzGetDatum(since);
+		values[11] = Int64GetDatum(w->d31.member_waited);
+		values[12] = TimestampTzGetDatum(since);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

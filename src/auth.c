@@ -510,6 +510,27 @@ rg_wait_register(RGLogin *login, const RGCharges *charges)
 	my_wait_role = charges->role;
 }
 
+/*
+ * What a login in line waits for: the counts that had no room for it at
+ * its last look (v), recorded in its slot for the others' rg_waiters_ahead.
+ * Lock held.
+ */
+static void
+rg_wait_note(const RGVerdict *v)
+{
+	RGBackend  *slot = rg_backend(rg_my_procno());
+	int			i;
+
+	StaticAssertStmt(RG_SLOT_WAIT_FULL <= RG_EVICT_FULL,
+					 "a verdict keeps every full count a slot records");
+	slot->wait_nfull = (int16) Min(v->nfull, RG_SLOT_WAIT_FULL + 1);
+	for (i = 0; i < Min(v->nfull, RG_SLOT_WAIT_FULL); i++)
+	{
+		slot->wait_full[i] = v->full[i].counter;
+		slot->wait_member[i] = v->full[i].member;
+	}
+}
+
 /* Leave the line, and let the others look again.  Lock held. */
 static void
 rg_wait_unregister(void)
@@ -659,8 +680,15 @@ rg_login_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		wait_ms = Max(wait_ms, RG_EVICT_WAIT_MS);
 	if (wait_ms <= 0)
 		return;
+	/* the entry it waits for counts it once, not again after a reload */
+	if (my_kept_start == 0)
+	{
+		rg_windows_clock(now);
+		rg_windows_wait(v->worst ? v->worst->kind : -1, v->worst_counter);
+	}
 	deadline = rg_wait_deadline(start, wait_ms);
 	rg_wait_register(login, charges);
+	rg_wait_note(v);
 	set_ps_display("waiting for a place (role_guard)");
 
 	for (;;)
@@ -690,6 +718,7 @@ rg_login_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 		rg_decide(login, charges, v);
 		if (v->kind != RG_REFUSE_BUDGET || now >= deadline)
 			break;
+		rg_wait_note(v);
 		/* the session it ended is gone, or stayed (it was busy): another? */
 		if (victim == 0 || !rg_request_pending(victim))
 		{

@@ -17,8 +17,9 @@
  * certificate are refused by core with a FATAL before the hook runs, and
  * trust (and cert, once it passed) never fails: none of them counts.
  * Replication connections count like any other.  Unix-socket logins are
- * never counted nor blocked; role_guard.auth_block_exempt_hosts are not
- * either.  While a pair is blocked its logins are refused and their
+ * never counted nor blocked, except those a backend makes for its remote
+ * client (dblink, postgres_fdw), which count as that client's (as for the
+ * superuser denial); role_guard.auth_block_exempt_hosts are not either.  While a pair is blocked its logins are refused and their
  * outcome is not counted; a successful login of a pair that is not blocked
  * forgets its failures.  A superuser that role_guard refuses from a denied
  * host (deny.c) is refused as a failed authentication, and counted as one,
@@ -38,9 +39,9 @@
  * failures, and blocked pairs.  When no place is free, the oldest pair
  * that only counts is forgotten (or a block that has ended); a pair whose
  * block is in force is forgotten only when every place holds one, the one
- * whose block began first.  So a spray of failures under new role names
- * cannot push a blocked pair out.  Never an error, never a refusal for a
- * full table.
+ * whose block began last.  So a spray of failures under new role names
+ * cannot push out a block that began before it.  Never an error, never a
+ * refusal for a full table.
  *
  * Locking rules.  The table has its own LWLock (the third of the
  * "role_guard" tranche), never held together with another of role_guard's
@@ -147,6 +148,7 @@ typedef struct RGAuthLogin
 {
 	RGAuthKey	key;
 	uint32		hash;
+	SockAddr	origin;			/* the client counted (rg_auth_key) */
 	TimestampTz now;
 	TimestampTz until;			/* its block's end, when blocked */
 	int32		failures;		/* the failures that started it */
@@ -216,24 +218,30 @@ rg_authblock_shmem_init(LWLock *lock)
 
 /*
  * A login's pair: false for the Unix socket, which is never counted nor
- * blocked.  Every login with the limit on comes here, so it is one pass:
+ * blocked, unless the login is one a backend of this server makes for its
+ * own remote client (dblink, postgres_fdw: deny.c's rg_login_origin), which
+ * counts as that client's, as for the superuser denial: otherwise guesses
+ * relayed through such a session would never be counted.  *origin is the
+ * address counted.  Every login with the limit on comes here, so it is one pass:
  * the name is copied and hashed together (FNV-1a from the table's secret
  * seed, so that no client can choose names that share a bucket), then
  * the address's words are mixed in.  The name is NUL-terminated, not
  * padded (keys are compared with strcmp).
  */
 static bool
-rg_auth_key(const Port *port, RGAuthKey *key, uint32 *hash)
+rg_auth_key(const Port *port, RGAuthKey *key, uint32 *hash, SockAddr *origin)
 {
 	const char *s = port->user_name;
 	char	   *d = NameStr(key->rolname);
 	uint32		h = rg_auth->seed;
 	uint32		word;
 	int			family;
+	int			relay_pid;
 	int			i;
 
 	memset(key->addr, 0, sizeof(key->addr));
-	if (!rg_client_address(&port->raddr, &family, key->addr))
+	rg_login_origin(port, origin, &relay_pid);
+	if (!rg_client_address(origin, &family, key->addr))
 		return false;
 	key->family = (uint8) family;
 	for (i = 0; i < NAMEDATALEN - 1 && s[i] != '\0'; i++)
@@ -358,8 +366,11 @@ rg_auth_forget(int32 place)
 
 /*
  * A place for a new pair: a free one, else the oldest pair that only
- * counts (or whose block has ended), else the block that began first
- * (its key left in a->forgot, for a LOG line).  Lock held exclusively.
+ * counts (or whose block has ended), else the block that began last (its
+ * key left in a->forgot, for a LOG line): a spray of failures under new
+ * names that fills the table with blocks then takes the places of its own
+ * newest blocks, and never ends a block that began before it.  Lock held
+ * exclusively.
  */
 static int32
 rg_auth_take_place(RGAuthLogin *a)
@@ -375,7 +386,10 @@ rg_auth_take_place(RGAuthLogin *a)
 		if (lists[RG_AUTH_COUNTING].head >= 0)
 			victim = lists[RG_AUTH_COUNTING].head;
 		else
+		{
+			victim = lists[RG_AUTH_BLOCKED].tail;
 			a->forgot = rg_auth_pairs[victim].key;
+		}
 	}
 	rg_auth_forget(victim);
 	return victim;
@@ -716,7 +730,7 @@ rg_auth_report_start(const Port *port, const RGAuthLogin *a, bool monitor)
 					  NAMEDATALEN);
 	if (port->database_name)
 		strlcpy(NameStr(ev.datname), port->database_name, NAMEDATALEN);
-	rg_event_client(&ev, &port->raddr);
+	rg_event_client(&ev, &a->origin);
 	if (port->application_name)
 		strlcpy(ev.application_name, port->application_name, sizeof(ev.application_name));
 	snprintf(ev.detail, sizeof(ev.detail),
@@ -811,15 +825,17 @@ rg_authblock_login(Port *port, int status)
 
 	rg_authwire_done();
 	if (status == STATUS_EOF || rg_mode == RG_MODE_OFF ||
-		!rg_auth_key(port, &a.key, &a.hash))
+		!rg_auth_key(port, &a.key, &a.hash, &a.origin))
 		return;
 	/*
 	 * A superuser denied from this host is refused as a failed
 	 * authentication (auth.c), and counts as one: otherwise a right
 	 * password would forget the failures that a wrong one adds to, and a
-	 * denied host could tell them apart by when its block begins.
+	 * denied host could tell them apart by when its block begins.  In
+	 * monitor mode too, where the denial is only logged: the block that
+	 * enforce would start is then recorded as would_block.
 	 */
-	if (status == STATUS_OK && !rg_deny_login_refuses(port))
+	if (status == STATUS_OK && !rg_deny_login_covered(port))
 		rg_auth_succeeded(&a, enforce);
 	else
 		rg_auth_failed(port, &a, enforce, status == STATUS_OK);
@@ -836,7 +852,7 @@ rg_authblock_refuses(const Port *port)
 	RGAuthLogin a;
 
 	if (rg_auth_failure_limit <= 0 || rg_mode != RG_MODE_ENFORCE ||
-		!rg_auth_key(port, &a.key, &a.hash))
+		!rg_auth_key(port, &a.key, &a.hash, &a.origin))
 		return false;
 	if (rg_auth_state(&a, false) != RG_AUTH_IN_FORCE || rg_auth_exempt(&a.key))
 		return false;

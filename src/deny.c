@@ -402,6 +402,17 @@ rg_deny_session_check(void)
 bool
 rg_deny_login_refuses(const Port *port)
 {
+	return rg_mode == RG_MODE_ENFORCE && rg_deny_login_covered(port);
+}
+
+/*
+ * ... or would it, in monitor mode too (authblock.c counts such a login as
+ * the failed authentication enforce would show, and monitor mode records
+ * the block that enforce would start).
+ */
+bool
+rg_deny_login_covered(const Port *port)
+{
 	SockAddr	origin;
 	int			relay_pid;
 	HeapTuple	tup;
@@ -409,7 +420,7 @@ rg_deny_login_refuses(const Port *port)
 	NameData	name;
 	RGDenyReason r;
 
-	if (rg_mode != RG_MODE_ENFORCE || rg_deny_hosts == NULL || rg_shared == NULL)
+	if (rg_mode == RG_MODE_OFF || rg_deny_hosts == NULL || rg_shared == NULL)
 		return false;
 	rg_login_origin(port, &origin, &relay_pid);
 	if (!rg_host_denied(&origin))

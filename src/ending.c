@@ -53,6 +53,7 @@
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
 #include "utils/elog.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -74,8 +75,13 @@ static bool rg_end_installed = false;
 
 /*
  * Fill an event about the session in "slot": pid, role name (NULL: none),
- * database, application, client, the last top-level statement's query_id.  The slot is read as it is (the lock held,
- * or a snapshot that may be a moment old).
+ * database, application, client, the last top-level statement's query_id.
+ * The slot is read as it is (the lock held, or a snapshot that may be a
+ * moment old).  The query_id is the one pg_stat_activity shows for the
+ * session, core's own (st_query_id: a statement that failed in its
+ * planning, or in parse analysis before it had one, included); with
+ * track_activities off, where core shows none, the one role_guard's hooks
+ * saw last.
  */
 void
 rg_event_for_slot(RGEvent *ev, RGEventKind kind, const RGBackend *slot,
@@ -89,7 +95,10 @@ rg_event_for_slot(RGEvent *ev, RGEventKind kind, const RGBackend *slot,
 	memcpy(ev->application_name, slot->application_name, sizeof(ev->application_name));
 	ev->application_name[sizeof(ev->application_name) - 1] = '\0';
 	rg_event_client(ev, &slot->client);
-	ev->query_id = slot->last_query_id;
+	if (slot->beentry != NULL && slot->beentry->st_state != STATE_DISABLED)
+		ev->query_id = (int64) slot->beentry->st_query_id;
+	else
+		ev->query_id = slot->last_query_id;
 }
 
 /*
@@ -423,5 +432,11 @@ rg_evict_monitor(const RGLogin *login, const RGVerdict *v)
 	(void) rg_evict(login, v, true, &ev);
 	LWLockRelease(rg_lock());
 	if (ev.at != 0)
+	{
+		ereport(LOG,
+				(errmsg("role_guard: session of role \"%s\" (pid %d) would be ended to make room for a login of role \"%s\"",
+						NameStr(ev.rolname), ev.pid, NameStr(login->rolname)),
+				 errdetail("%s", ev.detail)));
 		rg_event_add(&ev);
+	}
 }

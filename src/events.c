@@ -5,13 +5,16 @@
  *	  would-be refusals, superuser denials and reaps.
  *
  * Shared memory: one RGEventRing, role_guard.event_log_size entries long,
- * in two parts, each a circle of its own: the security part (a quarter of
- * the entries, at least one) keeps the events rg_event_is_security names
- * (superuser denials, login blocks), the general part everything else.  So
- * no number of budget refusals, waits, reaps or evictions (which any
- * authenticated role can cause) pushes a security event out: only newer
- * security events do.  A ring of one entry has one part for all.  The view
- * merges the two parts, newest first.
+ * in parts, each a circle of its own: a quarter of the entries (at least
+ * one) keeps the security events (rg_event_part), the rest everything
+ * else.  So no number of budget refusals, waits, reaps or evictions (which
+ * any authenticated role can cause) pushes a security event out: only
+ * newer security events do.  The quarter is itself split in two halves
+ * when it has two entries or more: superuser denials in one, login blocks
+ * in the other, so that a client spraying failed logins under new role
+ * names (each block it starts is an event, and needs no password) cannot
+ * push the denials out either.  A ring of one entry has one part for all.
+ * The view merges the parts, newest first.
  *
  * Locking rules: the ring has its own LWLock (the second of the
  * "role_guard" tranche), never taken together with the counters' lock, so
@@ -46,13 +49,15 @@ typedef struct RGEventPart
 } RGEventPart;
 
 #define RG_PART_GENERAL		0
-#define RG_PART_SECURITY	1
+#define RG_PART_DENIALS		1	/* superuser denials */
+#define RG_PART_BLOCKS		2	/* login blocks */
+#define RG_NPARTS			3
 
 typedef struct RGEventRing
 {
 	LWLock	   *lock;
 	int			size;			/* entries in events[] */
-	RGEventPart parts[2];		/* RG_PART_GENERAL, RG_PART_SECURITY */
+	RGEventPart parts[RG_NPARTS];	/* sizes may be 0 (a small ring) */
 	RGEvent		events[FLEXIBLE_ARRAY_MEMBER];
 } RGEventRing;
 
@@ -76,23 +81,33 @@ static const char *const rg_event_names[] = {
 };
 
 /*
- * Is this kind a security event, kept in the ring's own security part?
- * Superuser denials (and what monitor mode would deny), and the login
- * blocks after failed authentications.
+ * The part an event kind is kept in: superuser denials (and what monitor
+ * mode would deny) in the denials' part, the login blocks after failed
+ * authentications in the blocks' part, anything else in the general one.
+ * A part of no entries hands its events down to the one before it.
  */
-bool
-rg_event_is_security(RGEventKind kind)
+static int
+rg_event_part(RGEventKind kind)
 {
+	int			part;
+
 	switch (kind)
 	{
 		case RG_EVENT_SUPERUSER_DENIED:
 		case RG_EVENT_WOULD_DENY:
+			part = RG_PART_DENIALS;
+			break;
 		case RG_EVENT_AUTH_BLOCKED:
 		case RG_EVENT_WOULD_BLOCK:
-			return true;
+			part = RG_PART_BLOCKS;
+			break;
 		default:
-			return false;
+			part = RG_PART_GENERAL;
+			break;
 	}
+	while (part > RG_PART_GENERAL && rg_ring->parts[part].size == 0)
+		part--;
+	return part;
 }
 
 /* An event kind's name, as role_guard_events shows it. */
@@ -122,14 +137,22 @@ rg_events_shmem_init(LWLock *lock)
 	if (!found)
 	{
 		int			security = rg_event_log_size >= 2 ? Max(1, rg_event_log_size / 4) : 0;
+		int			blocks = security / 2;
+		int			sizes[RG_NPARTS];
+		int			first = 0;
 
+		sizes[RG_PART_GENERAL] = rg_event_log_size - security;
+		sizes[RG_PART_DENIALS] = security - blocks;
+		sizes[RG_PART_BLOCKS] = blocks;
 		memset(rg_ring, 0, rg_events_shmem_size());
 		rg_ring->lock = lock;
 		rg_ring->size = rg_event_log_size;
-		rg_ring->parts[RG_PART_GENERAL].first = 0;
-		rg_ring->parts[RG_PART_GENERAL].size = rg_event_log_size - security;
-		rg_ring->parts[RG_PART_SECURITY].first = rg_event_log_size - security;
-		rg_ring->parts[RG_PART_SECURITY].size = security;
+		for (int p = 0; p < RG_NPARTS; p++)
+		{
+			rg_ring->parts[p].first = first;
+			rg_ring->parts[p].size = sizes[p];
+			first += sizes[p];
+		}
 	}
 }
 
@@ -187,10 +210,8 @@ rg_event_client(RGEvent *ev, const SockAddr *client)
 static void
 rg_event_put(const RGEvent *ev)
 {
-	RGEventPart *part = &rg_ring->parts[RG_PART_SECURITY];
+	RGEventPart *part = &rg_ring->parts[rg_event_part((RGEventKind) ev->kind)];
 
-	if (part->size == 0 || !rg_event_is_security((RGEventKind) ev->kind))
-		part = &rg_ring->parts[RG_PART_GENERAL];
 	memcpy(&rg_ring->events[part->first + part->written % part->size], ev,
 		   sizeof(RGEvent));
 	part->written++;
@@ -212,8 +233,8 @@ rg_events_reset(void)
 	if (rg_ring == NULL)
 		return;
 	LWLockAcquire(rg_ring->lock, LW_EXCLUSIVE);
-	rg_ring->parts[RG_PART_GENERAL].written = 0;
-	rg_ring->parts[RG_PART_SECURITY].written = 0;
+	for (int p = 0; p < RG_NPARTS; p++)
+		rg_ring->parts[p].written = 0;
 	LWLockRelease(rg_ring->lock);
 }
 
@@ -238,6 +259,46 @@ rg_part_oldest(const RGEventPart *part, int i)
 	return rg_part_event(part, rg_part_count(part) - 1 - i);
 }
 
+/* Events the ring holds now, all parts.  Lock held. */
+static int
+rg_ring_count(void)
+{
+	int			n = 0;
+
+	for (int p = 0; p < RG_NPARTS; p++)
+		n += rg_part_count(&rg_ring->parts[p]);
+	return n;
+}
+
+/*
+ * The parts merged by time: the part whose next event (its taken[p]-th,
+ * newest first, or oldest first) comes first in that order, or -1 when
+ * every part is done.  Lock held (or no other process).
+ */
+static int
+rg_ring_next(const int *taken, bool oldest_first)
+{
+	int			best = -1;
+	TimestampTz best_at = 0;
+
+	for (int p = 0; p < RG_NPARTS; p++)
+	{
+		const RGEventPart *part = &rg_ring->parts[p];
+		TimestampTz at;
+
+		if (taken[p] >= rg_part_count(part))
+			continue;
+		at = (oldest_first ? rg_part_oldest(part, taken[p]) :
+			  rg_part_event(part, taken[p]))->at;
+		if (best < 0 || (oldest_first ? at < best_at : at > best_at))
+		{
+			best = p;
+			best_at = at;
+		}
+	}
+	return best;
+}
+
 /*
  * For the save file (persist.c), at shutdown when no other process runs
  * (no lock): pass every event the ring holds to "emit", oldest first (the
@@ -247,32 +308,17 @@ rg_part_oldest(const RGEventPart *part, int i)
 int
 rg_events_each(bool (*emit) (const RGEvent *ev, void *arg), void *arg)
 {
-	const RGEventPart *g;
-	const RGEventPart *s;
-	int			ng,
-				ns,
-				ig = 0,
-				is = 0;
+	int			taken[RG_NPARTS] = {0};
+	int			p;
 
 	if (rg_ring == NULL || rg_ring->size == 0)
 		return 0;
-	g = &rg_ring->parts[RG_PART_GENERAL];
-	s = &rg_ring->parts[RG_PART_SECURITY];
-	ng = rg_part_count(g);
-	ns = rg_part_count(s);
-	while (ig < ng || is < ns)
+	while ((p = rg_ring_next(taken, true)) >= 0)
 	{
-		const RGEvent *ev;
-
-		if (is >= ns ||
-			(ig < ng && rg_part_oldest(g, ig)->at <= rg_part_oldest(s, is)->at))
-			ev = rg_part_oldest(g, ig++);
-		else
-			ev = rg_part_oldest(s, is++);
-		if (!emit(ev, arg))
+		if (!emit(rg_part_oldest(&rg_ring->parts[p], taken[p]++), arg))
 			return -1;
 	}
-	return ng + ns;
+	return rg_ring_count();
 }
 
 /*
@@ -294,33 +340,22 @@ rg_events_count(void)
 {
 	if (rg_ring == NULL)
 		return 0;
-	return rg_part_count(&rg_ring->parts[RG_PART_GENERAL]) +
-		rg_part_count(&rg_ring->parts[RG_PART_SECURITY]);
+	return rg_ring_count();
 }
 
 /*
- * Copy the newest "room" events of both parts into copy[], newest first:
- * the two parts merged by time.  Returns how many.  Lock held.
+ * Copy the newest "room" events of all parts into copy[], newest first:
+ * the parts merged by time.  Returns how many.  Lock held.
  */
 static int
 rg_events_merge(RGEvent *copy, int room)
 {
-	const RGEventPart *g = &rg_ring->parts[RG_PART_GENERAL];
-	const RGEventPart *s = &rg_ring->parts[RG_PART_SECURITY];
-	int			ng = rg_part_count(g);
-	int			ns = rg_part_count(s);
-	int			ig = 0;
-	int			is = 0;
+	int			taken[RG_NPARTS] = {0};
 	int			n = 0;
+	int			p;
 
-	while (n < room && (ig < ng || is < ns))
-	{
-		if (is >= ns ||
-			(ig < ng && rg_part_event(g, ig)->at > rg_part_event(s, is)->at))
-			copy[n++] = *rg_part_event(g, ig++);
-		else
-			copy[n++] = *rg_part_event(s, is++);
-	}
+	while (n < room && (p = rg_ring_next(taken, false)) >= 0)
+		copy[n++] = *rg_part_event(&rg_ring->parts[p], taken[p]++);
 	return n;
 }
 
@@ -345,8 +380,7 @@ rg_events_copy(int *nevents)
 		int			n;
 
 		LWLockAcquire(rg_ring->lock, LW_SHARED);
-		n = rg_part_count(&rg_ring->parts[RG_PART_GENERAL]) +
-			rg_part_count(&rg_ring->parts[RG_PART_SECURITY]);
+		n = rg_ring_count();
 		if (n <= room || tries >= 3)
 		{
 			n = room > 0 ? rg_events_merge(copy, room) : 0;

@@ -397,6 +397,44 @@ rg_execute_query_id(const ExecuteStmt *stmt)
 	return linitial_node(Query, ps->plansource->query_list)->queryId;
 }
 
+/* The next ProcessUtility, at one nesting level more. */
+static pg_noinline void
+rg_utility_call(PlannedStmt *pstmt, const char *queryString,
+				bool readOnlyTree, ProcessUtilityContext context,
+				ParamListInfo params, QueryEnvironment *queryEnv,
+				DestReceiver *dest, QueryCompletion *qc)
+{
+	RG_NESTED_CAUGHT({
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	});
+}
+
+/* ... with the active place pinned to its end (rg_active_pin) */
+static pg_noinline void
+rg_utility_call_pinned(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
+{
+	PG_TRY();
+	{
+		rg_utility_call(pstmt, queryString, readOnlyTree, context, params,
+						queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		rg_active_unpin();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	rg_active_unpin();
+}
+
 static void
 rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				  bool readOnlyTree, ProcessUtilityContext context,
@@ -436,14 +474,15 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		if (shown)
 			pgstat_report_query_id(0, true);
 	}
-	RG_NESTED_CAUGHT({
-		if (prev_ProcessUtility)
-			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-									params, queryEnv, dest, qc);
-	});
+	/* a statement that may commit on its own keeps its place to its end */
+	if (rg_utility_top(context) && rg_utility_takes_place(pstmt->utilityStmt) &&
+		!IsA(pstmt->utilityStmt, CallStmt) && !IsA(pstmt->utilityStmt, DoStmt) &&
+		rg_active_pin())
+		rg_utility_call_pinned(pstmt, queryString, readOnlyTree, context,
+							   params, queryEnv, dest, qc);
+	else
+		rg_utility_call(pstmt, queryString, readOnlyTree, context, params,
+						queryEnv, dest, qc);
 	/* its invalidations went to the queue only: see members.c */
 	if (commit_prepared)
 		rg_members_invalidate();

@@ -168,6 +168,7 @@ typedef enum RGWindowCount
 	RG_WINDOW_REJECTED,
 	RG_WINDOW_MEMBER_REJECTED,
 	RG_WINDOW_WAITED,
+	RG_WINDOW_MEMBER_WAITED,
 	RG_WINDOW_ACTIVE_WAITED
 } RGWindowCount;
 
@@ -182,6 +183,7 @@ typedef struct RGWindowSum
 	int32		active_peak;
 	int32		member_active_peak;
 	int64		active_waited;
+	int64		member_waited;
 } RGWindowSum;
 
 extern TimestampTz rg_windows_time(TimestampTz now);
@@ -189,6 +191,7 @@ extern void rg_windows_clock(TimestampTz now);
 extern void rg_windows_count(const RGCounter *c, RGWindowCount what);
 extern void rg_windows_refusal(const RGCounter *role, int kind,
 							   const RGCounter *entry);
+extern void rg_windows_wait(int kind, const RGCounter *entry);
 extern void rg_windows_read(const RGWindows *w, int32 connections,
 							int32 member_connections, TimestampTz now,
 							TimestampTz windows_since, RGWindowSum *last24h,
@@ -205,7 +208,6 @@ extern void rg_event_add(const RGEvent *ev);
 extern void rg_events_reset(void);
 extern RGEvent *rg_events_copy(int *nevents);
 extern const char *rg_event_name(int kind);
-extern bool rg_event_is_security(RGEventKind kind);
 extern int	rg_events_each(bool (*emit) (const RGEvent *ev, void *arg),
 						   void *arg);
 extern void rg_event_restore(const RGEvent *ev);
@@ -344,6 +346,8 @@ extern void rg_active_shmem_init(LWLock *lock);
 extern bool rg_active_take(uint64 query_id);
 extern void rg_active_subxact_abort(void);
 extern void rg_active_xact_end(void);
+extern bool rg_active_pin(void);
+extern void rg_active_unpin(void);
 extern void rg_active_proc_state(int procno, bool *held, bool *waiting);
 extern RGActiveCountCopy *rg_active_copy(int *ncopies);
 extern void rg_active_reset(void);
@@ -377,6 +381,7 @@ extern void rg_deny_policy_changed(void);
 extern void rg_deny_session_check(void);
 extern int	rg_auth_failed_line(int fallback);
 extern bool rg_deny_login_refuses(const struct Port *port);
+extern bool rg_deny_login_covered(const struct Port *port);
 
 /*
  * Before (and after) each statement: one branch for a session that is not

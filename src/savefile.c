@@ -86,7 +86,8 @@ rg_ring_ok(const RGWindowSlot *slots, int n, int32 last)
 		if (s->number < 0 || s->number > last || s->number % n != i ||
 			s->peak < 0 || s->member_peak < 0 || s->rejected < 0 ||
 			s->member_rejected < 0 || s->waited < 0 || s->active_peak < 0 ||
-			s->member_active_peak < 0 || s->active_waited < 0)
+			s->member_active_peak < 0 || s->active_waited < 0 ||
+			s->member_waited < 0)
 			return false;
 	}
 	return true;

@@ -29,7 +29,7 @@
 
 #define RG_SAVE_FILE		"pg_stat/role_guard.stat"
 #define RG_SAVE_MAGIC		0x52475356	/* "RGSV" */
-#define RG_SAVE_FORMAT		3
+#define RG_SAVE_FORMAT		4
 /* the largest file read (and written): what one palloc may hold */
 #define RG_SAVE_MAX_BYTES	((size_t) 0x3fffffff)
 

@@ -417,6 +417,24 @@ rg_slot_in_count(const RGBackend *slot, const RGCounter *c, bool member)
 }
 
 /*
+ * Does a waiting login wait for a place in this count: one that had no
+ * room for it at its last look?  A login that waits for its own role's
+ * entry holds back no place of a +group or @db entry with room.  Lock held.
+ */
+static bool
+rg_slot_waits_for(const RGBackend *slot, const RGCounter *c, bool member)
+{
+	int			i;
+
+	if (slot->wait_nfull > RG_SLOT_WAIT_FULL)
+		return true;
+	for (i = 0; i < slot->wait_nfull; i++)
+		if (slot->wait_full[i] == c && slot->wait_member[i] == member)
+			return true;
+	return false;
+}
+
+/*
  * How many logins that came before "ticket" (0: a login that does not
  * wait, after them all) wait for a place in this count: a walk of the
  * login line up to that ticket, O(the waiters ahead).  Lock held.
@@ -432,7 +450,8 @@ rg_waiters_ahead(const RGCounter *c, bool member, uint64 ticket)
 	{
 		if (ticket != 0 && rg_queue_link(q, procno)->ticket >= ticket)
 			break;				/* the line is in ticket order */
-		if (rg_slot_in_count(&rg_shared->backends[procno], c, member))
+		if (rg_slot_in_count(&rg_shared->backends[procno], c, member) &&
+			rg_slot_waits_for(&rg_shared->backends[procno], c, member))
 			n++;
 	}
 	return n;

@@ -170,14 +170,19 @@ typedef struct RGWindowSlot
 								 * that would be (monitor); DB, ROLEDB:
 								 * refusals charged to the entry */
 	int32		member_rejected;	/* ROLE: refusals charged to +name */
-	int32		waited;			/* ROLE: its logins that waited for a place */
+	int32		waited;			/* ROLE: its logins that waited for a place;
+								 * DB, ROLEDB: logins that began to wait
+								 * for a place in the entry */
 	int32		active_peak;	/* most active places held in the count of
 								 * the entry name= or * (ROLE), @db (DB),
 								 * name@db (ROLEDB): active.c's peaks,
 								 * folded in by rg_active_fold */
 	int32		member_active_peak; /* ROLE: ... of +name's count */
 	int32		active_waited;	/* ROLE: its statements that waited for an
-								 * active place or were refused one */
+								 * active place or were refused one (or, in
+								 * monitor mode, would have waited) */
+	int32		member_waited;	/* ROLE: logins that began to wait for a
+								 * place in +name */
 } RGWindowSlot;
 
 typedef struct RGWindows
@@ -231,6 +236,9 @@ typedef enum RGReapReason
  * admission, but not pid: it is not admitted.  Its place in line is in
  * RGShared.login_queue's links, outside the slot.
  */
+/* The counts a waiting login records as those it waits for a place in. */
+#define RG_SLOT_WAIT_FULL 4
+
 typedef struct RGBackend
 {
 	int			pid;			/* [lock] 0: slot not in use */
@@ -275,6 +283,14 @@ typedef struct RGBackend
 									 * session records if it ends */
 	uint32		reap_dropped;	/* [owner] requests it dropped, busy again
 								 * (the reaper logs each) */
+	int16		wait_nfull;		/* [lock] a waiting login: the counts that
+								 * had no room for it at its last look, the
+								 * first RG_SLOT_WAIT_FULL of them in
+								 * wait_full[] (more: it waits in all its
+								 * counts); it waits for a place in those,
+								 * not in its counts with room */
+	bool		wait_member[RG_SLOT_WAIT_FULL]; /* [lock] ... a +group's */
+	const RGCounter *wait_full[RG_SLOT_WAIT_FULL];	/* [lock] */
 } RGBackend;
 
 /*

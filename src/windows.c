@@ -135,6 +135,10 @@ rg_windows_count(const RGCounter *c, RGWindowCount what)
 			h->waited++;
 			d->waited++;
 			break;
+		case RG_WINDOW_MEMBER_WAITED:
+			h->member_waited++;
+			d->member_waited++;
+			break;
 		case RG_WINDOW_ACTIVE_WAITED:
 			h->active_waited++;
 			d->active_waited++;
@@ -156,6 +160,23 @@ rg_windows_active_peak(const RGCounter *c, bool member, int32 peak)
 }
 
 /*
+ * Count a login in the +group (as member_what), @db or name@db entry (as
+ * what) that refused it or made it wait; nothing for the other kinds,
+ * whose counter is the role's own, nor for reservations (no entry).
+ */
+static void
+rg_windows_entry(int kind, const RGCounter *entry, RGWindowCount member_what,
+				 RGWindowCount what)
+{
+	if (entry == NULL)
+		return;
+	if (kind == RG_ENTRY_GROUP)
+		rg_windows_count(entry, member_what);
+	else if (kind == RG_ENTRY_DATABASE || kind == RG_ENTRY_ROLE_DATABASE)
+		rg_windows_count(entry, what);
+}
+
+/*
  * A login refused (or, in monitor mode, that would be): count it for its
  * role, and for the +group, @db or name@db entry that refused it, in that
  * entry's counter ("kind" -1: refused for reservations, no entry).  Lock
@@ -165,12 +186,18 @@ void
 rg_windows_refusal(const RGCounter *role, int kind, const RGCounter *entry)
 {
 	rg_windows_count(role, RG_WINDOW_REJECTED);
-	if (entry == NULL)
-		return;
-	if (kind == RG_ENTRY_GROUP)
-		rg_windows_count(entry, RG_WINDOW_MEMBER_REJECTED);
-	else if (kind == RG_ENTRY_DATABASE || kind == RG_ENTRY_ROLE_DATABASE)
-		rg_windows_count(entry, RG_WINDOW_REJECTED);
+	rg_windows_entry(kind, entry, RG_WINDOW_MEMBER_REJECTED, RG_WINDOW_REJECTED);
+}
+
+/*
+ * A login begins to wait for a place in a full entry: count it for the
+ * +group, @db or name@db entry it waits for (its role's own wait is
+ * counted when the wait ends, by auth.c).  Lock held exclusively.
+ */
+void
+rg_windows_wait(int kind, const RGCounter *entry)
+{
+	rg_windows_entry(kind, entry, RG_WINDOW_MEMBER_WAITED, RG_WINDOW_WAITED);
 }
 
 /*
@@ -201,6 +228,7 @@ rg_window_sum(const RGWindowSlot *slots, int n, int32 last, int32 now,
 			sum->member_active_peak = Max(sum->member_active_peak,
 										  s->member_active_peak);
 			sum->active_waited += s->active_waited;
+			sum->member_waited += s->member_waited;
 		}
 		else if (k >= since && (last == 0 ? k == now : k > last))
 		{

@@ -35,7 +35,8 @@ check_slots(const RGWindowSlot *slots, int n, int32 last)
 	for (i = 0; i < n; i++)
 		if (slots[i].number != 0 &&
 			(slots[i].number % n != i || slots[i].number > last ||
-			 slots[i].peak < 0 || slots[i].rejected < 0 || slots[i].waited < 0))
+			 slots[i].peak < 0 || slots[i].rejected < 0 || slots[i].waited < 0 ||
+			 slots[i].member_waited < 0))
 			abort();
 }
 

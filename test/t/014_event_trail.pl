@@ -2,12 +2,13 @@
 # Copyright: see README.md.
 #
 # The event trail keeps its security events (issue 22, item 5).  With
-# role_guard.event_log_size = 40 the ring has a security part of 10 entries
-# and a general part of 30:
+# role_guard.event_log_size = 40 the ring has a security quarter of 10
+# entries (5 for superuser denials, 5 for login blocks) and a general part
+# of 30:
 #   1. superuser denials, then a flood of 200 budget refusals by an
 #      authenticated role: every denial is still in role_guard_events, the
 #      refusals keep the newest 30, and the view stays newest first;
-#   2. a flood of 15 denials keeps the newest 10 of them and displaces no
+#   2. a flood of 15 denials keeps the newest 5 of them and displaces no
 #      refusal;
 #   3. role_guard_reset() empties both parts.
 # Only 127.0.0.1 and the node's Unix socket are used.
@@ -78,7 +79,8 @@ is($newest, 'rejected', '1 the newest event is the last refusal');
 
 # 2. a flood of denials stays in its own part
 refused_logins('su1', 15);
-is(count_of('superuser_denied'), '10', '2 15 more denials: the newest 10 are kept');
+is(count_of('superuser_denied'), '5',
+	'2 15 more denials: the newest 5 are kept (the other half of the quarter is for login blocks)');
 is(count_of('rejected'), '30', '2 and no refusal was displaced');
 
 # 3. reset

@@ -16,7 +16,9 @@
 #      (dblink) on behalf of a client on a denied host counts as that host:
 #      the superuser login it makes is refused, with the relaying backend's
 #      pid in the event; through two backends too; the same dblink from a
-#      session over the Unix socket is the administrators' door.
+#      session over the Unix socket is the administrators' door;
+#   4. login blocks count wrong passwords relayed that way as the client's
+#      host's, and not those relayed for a Unix-socket session.
 # Only 127.0.0.1 and the node's Unix socket are used.
 
 use strict;
@@ -160,7 +162,7 @@ SKIP:
 {
 	my $have = $node->safe_psql('postgres',
 		q{SELECT count(*) FROM pg_available_extensions WHERE name = 'dblink'});
-	skip 'dblink is not installed with this server', 9 unless $have eq '1';
+	skip 'dblink is not installed with this server', 14 unless $have eq '1';
 	$node->safe_psql('postgres', 'CREATE EXTENSION dblink');
 
 	my $sockdir = $node->host;
@@ -203,6 +205,35 @@ SKIP:
 	is(count_events(q{event = 'superuser_denied' AND rolname = 'pwsu'}), '2',
 		'3 and records no denial');
 	is(counter('pwsu'), 2, '3 superuser_denied of pwsu = 2');
+
+	# 4. login blocks: guesses that a backend relays for its TCP client
+	# count as that client's, (127.0.0.1, relay2); relayed for a session
+	# over the Unix socket, they are not counted
+	ok(set_conf($node, 'role_guard.auth_failure_limit' => '3'), '4 auth_failure_limit = 3');
+	my $guess = sub {
+		my ($s, $pw) = @_;
+		$s->query("SELECT x FROM dblink('host=$sockdir port=$port dbname=postgres user=relay2 password=$pw', "
+			  . "'SELECT 1::text') AS t(x text)");
+		return $s->stderr;
+	};
+	my $g = bg_session($node, tcp_connstr($node, 'relayer'));
+	$guess->($g, "wrong$_") for 1 .. 3;
+	is( $node->safe_psql('postgres',
+			q{SELECT host(client_addr) || ' ' || rolname || ' ' || failures || ' '
+			  || (blocked_until IS NOT NULL)::text FROM role_guard_auth_blocks}),
+		'127.0.0.1 relay2 3 true',
+		'4 three wrong passwords relayed by dblink for a TCP client block (its address, relay2)');
+	like($guess->($g, 'right-pw'),
+		qr/too many failed logins for role "relay2" from host "127\.0\.0\.1"/,
+		'4 the right password through the relay is refused then');
+	$g->quit;
+	$node->safe_psql('postgres', 'SELECT role_guard_unblock(NULL)');
+	my $lg = bg_session($node, sock_connstr($node, 'relayer'));
+	$guess->($lg, "wrong$_") for 1 .. 4;
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM role_guard_auth_blocks'),
+		'0', '4 wrong passwords relayed for a Unix-socket session are not counted');
+	$lg->quit;
+	ok(set_conf($node, 'role_guard.auth_failure_limit' => '0'), '4 auth_failure_limit = 0 again');
 }
 
 $node->stop;

@@ -16,7 +16,8 @@
 # 4 max_waiting_logins; 5 a waiter terminated; 6 a waiter whose client
 # closes its socket; 7 monitor mode; 8 reservations; 9
 # authentication_timeout; 10 holder SIGKILLed (crash-restart); 11 100
-# simultaneous logins against a budget of 5.
+# simultaneous logins against a budget of 5; 12 a login waiting for its own
+# role's place holds back no place of a +group entry with room.
 
 use strict;
 use warnings;
@@ -489,6 +490,41 @@ ok($u->{waited} > 0, "storm: usage.waited > 0 ($u->{waited})");
 is("$u->{waiting}/$u->{wait_timeouts}/$u->{rejected}", '0/0/0',
 	'storm: nobody waiting now, no timeouts, no refusals');
 is(summary_waiting(), '0', 'storm: role_guard_summary.waiting = 0');
+
+# ===========================================================================
+# 12. A login waiting for its own role's place (wo=1) holds back no place
+#     of a +group entry with room (+wg=2): another member gets in at once,
+#     and the waiter still gets the next place of its own.
+# ===========================================================================
+$node->safe_psql(
+	'postgres', q{
+CREATE ROLE wg NOLOGIN;
+CREATE ROLE wo LOGIN IN ROLE wg;
+CREATE ROLE wt LOGIN IN ROLE wg;
+});
+ok( set_conf(
+		$node,
+		'role_guard.budgets'     => 'app=1, wo=1, +wg=2',
+		'role_guard.login_waits' => 'wo=20s'),
+	'12: wo=1, +wg=2; wo may wait, wt may not');
+my $h12 = c_new($node, 'wo');
+is(c_wait($h12, 10), 'admitted', '12: a wo session holds wo=1 (and one place of +wg=2)');
+my $w12 = c_new($node, 'wo');
+ok(poll_until($node, q{SELECT waiting FROM role_guard_usage WHERE rolname = 'wo'}, '1'),
+	'12: a second wo login waits for wo=1');
+my $t12 = c_new($node, 'wt');
+is(c_wait($t12, 10), 'admitted',
+	'12: wt gets in at once: the waiting wo login waits for wo=1, not for +wg=2')
+  or diag c_text($t12);
+c_close($h12);
+is(c_wait($w12, 30), 'admitted', '12: the wo waiter gets the place its own session freed')
+  or diag c_text($w12);
+c_close($_) for ($w12, $t12);
+ok( set_conf(
+		$node,
+		'role_guard.budgets'     => 'app=1',
+		'role_guard.login_waits' => 'app=10s'),
+	'12: the settings of the start again');
 
 $mon->quit;
 $node->stop;

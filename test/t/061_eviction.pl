@@ -441,6 +441,7 @@ touch($s[0]);
 touch($s[2]);
 usleep(1_200_000);
 @pids = map { $_->pid } @s;
+my $mpos = log_pos($node);
 ($r, $el) = timed_login('idler');
 ok($r->{sock}, 'monitor: newcomer admitted') or diag raw_result($r);
 ok($el < 0.5, sprintf('monitor: at once (%.3f s)', $el));
@@ -450,6 +451,9 @@ event_is($node, { event => 'would_evict' },
 	{ pid => $s[1]->pid, rolname => 'idler', detail => qr/role_guard\.evict_idle allows 1\.0 s/ },
 	'monitor: one would_evict event naming the longest-idle session');
 no_event_ok($node, { event => 'evicted' }, 'monitor: no evicted event');
+like(log_since($node, $mpos),
+	qr/LOG:  (?:00000: )?role_guard: session of role "idler" \(pid ${\ $s[1]->pid }\) would be ended to make room for a login of role "idler"/,
+	'monitor: a LOG line names the session that would be ended');
 is(evicted_count('idler'), '0', 'monitor: role_guard_usage.evicted = 0');
 raw_close($r->{sock});
 close_all(@s);

@@ -9,7 +9,9 @@
 #      the query identifier of the last top-level statement the session ran
 #      (not an earlier one): the value pg_stat_activity.query_id showed for
 #      the idle session, and pg_stat_statements.queryid of that statement
-#      for that user and database (when pg_stat_statements is installed).
+#      for that user and database (when pg_stat_statements is installed);
+#      after a statement that failed in its planning, that statement's id,
+#      as pg_stat_activity shows it.
 #   2. A hot standby with its own role_guard.active_budgets ('app=1'), the
 #      primary with 'app=3': read-only transactions on the standby take and
 #      give back places (idle in transaction keeps it; a second one waits,
@@ -54,6 +56,7 @@ CREATE ROLE idler2 LOGIN;
 CREATE ROLE idler3 LOGIN;
 CREATE ROLE idler4 LOGIN;
 CREATE ROLE idler5 LOGIN;
+CREATE ROLE idler6 LOGIN;
 CREATE ROLE app LOGIN;
 CREATE ROLE repl LOGIN REPLICATION;
 CREATE EXTENSION role_guard;
@@ -184,6 +187,24 @@ ok(set_conf($primary, 'role_guard.idle_timeouts' => 'idler5=1s'), 'idle_timeouts
 qid_ok('reaped_idle', $pid5, 'idler5', $qid5,
 	'PREPARE qid_p AS SELECT count(*) FROM qid_probe WHERE x < $1');
 $s5->quit;
+
+# A last statement that fails in its planning (1/0 is folded there): it ran
+# no executor, yet pg_stat_activity shows its id (parse analysis computed
+# it), and the event carries that id, not the statement before's.
+my $s6 = session_of($primary, 'idler6');
+my $pid6 = $s6->backend_pid;
+my $qid6 = last_statement($s6, 'SELECT 1 FROM qid_probe WHERE x = 6',
+	'SELECT x / 0 FROM (SELECT 1 AS x) AS t', 'idle');
+like($s6->stderr, qr/division by zero/, 'the last statement failed');
+ok(set_conf($primary, 'role_guard.idle_timeouts' => 'idler6=1s'), 'idle_timeouts idler6=1s');
+ok( poll_until($primary,
+		"SELECT count(*) FROM role_guard_events WHERE event = 'reaped_idle' AND pid = $pid6", '1'),
+	"reaped_idle: one event for pid $pid6");
+like($qid6, qr/^-?[1-9]\d*$/, 'pg_stat_activity showed the failed statement\'s query_id');
+is( $primary->safe_psql('postgres',
+		"SELECT coalesce(query_id::text, 'null') FROM role_guard_events WHERE event = 'reaped_idle' AND pid = $pid6"),
+	$qid6, 'reaped_idle after a statement that failed in its planning: its query_id, as pg_stat_activity shows');
+$s6->quit;
 ok(set_conf($primary, 'role_guard.idle_timeouts' => ''), 'idle_timeouts off');
 
 

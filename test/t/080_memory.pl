@@ -13,7 +13,8 @@
 #     session was held without a login show it, the 24-hour and 31-day
 #     windows forget what is older, a clock stepped back counts once;
 #  F. a standby keeps its own file;
-#  G. advice on a workload; H. active places in the windows and the advice.
+#  G. advice on a workload; H. active places in the windows and the advice;
+#  I. logins that waited for a +group or @db entry raise that entry.
 
 use strict;
 use warnings;
@@ -500,5 +501,44 @@ is( $node->safe_psql(
 	'0',
 	"F: the primary does not have the standby's counts");
 $standby->stop('fast');
+
+# I. a login that waited for a place in a +group or @db entry counts for
+# that entry too (member_waited_31d, waited_31d of the database), and the
+# suggested line raises the entry as it does a role that waited
+$node->safe_psql(
+	'postgres', q{
+CREATE ROLE wgrp NOLOGIN;
+CREATE ROLE wa LOGIN IN ROLE wgrp;
+CREATE ROLE wb LOGIN IN ROLE wgrp;
+CREATE DATABASE wdb;
+});
+ok( set_conf(
+		$node,
+		'role_guard.budgets'     => "$budgets, +wgrp=1, \@wdb=1",
+		'role_guard.login_waits' => 'waiter=20s, wb=20s, dbuser=20s'),
+	'I: +wgrp=1, @wdb=1; wb and dbuser may wait');
+my $ih = raw_hold_ok($node, 'wa', 'postgres', 'I: wa holds the place of +wgrp');
+my $ic = c_new($node, 'wb');
+ok(poll_until($node, "SELECT waiting FROM role_guard_usage WHERE rolname = 'wb'", '1'),
+	'I: wb waits for +wgrp');
+raw_close($ih);
+is(c_wait($ic, 30), 'admitted', 'I: wb is admitted after waiting');
+c_close($ic);
+$ih = raw_hold_ok($node, 'app', 'wdb', 'I: app holds the place of @wdb');
+$ic = c_new($node, 'dbuser', db => 'wdb');
+ok(poll_until($node, "SELECT waiting FROM role_guard_usage WHERE rolname = 'dbuser'", '1'),
+	'I: dbuser waits for @wdb');
+raw_close($ih);
+is(c_wait($ic, 30), 'admitted', 'I: dbuser is admitted after waiting');
+c_close($ic);
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT string_agg(kind || ' ' || name || ' ' || member_waited_31d || ' ' || waited_31d, ', ' ORDER BY name)
+		  FROM role_guard_windows() WHERE name IN ('wgrp', 'wdb')}),
+	'database wdb 0 1, role wgrp 1 0',
+	'I: the waits are counted for the +group entry (its members) and the @db entry');
+like($node->safe_psql('postgres', 'SELECT role_guard_suggested_budgets()'),
+	qr/(^|, )\+wgrp=2, \@wdb=2(,|$)/,
+	'I: the suggested line raises +wgrp=1 and @wdb=1 to 2');
 
 done_testing();

@@ -376,6 +376,19 @@ set_conf($node, 'role_guard.mode' => 'monitor');
 		1, 'one would_block event');
 	is(scalar(events_where($node, { event => 'auth_blocked', rolname => 'mon' })),
 		0, 'no auth_blocked event');
+
+	# a superuser that enforce would deny counts as the failure enforce
+	# would show, right password and all: monitor records the block it
+	# would start, and admits
+	set_conf($node, 'role_guard.superuser_deny_hosts' => '127.0.0.2/32');
+	admitted(scram_login($node, 'su1', 'su1pw', local => '127.0.0.2'),
+		"su1 from a denied host, monitor mode, login $_") foreach 1 .. 3;
+	is(pairs(), "127.0.0.1 mon 3 t\n127.0.0.2 su1 3 t",
+		'monitor: three would-be denials make a would-be block of su1');
+	is(scalar(events_where($node, { event => 'would_block', rolname => 'su1' })),
+		1, 'monitor: one would_block event for su1');
+	set_conf($node, 'role_guard.superuser_deny_hosts' => '');
+	$node->safe_psql('postgres', q{SELECT role_guard_unblock('127.0.0.2')});
 }
 # a block that would have begun in monitor mode is not one once enforced
 set_conf($node, 'role_guard.mode' => 'enforce');
