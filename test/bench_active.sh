@@ -43,6 +43,9 @@
 #      idle in transaction, no CPU of the server's): on 2 cores B and B2
 #      share the CPU between the 4 places and the hand-overs, so that
 #      what the queue's wake-up latency alone costs shows here;
+#   B4. B's transactions with 8 and 16 clients on 4 places, beside B's 4
+#      and 32: how the throughput and the CPU per transaction move with the
+#      length of the line;
 #   C. the wake-up delay: 32 clients on 'bench=4' with log_min_messages =
 #      debug2, the same transactions, each statement served after a wait
 #      logs how long after its place was granted it ran (release -> the
@@ -248,6 +251,33 @@ echo "== B2. the same, transactions holding their place about 1 ms (BEGIN; a sum
 full_budget b2 "$DIR/heavy.sql"
 echo "== B3. the same, transactions holding their place 2 ms while the client works (BEGIN; SELECT; \\sleep 2 ms; END)"
 full_budget b3 "$DIR/think.sql"
+
+echo "== B4. the line's length: B's transactions, 8 and 16 clients on 4 places (4 alone and 32 from B)"
+set_active 'bench=4'
+for n in 8 16; do
+	: >"$DIR/b4.$n"
+	: >"$DIR/b4.waited.$n"
+done
+for ((r = 0; r < ROUNDS; r++)); do
+	for n in 8 16; do
+		w0=$(waited)
+		tps_cpu rg "$n" "$DIR/xact.sql" >>"$DIR/b4.$n"
+		echo $(($(waited) - w0)) >>"$DIR/b4.waited.$n"
+	done
+done
+for n in 4 8 16 32; do
+	if [ -e "$DIR/b4.$n" ]; then
+		t=$(cut -d' ' -f1 "$DIR/b4.$n" | median)
+		c=$(cut -d' ' -f2 "$DIR/b4.$n" | median)
+		w=$(median <"$DIR/b4.waited.$n")
+	else
+		t=$(cat "$DIR/b.$n.m1")
+		c=$(cat "$DIR/b.$n.m2")
+		w=$(median <"$DIR/b.waited.$n")
+	fi
+	echo "$n clients: $t tps, $(ratio "$t" "$(cat "$DIR/b.4.m1")") of 4 alone; busy CPU per transaction $c us;" \
+		"transactions that waited: $(awk -v w="$w" -v t="$t" -v s="$SECS" 'BEGIN { printf "%.0f", (t > 0 ? 100 * w / (t * s) : 0) }') %"
+done
 
 echo "== C. wake-up delay (release -> next waiter runs), 32 clients on bench=4, ${SECS}s"
 set_active 'bench=4' debug2
