@@ -115,6 +115,11 @@ typedef struct RGActiveProc
 	TimestampTz granted_at;		/* as granted: when it was given its place */
 	int32		ncounts;		/* [active] */
 	RGActiveCount *counts[RG_ACTIVE_COUNTS];	/* [active] */
+	bool		waits_for[RG_ACTIVE_COUNTS];	/* [active] counts[i] was full
+												 * for it at a walk since it
+												 * joined the line: it waits
+												 * for a place there (kept
+												 * for the whole wait) */
 } RGActiveProc;
 
 typedef struct RGActiveShared
@@ -550,6 +555,7 @@ rg_active_wait_in(RGActiveProc *w)
 	for (i = 0; i < my.ncounts; i++)
 	{
 		w->counts[i] = my.counts[i];
+		w->waits_for[i] = false;
 		if (my.counts[i]->waiting++ == 0)
 			rg_active->waited_counts++;
 	}
@@ -627,16 +633,21 @@ rg_active_grant(void)
 		else
 		{
 			/*
-			 * It waits for a place in its counts that are full, not in
-			 * those with room: a count with room stays open to later
-			 * statements (another role's, in a +group or @db count that a
-			 * role waiting on its own entry shares with it).
+			 * It waits for a place in the counts that have been full for
+			 * it at a walk since it joined the line (kept for the whole
+			 * wait: two other roles freeing and taking its counts in turn
+			 * cannot keep it out), not in those that always had room: a
+			 * count with room stays open to later statements (another
+			 * role's, in a +group or @db count that a role waiting on its
+			 * own entry shares with it).
 			 */
 			for (i = 0; i < w->ncounts; i++)
 			{
 				RGActiveCount *c = w->counts[i];
 
-				if (c->held + rg_active_ahead(c, pass) < c->limit)
+				if (c->held + rg_active_ahead(c, pass) >= c->limit)
+					w->waits_for[i] = true;
+				if (!w->waits_for[i])
 					continue;
 				if (c->pass != pass)
 				{
@@ -875,8 +886,8 @@ rg_active_resolve(bool waiting)
 /*
  * The statements ahead of this one in each of its counts: those that wait
  * for a place in it (rg_active_grant's), when this one is not in line;
- * else those before it in line (a walk of the line: only on the way to a
- * refusal).  Lock held.
+ * else those before it in line that wait for a place in it (a walk of the
+ * line: only on the way to a refusal).  Lock held.
  */
 static void
 rg_active_earlier(int32 *earlier)
@@ -897,7 +908,7 @@ rg_active_earlier(int32 *earlier)
 
 		for (j = 0; j < o->ncounts; j++)
 			for (i = 0; i < my.ncounts; i++)
-				earlier[i] += o->counts[j] == my.counts[i];
+				earlier[i] += o->counts[j] == my.counts[i] && o->waits_for[j];
 	}
 }
 
@@ -1410,16 +1421,14 @@ rg_active_release_after_locks(ResourceReleasePhase phase, bool isCommit,
 }
 
 /*
- * A top-level utility statement that may run transactions of its own
- * (VACUUM, ANALYZE of several tables, CREATE INDEX CONCURRENTLY, REINDEX
- * of a schema, CLUSTER of every table: each commits its first transaction
- * and starts others, in which no statement of its own begins) keeps the
+ * A top-level VACUUM or ANALYZE (executor.c's rg_utility_pins says which
+ * statements, and why only those), which commits its first transaction
+ * and starts others in which no statement of its own begins, keeps the
  * place its first transaction took through those commits, to its end: its
  * work is never done without a place, and never waits for one half-way.
  * Returns whether it holds one (the caller unpins it at the statement's
  * end, error or not: an abort then gives it back; a FATAL's exit does so
- * whatever the pin, rg_active_exit_unref).  CALL and DO are not pinned:
- * their statements after a COMMIT take a place as any transaction's do.
+ * whatever the pin, rg_active_exit_unref).
  */
 bool
 rg_active_pin(void)

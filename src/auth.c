@@ -512,22 +512,40 @@ rg_wait_register(RGLogin *login, const RGCharges *charges)
 
 /*
  * What a login in line waits for: the counts that had no room for it at
- * its last look (v), recorded in its slot for the others' rg_waiters_ahead.
- * Lock held.
+ * any look since it joined the line (v: this look's), recorded in its slot
+ * for the others' rg_waiters_ahead.  Kept for the whole wait, so that two
+ * other roles freeing and taking its counts in turn cannot keep it out;
+ * past RG_SLOT_WAIT_FULL of them, all its counts.  Lock held.
  */
 static void
 rg_wait_note(const RGVerdict *v)
 {
 	RGBackend  *slot = rg_backend(rg_my_procno());
 	int			i;
+	int			j;
 
 	StaticAssertStmt(RG_SLOT_WAIT_FULL <= RG_EVICT_FULL,
 					 "a verdict keeps every full count a slot records");
-	slot->wait_nfull = (int16) Min(v->nfull, RG_SLOT_WAIT_FULL + 1);
-	for (i = 0; i < Min(v->nfull, RG_SLOT_WAIT_FULL); i++)
+	if (v->nfull > RG_EVICT_FULL)
+		slot->wait_nfull = RG_SLOT_WAIT_FULL + 1;
+	for (i = 0; i < Min(v->nfull, RG_EVICT_FULL); i++)
 	{
-		slot->wait_full[i] = v->full[i].counter;
-		slot->wait_member[i] = v->full[i].member;
+		if (slot->wait_nfull > RG_SLOT_WAIT_FULL)
+			return;
+		for (j = 0; j < slot->wait_nfull; j++)
+			if (slot->wait_full[j] == v->full[i].counter &&
+				slot->wait_member[j] == v->full[i].member)
+				break;
+		if (j < slot->wait_nfull)
+			continue;
+		if (slot->wait_nfull == RG_SLOT_WAIT_FULL)
+		{
+			slot->wait_nfull = RG_SLOT_WAIT_FULL + 1;
+			return;
+		}
+		slot->wait_full[slot->wait_nfull] = v->full[i].counter;
+		slot->wait_member[slot->wait_nfull] = v->full[i].member;
+		slot->wait_nfull++;
 	}
 }
 

@@ -39,8 +39,9 @@
  * failures, and blocked pairs.  When no place is free, the oldest pair
  * that only counts is forgotten (or a block that has ended); a pair whose
  * block is in force is forgotten only when every place holds one, the one
- * whose block began last.  So a spray of failures under new role names
- * cannot push out a block that began before it.  Never an error, never a
+ * whose block began first.  So a spray of failures under new role names
+ * pushes a blocked pair out only once every place holds a block, at a cost
+ * of auth_failure_limit failures for each place.  Never an error, never a
  * refusal for a full table.
  *
  * Locking rules.  The table has its own LWLock (the third of the
@@ -366,11 +367,11 @@ rg_auth_forget(int32 place)
 
 /*
  * A place for a new pair: a free one, else the oldest pair that only
- * counts (or whose block has ended), else the block that began last (its
- * key left in a->forgot, for a LOG line): a spray of failures under new
- * names that fills the table with blocks then takes the places of its own
- * newest blocks, and never ends a block that began before it.  Lock held
- * exclusively.
+ * counts (or whose block has ended), else the block that began first (its
+ * key left in a->forgot, for a LOG line).  Not the newest block: a guesser
+ * whose own block is the newest would end it with one failure under a new
+ * name; the oldest costs it a failure for every place, limit times, to
+ * reach its own block again.  Lock held exclusively.
  */
 static int32
 rg_auth_take_place(RGAuthLogin *a)
@@ -386,10 +387,7 @@ rg_auth_take_place(RGAuthLogin *a)
 		if (lists[RG_AUTH_COUNTING].head >= 0)
 			victim = lists[RG_AUTH_COUNTING].head;
 		else
-		{
-			victim = lists[RG_AUTH_BLOCKED].tail;
 			a->forgot = rg_auth_pairs[victim].key;
-		}
 	}
 	rg_auth_forget(victim);
 	return victim;

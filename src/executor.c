@@ -46,6 +46,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/defrem.h"
 #include "commands/prepare.h"
 #include "executor/executor.h"
 #include "optimizer/planner.h"
@@ -397,6 +398,36 @@ rg_execute_query_id(const ExecuteStmt *stmt)
 	return linitial_node(Query, ps->plansource->query_list)->queryId;
 }
 
+/*
+ * Does a utility statement keep its active place through the commits it
+ * makes itself (rg_active_pin)?  VACUUM (not FULL) and ANALYZE: in their
+ * later transactions they take locks that no statement waiting for a
+ * place holds (SHARE UPDATE EXCLUSIVE; lazy truncation only tries for
+ * more) and wait for no other transaction.  Not those that do: VACUUM FULL
+ * and CLUSTER take ACCESS EXCLUSIVE locks there, CREATE INDEX, REINDEX and
+ * DETACH PARTITION CONCURRENTLY wait for older transactions, and a
+ * statement waiting for the place they held would hold its parse-time
+ * locks and snapshot meanwhile: a cycle that the deadlock detector does
+ * not see (the waiter sleeps on its latch).  They give the place back at
+ * their first own commit, as CALL and DO do at each COMMIT.
+ */
+static bool
+rg_utility_pins(const Node *stmt)
+{
+	ListCell   *lc;
+
+	if (!IsA(stmt, VacuumStmt))
+		return false;
+	foreach(lc, ((const VacuumStmt *) stmt)->options)
+	{
+		DefElem    *opt = lfirst_node(DefElem, lc);
+
+		if (strcmp(opt->defname, "full") == 0 && defGetBoolean(opt))
+			return false;
+	}
+	return true;
+}
+
 /* The next ProcessUtility, at one nesting level more. */
 static pg_noinline void
 rg_utility_call(PlannedStmt *pstmt, const char *queryString,
@@ -474,9 +505,8 @@ rg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		if (shown)
 			pgstat_report_query_id(0, true);
 	}
-	/* a statement that may commit on its own keeps its place to its end */
-	if (rg_utility_top(context) && rg_utility_takes_place(pstmt->utilityStmt) &&
-		!IsA(pstmt->utilityStmt, CallStmt) && !IsA(pstmt->utilityStmt, DoStmt) &&
+	/* VACUUM and ANALYZE keep their place through their own commits */
+	if (rg_utility_top(context) && rg_utility_pins(pstmt->utilityStmt) &&
 		rg_active_pin())
 		rg_utility_call_pinned(pstmt, queryString, readOnlyTree, context,
 							   params, queryEnv, dest, qc);

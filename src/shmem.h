@@ -284,11 +284,12 @@ typedef struct RGBackend
 	uint32		reap_dropped;	/* [owner] requests it dropped, busy again
 								 * (the reaper logs each) */
 	int16		wait_nfull;		/* [lock] a waiting login: the counts that
-								 * had no room for it at its last look, the
-								 * first RG_SLOT_WAIT_FULL of them in
-								 * wait_full[] (more: it waits in all its
-								 * counts); it waits for a place in those,
-								 * not in its counts with room */
+								 * had no room for it at a look since it
+								 * joined the line, up to RG_SLOT_WAIT_FULL
+								 * of them in wait_full[] (more: it waits
+								 * in all its counts); it waits for a place
+								 * in those, not in its counts that always
+								 * had room */
 	bool		wait_member[RG_SLOT_WAIT_FULL]; /* [lock] ... a +group's */
 	const RGCounter *wait_full[RG_SLOT_WAIT_FULL];	/* [lock] */
 } RGBackend;

@@ -520,6 +520,31 @@ c_close($h12);
 is(c_wait($w12, 30), 'admitted', '12: the wo waiter gets the place its own session freed')
   or diag c_text($w12);
 c_close($_) for ($w12, $t12);
+ok(poll_until($node, q{SELECT coalesce(sum(connections), 0) FROM role_guard_usage WHERE rolname IN ('wo', 'wt')}, '0'),
+	'12: wo and wt hold nothing');
+# but the entries that have been full for a waiter stay its own while it
+# waits: with wo=1 and +wg=2 both full, a wo login waits for both; the +wg
+# place freed meanwhile goes to no new wt login (else logins of two roles
+# could take its entries' places in turn and keep it out)
+my $a12 = c_new($node, 'wo');
+is(c_wait($a12, 10), 'admitted', '12: a wo session (wo 1 of 1, +wg 1 of 2)');
+my $b12 = c_new($node, 'wt');
+is(c_wait($b12, 10), 'admitted', '12: a wt session (+wg 2 of 2)');
+my $q12 = c_new($node, 'wo');
+ok(poll_until($node, q{SELECT waiting FROM role_guard_usage WHERE rolname = 'wo'}, '1'),
+	'12: a wo login waits, wo=1 and +wg=2 both full');
+c_close($b12);
+ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 'wt'}, '0'),
+	'12: the wt session left: +wg has a place free');
+my $n12 = c_new($node, 'wt');
+c_wait($n12, 10);
+is($n12->{state}, 'refused', '12: a new wt login is refused') or diag c_text($n12);
+is($n12->{err}{D},
+	'role_guard budget "+wg=2" is full (1 of 2 sessions, and 1 earlier login waiting for a place).',
+	'12: ... the free +wg place is the waiting wo login\'s');
+c_close($a12);
+is(c_wait($q12, 30), 'admitted', '12: the wo login gets in when wo=1 has room') or diag c_text($q12);
+c_close($_) for ($q12, $n12);
 ok( set_conf(
 		$node,
 		'role_guard.budgets'     => 'app=1',

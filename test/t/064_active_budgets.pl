@@ -18,7 +18,8 @@
 # statement waiting for its own entry holds no place of a +group entry with
 # room, SET CONSTRAINTS, the refusals of the "*" row, and never more than N
 # seen through transaction-level advisory locks; 11 SIGKILL (crash-restart);
-# 13 VACUUM of two tables keeps its place through its own commits.
+# 13 VACUUM of two tables keeps its place through its own commits; CREATE
+# INDEX CONCURRENTLY does not (no cycle with a statement waiting for it).
 
 use strict;
 use warnings;
@@ -755,6 +756,24 @@ is($ret, 0, 'lt runs at once: the waiting lr statement waits for lr=1, not for +
   or diag $err;
 $r1->query('COMMIT');
 is($r2->wait_query($m, 30), '46', 'the earlier waiter runs');
+# but a count that was full for a waiter stays held back for it while it
+# waits: lr waits for lr=1 and +lg=2 (both full); the +lg place freed
+# meanwhile goes to no later lt statement (otherwise lt and another role
+# could take its counts' places in turn and keep it out)
+my $t1 = session_of('lt');
+$r1->query('BEGIN; SELECT 1');
+$t1->query('BEGIN; SELECT 1');
+$m = $r2->start_query('SELECT 47');
+waits_ok($r2->backend_pid, 'an lr statement waits: lr=1 and +lg=2 are both full');
+$t1->query('COMMIT');
+($ret, $out, $err) = try_login($node, tcp('lt'), 'SELECT 1');
+like(
+	$err,
+	qr/DETAIL:  role_guard active budget "\+lg=2" is full \(1 of 2 transactions in progress, and 1 earlier statement waiting for a place\); the statement waited 0\.0 s/,
+	'lt refused: the +lg place freed while lr waits is the waiter\'s');
+$r1->query('COMMIT');
+is($r2->wait_query($m, 30), '47', 'the waiter runs once lr=1 has room');
+$t1->quit;
 $_->quit for ($r1, $r2);
 
 # A reload that adds an entry while two statements wait: neither runs under
@@ -908,7 +927,36 @@ counts_are('solo', 0, 0, 'gives its place back');
 $locker->query('COMMIT');
 ($ret, $out, $err) = try_login($node, tcp('solo'), 'SELECT 1');
 is($ret, 0, 'and solo runs again') or diag $err;
-$_->quit for ($locker, $vac);
+# CREATE INDEX CONCURRENTLY waits for older transactions in its own later
+# transactions: it gives its place back at its first own commit, so a
+# statement of its role that waited for that place (holding a lock on the
+# table from its parse analysis, which the index build then waits for)
+# runs, and neither waits for the other until a timeout
+ok(set_conf($node, 'role_guard.active_waits' => 'tenant=0, dbuser=0, solo=60s'),
+	'solo waits up to 60 s');
+$node->safe_psql('postgres', 'GRANT INSERT ON vt1 TO star; GRANT CREATE ON SCHEMA public TO solo');
+$vac->query('RESET lock_timeout');
+$locker->query('BEGIN; INSERT INTO vt1 VALUES (0)');
+$m = $vac->start_query('CREATE INDEX CONCURRENTLY vt1_i ON vt1 (i)');
+ok( poll_until(
+		$node,
+		q{SELECT count(*) FROM pg_stat_activity WHERE usename = 'solo' AND wait_event_type = 'Lock'},
+		'1'),
+	'CREATE INDEX CONCURRENTLY waits for an older writer, after its first own commit')
+  or diag 'locker: ' . $locker->stderr . ' build: ' . $vac->stderr;
+my $writer = session_of('solo');
+my $t0 = time;
+is($writer->query(q{INSERT INTO vt1 VALUES (1) RETURNING 'inserted'}, 90), 'inserted',
+	'a solo INSERT meanwhile runs (solo=1: the index build holds no place now)')
+  or diag $writer->stderr;
+ok(time - $t0 < 30, 'and does not wait for the active_waits limit');
+$locker->query('COMMIT');
+ok(defined $vac->wait_query($m, 60), 'the index build ends');
+is($node->safe_psql('postgres',
+		q{SELECT indisvalid FROM pg_index WHERE indexrelid = 'vt1_i'::regclass}),
+	't', 'with a valid index');
+counts_are('solo', 0, 0, 'nothing held afterwards');
+$_->quit for ($locker, $vac, $writer);
 
 $_->quit for grep { $_->alive } ($h1, $h2, $w, $w2, $gh, $wa, $wb, $wa2, $d1);
 $node->stop;
