@@ -760,12 +760,12 @@ is($r2->wait_query($m, 30), '46', 'the earlier waiter runs');
 # waits: lr waits for lr=1 and +lg=2 (both full); the +lg place freed
 # meanwhile goes to no later lt statement (otherwise lt and another role
 # could take its counts' places in turn and keep it out)
-my $t1 = session_of('lt');
+my $lt1 = session_of('lt');
 $r1->query('BEGIN; SELECT 1');
-$t1->query('BEGIN; SELECT 1');
+$lt1->query('BEGIN; SELECT 1');
 $m = $r2->start_query('SELECT 47');
 waits_ok($r2->backend_pid, 'an lr statement waits: lr=1 and +lg=2 are both full');
-$t1->query('COMMIT');
+$lt1->query('COMMIT');
 ($ret, $out, $err) = try_login($node, tcp('lt'), 'SELECT 1');
 like(
 	$err,
@@ -773,7 +773,7 @@ like(
 	'lt refused: the +lg place freed while lr waits is the waiter\'s');
 $r1->query('COMMIT');
 is($r2->wait_query($m, 30), '47', 'the waiter runs once lr=1 has room');
-$t1->quit;
+$lt1->quit;
 $_->quit for ($r1, $r2);
 
 # A reload that adds an entry while two statements wait: neither runs under
@@ -905,13 +905,21 @@ GRANT UPDATE ON vt2 TO star;
 });
 my $locker = session_of('star');
 my $vac    = session_of('solo');
+
+# Wait until the solo session waits for a heavyweight lock.
+sub solo_lock_wait_ok
+{
+	my ($name) = @_;
+	ok( poll_until(
+			$node,
+			q{SELECT count(*) FROM pg_stat_activity WHERE usename = 'solo' AND wait_event_type = 'Lock'},
+			'1'),
+		$name)
+	  or diag 'locker: ' . $locker->stderr . ' solo: ' . $vac->stderr;
+}
 $locker->query('BEGIN; LOCK TABLE vt2 IN ACCESS EXCLUSIVE MODE');
 $m = $vac->start_query('VACUUM vt1, vt2');
-ok( poll_until(
-		$node,
-		q{SELECT count(*) FROM pg_stat_activity WHERE usename = 'solo' AND wait_event_type = 'Lock'},
-		'1'),
-	"VACUUM committed vt1's transaction and waits for vt2's lock in another");
+solo_lock_wait_ok("VACUUM committed vt1's transaction and waits for vt2's lock in another");
 counts_are('solo', 1, 0, 'VACUUM still holds its place after its own commits');
 ($ret, $out, $err) = try_login($node, tcp('solo'), 'SELECT 1');
 like($err, qr/too many active transactions for role "solo"/,
@@ -938,12 +946,7 @@ $node->safe_psql('postgres', 'GRANT INSERT ON vt1 TO star; GRANT CREATE ON SCHEM
 $vac->query('RESET lock_timeout');
 $locker->query('BEGIN; INSERT INTO vt1 VALUES (0)');
 $m = $vac->start_query('CREATE INDEX CONCURRENTLY vt1_i ON vt1 (i)');
-ok( poll_until(
-		$node,
-		q{SELECT count(*) FROM pg_stat_activity WHERE usename = 'solo' AND wait_event_type = 'Lock'},
-		'1'),
-	'CREATE INDEX CONCURRENTLY waits for an older writer, after its first own commit')
-  or diag 'locker: ' . $locker->stderr . ' build: ' . $vac->stderr;
+solo_lock_wait_ok('CREATE INDEX CONCURRENTLY waits for an older writer, after its first own commit');
 my $writer = session_of('solo');
 my $t0 = time;
 is($writer->query(q{INSERT INTO vt1 VALUES (1) RETURNING 'inserted'}, 90), 'inserted',
