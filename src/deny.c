@@ -188,14 +188,36 @@ rg_socket_peer_pid(pgsocket sock)
 	return 0;
 }
 
+static void rg_login_origin_lookup(const Port *port, SockAddr *origin,
+								   int *relay_pid);
+
 /*
- * Where a login comes from, for the denial: the client's own address, or
- * for a Unix-socket login made by a client backend role_guard admitted,
- * that backend's client (see the top of the file).  *relay_pid is that
- * backend's pid, or 0.  No lock held; takes the main lock shared briefly.
+ * Where a login comes from, for the denial and the login blocks: the
+ * client's own address, or for a Unix-socket login made by a client
+ * backend role_guard admitted, that backend's client (see the top of the
+ * file).  *relay_pid is that backend's pid, or 0.  A process has one
+ * login: looked up once (the SCRAM exchange, the login blocks and the
+ * login hook all ask), then remembered.  No lock held.
  */
 void
 rg_login_origin(const Port *port, SockAddr *origin, int *relay_pid)
+{
+	static const Port *known_port = NULL;
+	static SockAddr known_origin;
+	static int	known_relay_pid;
+
+	if (port != known_port)
+	{
+		rg_login_origin_lookup(port, &known_origin, &known_relay_pid);
+		known_port = port;
+	}
+	*origin = known_origin;
+	*relay_pid = known_relay_pid;
+}
+
+/* ... the look-up: takes the main lock shared briefly for a relay. */
+static void
+rg_login_origin_lookup(const Port *port, SockAddr *origin, int *relay_pid)
 {
 	int			pid;
 	PGPROC	   *proc;
