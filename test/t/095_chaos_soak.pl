@@ -131,16 +131,20 @@ sub fail_inv
 }
 
 # The server as the superuser over the socket (exempt from budgets).
-# Returns stdout, or undef when it could not answer (crash-restart).
+# Returns stdout, or undef when it could not answer (crash-restart; psql
+# refused while the server restarts may exit before it reads the query,
+# and IPC::Run then dies writing it, EPIPE: CI on 18 saw that once).
 sub sql
 {
 	my ($q) = @_;
 	my $timed_out;
-	my ($ret, $out, $err) = $node->psql(
-		'postgres', $q,
-		timeout   => 60,
-		timed_out => \$timed_out);
-	return $ret == 0 && !$timed_out ? $out : undef;
+	my ($ret, $out, $err) = eval {
+		$node->psql(
+			'postgres', $q,
+			timeout   => 60,
+			timed_out => \$timed_out);
+	};
+	return defined $ret && $ret == 0 && !$timed_out ? $out : undef;
 }
 
 # ---------------------------------------------------------------------------
