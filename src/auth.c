@@ -1467,14 +1467,6 @@ rg_admit(Port *port)
 	if (verdict.kind == RG_ADMIT && verdict.worst && login.mode == RG_MODE_MONITOR)
 		rg_evict_monitor(&login, &verdict);
 	rg_report(&login, &verdict);
-	/*
-	 * The SCRAM final message was held back for a denial (authwire.c) that
-	 * a reload lifted since: without it the client cannot go on, so the
-	 * login ends as the failed authentication it was shown.
-	 */
-	if (rg_authwire_state() == RG_WIRE_WITHHELD_DENY)
-		rg_refuse_as_auth_failure(port,
-								  "role_guard held back the SCRAM final message for a superuser denial that no longer applied when the login hook ran.");
 	/* it is in: its statements are watched if it comes from a denied host */
 	rg_deny_session_start(&login.origin, login.relay_pid);
 }
@@ -1486,6 +1478,7 @@ rg_ClientAuthentication(Port *port, int status)
 		prev_ClientAuthentication(port, status);
 	if (rg_shared == NULL)
 		return;
+	RG_INJECT("login-hook");
 	/* the settings the postmaster loaded decide, login blocks too (guc.c) */
 	rg_policy_refresh();
 	/* login blocks: counted and refused whatever the status (authblock.c) */
@@ -1495,6 +1488,8 @@ rg_ClientAuthentication(Port *port, int status)
 	if (status != STATUS_OK)
 		return;
 	rg_admit(port);
+	/* admitted: a SCRAM final message held back goes out now (authwire.c) */
+	rg_authwire_release();
 }
 
 void

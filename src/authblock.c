@@ -157,9 +157,6 @@ typedef struct RGAuthLogin
 								 * (family 0: none) */
 } RGAuthLogin;
 
-/* The block the SCRAM final message was held back for (authwire.c). */
-static TimestampTz my_withheld_until = 0;
-
 static uint32
 rg_auth_buckets_for(int capacity)
 {
@@ -788,9 +785,11 @@ rg_auth_failed(const Port *port, RGAuthLogin *a, bool enforce,
 }
 
 /*
- * A successful authentication: refused if the pair is blocked, unless the
- * SCRAM final message went out before the block began (authwire.c: that
- * client knows already, and its login was decided then).
+ * A successful authentication: refused if the pair is blocked now, unless
+ * the SCRAM final message went out before the block began (authwire.c:
+ * that client knows already, and its login was decided then).  A final
+ * message held back for a block that has ended since (role_guard_unblock,
+ * a reload) goes out if the login is admitted.
  */
 static void
 rg_auth_succeeded(RGAuthLogin *a, bool enforce)
@@ -798,11 +797,6 @@ rg_auth_succeeded(RGAuthLogin *a, bool enforce)
 	RGAuthWireState wire = rg_authwire_state();
 	RGAuthOutcome state;
 
-	if (wire == RG_WIRE_WITHHELD)
-	{
-		a->until = my_withheld_until;
-		rg_auth_refuse(a, true);
-	}
 	state = rg_auth_state(a, !enforce);
 	if (state == RG_AUTH_IN_FORCE && enforce && wire != RG_WIRE_SENT &&
 		!rg_auth_exempt(&a->key))
@@ -854,7 +848,6 @@ rg_authblock_refuses(const Port *port)
 		return false;
 	if (rg_auth_state(&a, false) != RG_AUTH_IN_FORCE || rg_auth_exempt(&a.key))
 		return false;
-	my_withheld_until = a.until;
 	return true;
 }
 

@@ -16,14 +16,20 @@
  * wrong proof gets no such message.  sendAuthRequest() does not flush it;
  * it would go out with the hook's ErrorResponse.
  *
- * So while something here may refuse after authentication, the postmaster
- * puts a PQcommMethods of its own in front of the socket's (PqCommMethods
- * is a plain pointer; backends inherit it when they are forked).  It
- * passes every message through, but asks, before an AUTH_REQ_SASL_FIN goes
- * out during authentication, whether the login will be refused; if so the
- * message is dropped, and the client sees exactly what a wrong password
- * shows it: its proof, then the ErrorResponse.  The login hook then puts
- * the socket's methods back (rg_authwire_done), so a session pays nothing
+ * So the postmaster puts a PQcommMethods of its own in front of the
+ * socket's (PqCommMethods is a plain pointer; backends inherit it when they
+ * are forked), always, whatever the settings were at the fork: a reload may
+ * turn login blocks or the denial on while a login is in its exchange.  It
+ * passes every message through, but before an AUTH_REQ_SASL_FIN goes out
+ * during authentication it reads the settings again (a reload since the
+ * fork applies) and asks whether the login will be refused; if so the
+ * message is kept aside, and the client sees exactly what a wrong password
+ * shows it: its proof, then the ErrorResponse.  The login hook decides with
+ * the settings of its own moment; a login it admits gets the message kept
+ * aside just before core's AuthenticationOk (rg_authwire_release: a reload
+ * or role_guard_unblock() in between lifted what would have refused it), so
+ * the client's exchange completes as usual.  The hook then puts the
+ * socket's methods back (rg_authwire_done), so a session pays nothing
  * after login.  A backend that another module's methods wrap keeps ours
  * under theirs, passing everything through.
  *
@@ -42,6 +48,7 @@
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
 #include "postmaster/postmaster.h"
+#include "utils/memutils.h"
 
 #include "role_guard.h"
 
@@ -52,20 +59,20 @@ static const PQcommMethods *rg_wire_inner = NULL;
 /* This backend's login: was the final message sent, or held back? */
 static RGAuthWireState rg_wire_state = RG_WIRE_NONE;
 
+/* The message held back (type, body), in TopMemoryContext until sent. */
+static char rg_wire_held_type;
+static char *rg_wire_held = NULL;
+static size_t rg_wire_held_len = 0;
+
 /*
  * Will role_guard refuse this login after authentication whatever its
- * outcome?  Each reason that refuses that way answers here, with the state
- * to record: the superuser denial (deny.c) first, so that a login block is
- * still decided by authblock.c as for a wrong password.
+ * outcome?  Each reason that refuses that way answers here: the superuser
+ * denial (deny.c) and a login block (authblock.c).
  */
-static RGAuthWireState
+static bool
 rg_authwire_refuses(const Port *port)
 {
-	if (rg_deny_login_refuses(port))
-		return RG_WIRE_WITHHELD_DENY;
-	if (rg_authblock_refuses(port))
-		return RG_WIRE_WITHHELD;
-	return RG_WIRE_NONE;
+	return rg_deny_login_refuses(port) || rg_authblock_refuses(port);
 }
 
 static int
@@ -79,11 +86,15 @@ rg_wire_putmessage(char msgtype, const char *s, size_t len)
 		memcpy(&code, s, sizeof(code));
 		if (pg_ntoh32(code) == AUTH_REQ_SASL_FIN)
 		{
-			RGAuthWireState held = rg_authwire_refuses(MyProcPort);
-
-			if (held != RG_WIRE_NONE)
+			/* a reload since the fork applies (as it will in the hook) */
+			rg_policy_refresh();
+			if (rg_authwire_refuses(MyProcPort))
 			{
-				rg_wire_state = held;
+				rg_wire_held = MemoryContextAlloc(TopMemoryContext, len);
+				memcpy(rg_wire_held, s, len);
+				rg_wire_held_len = len;
+				rg_wire_held_type = msgtype;
+				rg_wire_state = RG_WIRE_WITHHELD;
 				return 0;
 			}
 			rg_wire_state = RG_WIRE_SENT;
@@ -93,25 +104,18 @@ rg_wire_putmessage(char msgtype, const char *s, size_t len)
 }
 
 /*
- * Postmaster (or a standalone backend): put our methods in front of the
- * socket's while "wanted", take them away when not.  Called by the assign
- * hooks of the settings that may refuse after authentication; backends
- * leave what they inherited alone.
+ * Postmaster (or a standalone backend), at load: put our methods in front
+ * of the socket's.  Backends leave what they inherited alone.
  */
 void
-rg_authwire_update(bool wanted)
+rg_authwire_install(void)
 {
-	if (IsUnderPostmaster)
+	if (IsUnderPostmaster || PqCommMethods == &rg_wire_methods)
 		return;
-	if (wanted && PqCommMethods != &rg_wire_methods)
-	{
-		rg_wire_inner = PqCommMethods;
-		rg_wire_methods = *PqCommMethods;
-		rg_wire_methods.putmessage = rg_wire_putmessage;
-		PqCommMethods = &rg_wire_methods;
-	}
-	else if (!wanted && PqCommMethods == &rg_wire_methods)
-		PqCommMethods = rg_wire_inner;
+	rg_wire_inner = PqCommMethods;
+	rg_wire_methods = *PqCommMethods;
+	rg_wire_methods.putmessage = rg_wire_putmessage;
+	PqCommMethods = &rg_wire_methods;
 }
 
 /*
@@ -123,6 +127,22 @@ rg_authwire_done(void)
 {
 	if (PqCommMethods == &rg_wire_methods)
 		PqCommMethods = rg_wire_inner;
+}
+
+/*
+ * The login hook admits the login: send the final message held back (if
+ * any), before core's AuthenticationOk, so the client's exchange completes.
+ */
+void
+rg_authwire_release(void)
+{
+	if (rg_wire_held == NULL)
+		return;
+	(void) rg_wire_inner->putmessage(rg_wire_held_type, rg_wire_held,
+									 rg_wire_held_len);
+	pfree(rg_wire_held);
+	rg_wire_held = NULL;
+	rg_wire_state = RG_WIRE_SENT;
 }
 
 /* What became of this login's SASL final message. */

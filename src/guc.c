@@ -442,17 +442,6 @@ rg_hosts_or_null(void *extra)
 }
 
 /*
- * The postmaster holds back the SCRAM final message of logins that will be
- * refused (authwire.c) while something may refuse that way: login blocks
- * (auth_failure_limit above 0) or the superuser denial (a host list).
- */
-static void
-rg_authwire_refresh(int auth_failure_limit)
-{
-	rg_authwire_update(auth_failure_limit > 0 || rg_deny_hosts != NULL);
-}
-
-/*
  * The host list settings: one grammar (superuser_deny_hosts's).  A change
  * makes the sessions' superuser check look again once (deny.c).
  */
@@ -468,21 +457,16 @@ rg_assign_##fn(const char *newval, void *extra) \
 	target = rg_hosts_or_null(extra); \
 	rg_deny_policy_changed(); \
 	rg_policy_noted_text(gucname, newval); \
-	rg_authwire_refresh(rg_auth_failure_limit); \
 }
 
 RG_HOSTS_SETTING(hosts, "role_guard.superuser_deny_hosts", rg_deny_hosts)
 
 RG_HOSTS_SETTING(exempt_hosts, "role_guard.auth_block_exempt_hosts", rg_auth_exempt_hosts)
 
-/*
- * role_guard.auth_failure_limit: while above 0, the postmaster holds back
- * the SCRAM final message of logins that will be refused (authwire.c).
- */
+/* role_guard.auth_failure_limit */
 static void
 rg_assign_auth_failure_limit(int newval, void *extra)
 {
-	rg_authwire_refresh(newval);
 	rg_policy_noted("role_guard.auth_failure_limit", &newval, sizeof(newval));
 }
 

@@ -55,6 +55,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("role_guard");
 	rg_shmem_init();
 	rg_auth_init();
+	rg_authwire_install();
 	rg_deny_init();
 	rg_members_init();
 	rg_executor_init();

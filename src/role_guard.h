@@ -246,13 +246,14 @@ typedef enum RGAuthWireState
 {
 	RG_WIRE_NONE,				/* no SASL final message (yet) */
 	RG_WIRE_SENT,				/* sent: the login was not blocked then */
-	RG_WIRE_WITHHELD,			/* held back: the login will be refused */
-	RG_WIRE_WITHHELD_DENY		/* held back: the superuser denial will
-								 * refuse it (deny.c) */
+	RG_WIRE_WITHHELD			/* held back: a login block or the
+								 * superuser denial would refuse it; sent
+								 * if the hook admits the login */
 } RGAuthWireState;
 
-extern void rg_authwire_update(bool wanted);
+extern void rg_authwire_install(void);
 extern void rg_authwire_done(void);
+extern void rg_authwire_release(void);
 extern RGAuthWireState rg_authwire_state(void);
 
 /* roles.c */

@@ -25,7 +25,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 use RoleGuardTest qw(:DEFAULT write_hba scram_login scram_result events_where
-  wait_log);
+  wait_log inject_arm inject_wait inject_wake);
 
 my $su = (getpwuid($<))[0];
 my $node = rg_node(
@@ -405,6 +405,86 @@ set_conf($node, 'role_guard.auth_failure_limit' => '0');
 failed_ok($_, 'cnt wrong, limit 0') foreach logins(4, 'cnt', 'wrong');
 is(pairs(), '', 'limit 0: nothing counted');
 set_conf($node, 'role_guard.auth_failure_limit' => '3');
+
+# --- a reload or an unblock while a login is in its SCRAM exchange ---------
+# A backend still authenticating has its settings from its fork.  The SCRAM
+# final message (code 12) is decided with the settings of its own moment
+# (before_final: a change before it), and the login with those of the
+# hook's (after_final: a change while the backend is held at the start of
+# the hook, the final message sent or held back by then).  A final message
+# held back for a block or a denial that has ended by the hook goes out
+# when the login is admitted (12, then 0); one that a block or a denial
+# begun since the fork would refuse is held back, and the login ends as a
+# wrong password ends.
+{
+	my $limit = sub {
+		my $n = shift;
+		return sub { set_conf($node, 'role_guard.auth_failure_limit' => $n) };
+	};
+	my $deny = sub {
+		my $hosts = shift;
+		return sub { set_conf($node, 'role_guard.superuser_deny_hosts' => $hosts) };
+	};
+	my $unblock = sub {
+		$node->safe_psql('postgres', q{SELECT role_guard_unblock('127.0.0.1', 'slide')});
+	};
+	# the login held at the start of the hook while $code runs
+	my $in_hook = sub {
+		my $code = shift;
+		inject_arm($node, 'login-hook');
+		return sub {
+			my $pid = inject_wait($node, 'login-hook');
+			$code->();
+			inject_wake($node, 'login-hook', $pid) if $pid;
+		};
+	};
+	my $slide = sub { scram_login($node, 'slide', 'slidepw', @_) };
+	my $su2 = sub { scram_login($node, 'su2', shift, local => '127.0.0.2', @_) };
+
+	failed_ok($_, 'slide wrong') foreach logins(3, 'slide', 'wrong');
+	is(pairs(), '127.0.0.1 slide 3 t', 'slide blocked');
+
+	my $r = $slide->(before_final => $limit->('0'));
+	admitted($r, 'slide, blocked at its fork, limit 0 before its final message');
+	is_deeply($r->{codes}, [ 10, 11, 12, 0 ], '... with its final message')
+	  or diag scram_result($r);
+
+	$r = $slide->(before_final => $limit->('3'));
+	blocked_ok($r, 'slide', '127.0.0.1',
+		'slide, forked under limit 0, the block back before its final message');
+	is_deeply($r->{codes}, [ 10, 11 ],
+		'... no final message: what a wrong password shows')
+	  or diag scram_result($r);
+
+	$r = $slide->(after_final => $in_hook->($limit->('0')));
+	admitted($r, 'slide, final message held back for its block, limit 0 by the hook');
+	is_deeply($r->{codes}, [ 10, 11, 12, 0 ],
+		'... the final message held back went out before AuthenticationOk')
+	  or diag scram_result($r);
+	$limit->('3')->();
+
+	$r = $slide->(after_final => $in_hook->($unblock));
+	admitted($r, 'slide, final message held back, role_guard_unblock by the hook');
+	is_deeply($r->{codes}, [ 10, 11, 12, 0 ], '... with its final message')
+	  or diag scram_result($r);
+	is(pairs(), '', 'slide: nothing left');
+
+	$r = $su2->('su2pw', before_final => $deny->('127.0.0.2/32'));
+	failed_ok($r, 'su2 from 127.0.0.2, denied after its fork');
+	is_deeply($r->{codes}, [ 10, 11 ], '... no final message')
+	  or diag scram_result($r);
+	$r = $su2->('su2pw', after_final => $in_hook->(sub { }));
+	failed_ok($r, 'su2 from 127.0.0.2, denied at its final message and by the hook');
+	is_deeply($r->{codes}, [ 10, 11 ], '... no final message')
+	  or diag scram_result($r);
+	is(pairs(), '127.0.0.2 su2 2 f', 'both denied logins counted as failures');
+
+	$r = $su2->('su2pw', after_final => $in_hook->($deny->('')));
+	admitted($r, 'su2, final message held back for a denial lifted by the hook');
+	is_deeply($r->{codes}, [ 10, 11, 12, 0 ], '... with its final message')
+	  or diag scram_result($r);
+	is(pairs(), '', '... a success: the failures forgotten');
+}
 
 # --- ALTER EXTENSION role_guard UPDATE from 1.1 -----------------------------
 failed_ok($_, 'other wrong') foreach logins(3, 'other', 'wrong');

@@ -567,7 +567,9 @@ sub entry_text
 # host (the server's address, 127.0.0.1 by default, or '::1'), local (the
 # client's own source address, e.g. 127.0.0.2), abandon => 'request' (hang
 # up when asked for SASL, before answering) or 'continue' (after the
-# server-first message).  Returns a hash: codes (the authentication request
+# server-first message), before_final and after_final (code called after
+# the server-first message, before and after the client's final SCRAM
+# message goes).  Returns a hash: codes (the authentication request
 # codes received, in order), sock (open socket when admitted), pid (backend
 # pid from BackendKeyData), severity/sqlstate/message/detail when an
 # ErrorResponse came (and fields: all its fields by code, source file F,
@@ -621,6 +623,7 @@ sub raw_login
 					close($sock);
 					return \%r;
 				}
+				$opts{before_final}->() if $code == 11 && $opts{before_final};
 				my $answer =
 				  $code == 5
 				  ? _md5_answer($user, $opts{password}, substr($body, 4, 4))
@@ -632,6 +635,7 @@ sub raw_login
 					return \%r;
 				}
 				syswrite($sock, $answer);
+				$opts{after_final}->() if $code == 11 && $opts{after_final};
 			}
 			elsif ($type eq 'K')
 			{
