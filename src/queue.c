@@ -134,15 +134,28 @@ rg_queue_wait_set(bool socket)
 {
 	if (rg_wait_set == NULL)
 	{
-		/* kept only once whole: a failure half-way makes it again next time */
+		/*
+		 * Kept only once whole: a failure half-way frees it (its epoll
+		 * descriptor too) and the next wait makes it again.
+		 */
 		WaitEventSet *set = rg_create_wait_event_set(3);
 
-		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
-						  NULL, NULL);
-		if (socket)
-			AddWaitEventToSet(set, WL_SOCKET_CLOSED, MyProcPort->sock,
+		PG_TRY();
+		{
+			AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch,
+							  NULL);
+			AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
 							  NULL, NULL);
+			if (socket)
+				AddWaitEventToSet(set, WL_SOCKET_CLOSED, MyProcPort->sock,
+								  NULL, NULL);
+		}
+		PG_CATCH();
+		{
+			FreeWaitEventSet(set);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 		rg_wait_set_socket = socket;
 		rg_wait_set = set;
 	}
