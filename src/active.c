@@ -1084,13 +1084,21 @@ rg_active_count_outcome(bool waited, bool refused, bool would,
 	LWLockRelease(lock);
 }
 
+/* What became of the statement that found its entry full. */
+typedef enum RGActiveHow
+{
+	RG_ACTIVE_WAITED,			/* refused after waiting (or at once) */
+	RG_ACTIVE_WOULD,			/* monitor mode: it would have waited */
+	RG_ACTIVE_EXEMPT			/* a superuser over the Unix socket */
+} RGActiveHow;
+
 /*
  * The DETAIL: the entry, its use (and the earlier statements in line that
  * fill it with the places held, as a login's DETAIL says), and the wait.
  */
 static void
 rg_active_detail(char *buf, size_t len, const RGActiveFull *full,
-				 double waited_s, bool monitor)
+				 double waited_s, RGActiveHow how)
 {
 	char		use[128];
 
@@ -1102,9 +1110,13 @@ rg_active_detail(char *buf, size_t len, const RGActiveFull *full,
 	else
 		snprintf(use, sizeof(use), "%d of %d transactions in progress",
 				 full->used, full->limit);
-	if (monitor)
+	if (how == RG_ACTIVE_WOULD)
 		snprintf(buf, len,
 				 "role_guard active budget \"%s=%d\" is full (%s); the statement would wait (role_guard.mode is monitor).",
+				 full->entry, full->limit, use);
+	else if (how == RG_ACTIVE_EXEMPT)
+		snprintf(buf, len,
+				 "role_guard active budget \"%s=%d\" is full (%s); a superuser over the Unix socket never waits (role_guard.superuser_socket_exempt).",
 				 full->entry, full->limit, use);
 	else
 		snprintf(buf, len,
@@ -1141,7 +1153,7 @@ rg_active_refuse(const RGActiveFull *full, double waited_s, uint64 query_id)
 	const char *rolname = rg_my_counter ? NameStr(rg_my_counter->rolname) : "";
 	const char *db = NameStr(rg_my_slot->datname);
 
-	rg_active_detail(detail, sizeof(detail), full, waited_s, false);
+	rg_active_detail(detail, sizeof(detail), full, waited_s, RG_ACTIVE_WAITED);
 	rg_active_count_outcome(false, true, false, full);
 	rg_active_event(RG_EVENT_ACTIVE_REJECTED, detail, query_id);
 	if (full->kind == RG_ENTRY_DATABASE)
@@ -1168,7 +1180,8 @@ rg_active_report_over(const RGActiveFull *full, uint64 query_id)
 	char		detail[RG_ENTRY_TEXT_LEN + 256];
 	const char *rolname = rg_my_counter ? NameStr(rg_my_counter->rolname) : "";
 
-	rg_active_detail(detail, sizeof(detail), full, 0, !my.exempt);
+	rg_active_detail(detail, sizeof(detail), full, 0,
+					 my.exempt ? RG_ACTIVE_EXEMPT : RG_ACTIVE_WOULD);
 	if (my.exempt)
 	{
 		ereport(LOG,

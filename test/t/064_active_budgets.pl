@@ -19,7 +19,9 @@
 # room, SET CONSTRAINTS, the refusals of the "*" row, and never more than N
 # seen through transaction-level advisory locks; 11 SIGKILL (crash-restart);
 # 13 VACUUM of two tables keeps its place through its own commits; CREATE
-# INDEX CONCURRENTLY does not (no cycle with a statement waiting for it).
+# INDEX CONCURRENTLY does not (no cycle with a statement waiting for it);
+# 14 a superuser over the Unix socket never waits (counted, logged), over
+# TCP it is bound.
 
 use strict;
 use warnings;
@@ -960,6 +962,37 @@ is($node->safe_psql('postgres',
 	't', 'with a valid index');
 counts_are('solo', 0, 0, 'nothing held afterwards');
 $_->quit for ($locker, $vac, $writer);
+
+# ===========================================================================
+# 14. A superuser over the Unix socket never waits: counted, and logged
+# ===========================================================================
+{
+	$node->safe_psql('postgres', 'CREATE ROLE boss LOGIN SUPERUSER');
+	my $budgets = $node->safe_psql('postgres', 'SHOW role_guard.active_budgets');
+	my $waits = $node->safe_psql('postgres', 'SHOW role_guard.active_waits');
+	ok(set_conf($node,
+			'role_guard.active_budgets' => "$budgets, boss=1",
+			'role_guard.active_waits' => "$waits, boss=0"),
+		'14 boss=1, refused at once');
+	my $b1 = bg_session($node, sock_connstr($node, 'boss'));
+	$b1->query('BEGIN; SELECT 1');
+	counts_are('boss', 1, 0, '14 boss holds its place over the socket');
+	my $pos = log_pos($node);
+	my $b2 = bg_session($node, sock_connstr($node, 'boss'));
+	$b2->query('BEGIN; SELECT 2');
+	counts_are('boss', 2, 0,
+		'14 a second boss transaction over the socket runs at once, counted');
+	like(
+		log_since($node, $pos),
+		qr/LOG:  (?:00000: )?role_guard: superuser "boss" began a transaction over an active budget through the Unix socket\n.*DETAIL:  role_guard active budget "boss=1" is full \(1 of 1 transactions in progress\); a superuser over the Unix socket never waits \(role_guard\.superuser_socket_exempt\)\./,
+		'14 logged, with a DETAIL that says why it did not wait');
+	my ($ret, undef, $err) = try_login($node, tcp('boss'), 'SELECT 3');
+	like($err, qr/ERROR:  too many active transactions for role "boss"/,
+		'14 boss over TCP is bound: refused at once');
+	$_->query('COMMIT') for ($b1, $b2);
+	counts_are('boss', 0, 0, '14 both places given back');
+	$_->quit for ($b1, $b2);
+}
 
 $_->quit for grep { $_->alive } ($h1, $h2, $w, $w2, $gh, $wa, $wb, $wa2, $d1);
 $node->stop;
