@@ -1104,7 +1104,7 @@ rg_check_entry(const RGLogin *login, RGVerdict *v, const RGEntry *e,
 	{
 		v->full[v->nfull].counter = c;
 		v->full[v->nfull].member = member;
-		v->full[v->nfull].ahead = ahead;
+		v->full[v->nfull].room = room;
 	}
 	v->nfull++;
 	if (v->worst == NULL || room < v->worst_room)

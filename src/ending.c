@@ -335,21 +335,38 @@ rg_counted_by_all(const RGVerdict *v, const RGBackend *slot)
 
 /*
  * The longest-idle session that the full entries count and that may be
- * ended for them (see the top of the file), or -1.  Lock held.
+ * ended for them (see the top of the file), or -1; and in pending[i] the
+ * sessions full entry i counts that an eviction has asked to end already
+ * (their places are coming, for the logins that wait for them).  Lock
+ * held.
  */
 static int
-rg_evict_candidate(const RGVerdict *v, TimestampTz now, TimestampTz *since)
+rg_evict_candidate(const RGVerdict *v, TimestampTz now, TimestampTz *since,
+				   int *pending)
 {
 	int			best = -1;
 	int			procno;
+	int			i;
 
+	for (i = 0; i < v->nfull; i++)
+		pending[i] = 0;
 	for (procno = 0; procno < rg_backend_count(); procno++)
 	{
 		RGBackend  *slot = rg_backend(procno);
 		TimestampTz idle_start;
 
-		if (slot->pid == 0 || slot->walsender || slot->evict_ms <= 0 ||
-			slot->reap_pid != 0 || !rg_counted_by_all(v, slot))
+		if (slot->pid == 0 || slot->walsender)
+			continue;
+		if (slot->reap_pid != 0)
+		{
+			if (slot->reap_reason == RG_REAP_EVICT)
+				for (i = 0; i < v->nfull; i++)
+					if (rg_slot_in_count(slot, v->full[i].counter,
+										 v->full[i].member))
+						pending[i]++;
+			continue;
+		}
+		if (slot->evict_ms <= 0 || !rg_counted_by_all(v, slot))
 			continue;
 		if (rg_backend_state(procno, slot, &idle_start) != RG_STATE_IDLE ||
 			TimestampDifferenceMilliseconds(idle_start, now) < slot->evict_ms)
@@ -378,24 +395,29 @@ rg_evict(const RGLogin *login, const RGVerdict *v, bool monitor, RGEvent *ev)
 	TimestampTz since = 0;
 	int			procno;
 	int			i;
+	int			pending[RG_EVICT_FULL];
 	RGBackend  *slot;
 	RGCounter  *victim_role;
 	int			pid;
 
 	if (rg_evict_idle == NULL || rg_evict_idle->nentries == 0 || v->worst == NULL)
 		return 0;
+	/* no reservation or denial refusing it too */
+	if (v->nfull > RG_EVICT_FULL || v->reserved || v->deny)
+		return 0;
+	procno = rg_evict_candidate(v, now, &since, pending);
+
 	/*
 	 * Only when that session's place is the one thing between the login and
-	 * its admission: each full entry short of one place that no earlier
-	 * waiter waits for (the least room is 0), and no reservation or denial
-	 * refusing it too.
+	 * its admission: each full entry one place short once the sessions
+	 * asked to end already for the earlier waiters have gone (their room,
+	 * after those waiters, is 0 then).  So logins that arrive together each
+	 * end a session of their own, in line, while one is there, and none
+	 * ends one that would admit nobody.
 	 */
-	if (v->nfull > RG_EVICT_FULL || v->worst_room != 0 || v->reserved || v->deny)
-		return 0;
 	for (i = 0; i < v->nfull; i++)
-		if (v->full[i].ahead != 0)
+		if (v->full[i].room + pending[i] != 0)
 			return 0;
-	procno = rg_evict_candidate(v, now, &since);
 	if (procno < 0)
 		return 0;
 	slot = rg_backend(procno);

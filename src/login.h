@@ -90,7 +90,7 @@ typedef struct RGFull
 {
 	RGCounter  *counter;		/* the counter that keeps its count */
 	bool		member;			/* ... a +group's: its members' count */
-	int			ahead;			/* earlier logins waiting for a place in it */
+	int			room;			/* its room after earlier waiters (<= 0) */
 } RGFull;
 
 typedef struct RGVerdict

@@ -16,7 +16,8 @@
 # ends one session, 8 rounds); 2 active sessions
 # and sessions in a transaction are never ended; 3 a session idle less than
 # its evict_idle time is not ended; 4 two newcomers at once for one
-# evictable session; 5 +group and @database entries; 6 monitor mode; 7 a
+# evictable session (4b: for two, the first's held stopped: each ends
+# one and gets in, in order); 5 +group and @database entries; 6 monitor mode; 7 a
 # role not listed in evict_idle; 8 a login refused by two full entries
 # evicts nobody when no idle session is counted by both (one place would
 # not admit it) and its DETAIL does not speak of a wait it did not make;
@@ -34,7 +35,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use RoleGuardTest qw(:DEFAULT monitor_session events_where event_is no_event_ok
   raw_result raw_close reset_stats c_new c_send_startup c_wait_all c_close
-  c_text c_wait_any);
+  c_text c_wait_any c_wait);
 
 my $t_start = time;
 
@@ -370,6 +371,43 @@ $tx[1]->terminate;
 ok(set_conf($node, 'role_guard.login_waits' => ''), 'login_waits cleared');
 ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 'idler'}, '0'),
 	'race: idler back to 0');
+
+# ===========================================================================
+# 4b. Two newcomers, two evictable sessions, the first one's not gone yet
+#     (held stopped, SIGSTOP) when the second arrives: the second ends a
+#     session of its own and waits in line behind the first; each gets a
+#     place.  (Before, the second was refused: an earlier login waited.)
+# ===========================================================================
+reset_stats($mon);
+{
+	my $tx = idle_session('idler');
+	$tx->send($tx->query('BEGIN; SELECT 1'));
+	$tx->wait_ready(1, 10) or die 'BEGIN failed';
+	my $ea = idle_session('idler');
+	usleep(100_000);
+	my $eb = idle_session('idler');
+	usleep(1_200_000);    # both idle past idler=1s, $ea the longest
+	kill 'STOP', $ea->pid;
+	my $c1 = c_new($node, 'idler');
+	ok(poll_until($node, q{SELECT waiting FROM role_guard_summary}, '1'),
+		'4b the first newcomer waits for the session it ended (stopped)');
+	my $c2 = c_new($node, 'idler');
+	alive_is([ $ea->pid, $eb->pid ], [ $ea->pid ],
+		'4b the second newcomer ended the other idle session');
+	is(c_wait($c1, 5), 'admitted', '4b the first newcomer gets the place it freed first')
+	  or diag c_text($c1);
+	is($c2->{state}, 'pending', '4b the second waits for the stopped one\'s place');
+	kill 'CONT', $ea->pid;
+	is(c_wait($c2, 5), 'admitted', '4b ... and gets it once that one has gone')
+	  or diag c_text($c2);
+	alive_is([ $ea->pid, $eb->pid ], [], '4b both idle sessions ended');
+	is(scalar(events_where($node, { event => 'evicted' })), 2, '4b two evicted events');
+	$tx->send($tx->query('COMMIT'));
+	$tx->terminate;
+	c_close($_) for ($c1, $c2);
+	ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 'idler'}, '0'),
+		'4b idler back to 0');
+}
 
 # ===========================================================================
 # 5. +group and @database entries: the session ended is one the full entry
