@@ -482,11 +482,15 @@ static RGCounter *my_wait_role = NULL;
 
 /*
  * A wait ended by a reload (RG_RETRY): the login is decided again from the
- * start with the new settings, and keeps its place in line and the time
- * it began waiting.
+ * start with the new settings, and keeps its place in line, the time it
+ * began waiting, and the session it asked to end (evict_idle) if any: that
+ * session's place is still its own to wait for (at least
+ * RG_EVICT_WAIT_MS), not a reason to end another or to be refused.
  */
 static uint64 my_kept_ticket = 0;
 static TimestampTz my_kept_start = 0;
+static int	my_kept_victim = 0;
+static bool my_kept_evicted = false;
 
 /* Take a ticket and show who waits.  Lock held. */
 static void
@@ -632,6 +636,9 @@ rg_wait_account(const RGCharges *charges, RGVerdict *v, TimestampTz start,
 {
 	my_kept_ticket = 0;
 	my_kept_start = 0;
+	my_kept_victim = 0;
+	v->evicted |= my_kept_evicted;
+	my_kept_evicted = false;
 	v->waited_s = TimestampDifferenceMilliseconds(start, now) / 1000.0;
 	if (charges->role == NULL)
 		return;					/* decided again: no counter this time */
@@ -692,9 +699,14 @@ rg_login_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 	bool		evicted;
 
 	memset(&ev, 0, sizeof(ev));
-	victim = rg_evict(login, v, false, &ev);
-	evicted = victim != 0;
-	if (victim != 0)
+	victim = my_kept_victim;
+	evicted = my_kept_evicted;
+	if (victim == 0 || !rg_request_pending(victim))
+	{
+		victim = rg_evict(login, v, false, &ev);
+		evicted |= victim != 0;
+	}
+	if (evicted)
 		wait_ms = Max(wait_ms, RG_EVICT_WAIT_MS);
 	if (wait_ms <= 0)
 		return;
@@ -750,6 +762,8 @@ rg_login_wait(RGLogin *login, const RGCharges *charges, RGVerdict *v)
 	{
 		my_kept_ticket = login->ticket;
 		my_kept_start = start;
+		my_kept_victim = victim;
+		my_kept_evicted = evicted;
 		return;
 	}
 	login->ticket = 0;

@@ -138,11 +138,11 @@ rg_authwire_release(void)
 {
 	if (rg_wire_held == NULL)
 		return;
-	(void) rg_wire_inner->putmessage(rg_wire_held_type, rg_wire_held,
-									 rg_wire_held_len);
+	/* through whatever wraps the socket now (ours passes it: not NONE) */
+	rg_wire_state = RG_WIRE_SENT;
+	(void) pq_putmessage(rg_wire_held_type, rg_wire_held, rg_wire_held_len);
 	pfree(rg_wire_held);
 	rg_wire_held = NULL;
-	rg_wire_state = RG_WIRE_SENT;
 }
 
 /* What became of this login's SASL final message. */

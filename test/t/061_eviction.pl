@@ -17,7 +17,8 @@
 # and sessions in a transaction are never ended; 3 a session idle less than
 # its evict_idle time is not ended; 4 two newcomers at once for one
 # evictable session (4b: for two, the first's held stopped: each ends
-# one and gets in, in order); 5 +group and @database entries; 6 monitor mode; 7 a
+# one and gets in, in order; 4c: a reload while the login waits for the
+# session it ended); 5 +group and @database entries; 6 monitor mode; 7 a
 # role not listed in evict_idle; 8 a login refused by two full entries
 # evicts nobody when no idle session is counted by both (one place would
 # not admit it) and its DETAIL does not speak of a wait it did not make;
@@ -407,6 +408,45 @@ reset_stats($mon);
 	c_close($_) for ($c1, $c2);
 	ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 'idler'}, '0'),
 		'4b idler back to 0');
+}
+
+# ===========================================================================
+# 4c. A reload while a login waits for the session it ended (held stopped):
+#     decided again, it keeps that session's place to wait for; it neither
+#     ends another nor is refused (no login_waits: the eviction's 5 s).
+# ===========================================================================
+reset_stats($mon);
+{
+	my @tx = map { idle_session('idler') } 1 .. 2;
+	for (@tx)
+	{
+		$_->send($_->query('BEGIN; SELECT 1'));
+		$_->wait_ready(1, 10) or die 'BEGIN failed';
+	}
+	my $ea = idle_session('idler');
+	usleep(1_200_000);
+	kill 'STOP', $ea->pid;
+	my $c1 = c_new($node, 'idler');
+	ok(poll_until($node, q{SELECT waiting FROM role_guard_summary}, '1'),
+		'4c the newcomer waits for the session it ended (stopped)');
+	ok(set_conf($node, 'role_guard.budgets' => 'idler=3, zz=5'), '4c a reload meanwhile');
+	usleep(500_000);
+	c_wait_any([$c1], 0.1);
+	is($c1->{state}, 'pending', '4c the newcomer still waits after the reload')
+	  or diag c_text($c1);
+	kill 'CONT', $ea->pid;
+	is(c_wait($c1, 5), 'admitted', '4c ... and gets the place once that session has gone')
+	  or diag c_text($c1);
+	is(scalar(events_where($node, { event => 'evicted' })), 1, '4c one evicted event');
+	for (@tx)
+	{
+		$_->send($_->query('COMMIT'));
+		$_->terminate;
+	}
+	c_close($c1);
+	ok(set_conf($node, 'role_guard.budgets' => 'idler=3'), '4c budgets back');
+	ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 'idler'}, '0'),
+		'4c idler back to 0');
 }
 
 # ===========================================================================
