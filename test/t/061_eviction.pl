@@ -75,6 +75,19 @@ sub idle_session
 	return $w;
 }
 
+# $n sessions of $user idle in a transaction (never evicted).
+sub in_transaction
+{
+	my ($user, $n) = @_;
+	my @w = map { idle_session($user) } 1 .. $n;
+	for (@w)
+	{
+		$_->send($_->query('BEGIN; SELECT 1'));
+		$_->wait_ready(1, 10) or die 'BEGIN failed';
+	}
+	return @w;
+}
+
 # Make the session active for a moment: its idle time starts now.
 sub touch
 {
@@ -317,12 +330,7 @@ ok(set_conf($node, 'role_guard.evict_idle' => 'idler=1s'), 'evict_idle idler=1s 
 #    transaction hold their places.
 # ===========================================================================
 reset_stats($mon);
-my @tx = map { idle_session('idler') } 1 .. 2;
-for (@tx)
-{
-	$_->send($_->query('BEGIN; SELECT 1'));
-	$_->wait_ready(1, 10) or die 'BEGIN failed';
-}
+my @tx = in_transaction('idler', 2);
 my $ev = idle_session('idler');
 usleep(1_200_000);
 my @c = two_at_once('idler', 'idler');
@@ -381,9 +389,7 @@ ok(poll_until($node, q{SELECT connections FROM role_guard_usage WHERE rolname = 
 # ===========================================================================
 reset_stats($mon);
 {
-	my $tx = idle_session('idler');
-	$tx->send($tx->query('BEGIN; SELECT 1'));
-	$tx->wait_ready(1, 10) or die 'BEGIN failed';
+	my ($tx) = in_transaction('idler', 1);
 	my $ea = idle_session('idler');
 	usleep(100_000);
 	my $eb = idle_session('idler');
@@ -417,12 +423,7 @@ reset_stats($mon);
 # ===========================================================================
 reset_stats($mon);
 {
-	my @tx = map { idle_session('idler') } 1 .. 2;
-	for (@tx)
-	{
-		$_->send($_->query('BEGIN; SELECT 1'));
-		$_->wait_ready(1, 10) or die 'BEGIN failed';
-	}
+	my @tx = in_transaction('idler', 2);
 	my $ea = idle_session('idler');
 	usleep(1_200_000);
 	kill 'STOP', $ea->pid;
