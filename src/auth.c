@@ -190,8 +190,12 @@ rg_full_detail(char *buf, size_t len)
 			 rg_counter_capacity());
 }
 
-/* Does the login's authentication method prove a secret (SPEC)? */
-static bool
+/*
+ * Does the login's authentication method prove a secret (SPEC)?  Then a
+ * superuser denial is shown as a failed authentication (and counts as one
+ * for the login blocks, authblock.c).
+ */
+bool
 rg_method_proves_secret(const Port *port)
 {
 	switch (port->hba->auth_method)

@@ -821,13 +821,17 @@ rg_authblock_login(Port *port, int status)
 		return;
 	/*
 	 * A superuser denied from this host is refused as a failed
-	 * authentication (auth.c), and counts as one: otherwise a right
-	 * password would forget the failures that a wrong one adds to, and a
-	 * denied host could tell them apart by when its block begins.  In
-	 * monitor mode too, where the denial is only logged: the block that
-	 * enforce would start is then recorded as would_block.
+	 * authentication (auth.c) when its method proves a secret, and counts
+	 * as one: otherwise a right password would forget the failures that a
+	 * wrong one adds to, and a denied host could tell them apart by when
+	 * its block begins.  In monitor mode too, where the denial is only
+	 * logged: the block that enforce would start is then recorded as
+	 * would_block.  With a method that proves none (trust, peer, cert...)
+	 * the denial is told as it is and is no failed authentication: it is
+	 * refused with its own message every time, never turned into a block.
 	 */
-	if (status == STATUS_OK && !rg_deny_login_covered(port))
+	if (status == STATUS_OK &&
+		!(rg_method_proves_secret(port) && rg_deny_login_covered(port)))
 		rg_auth_succeeded(&a, enforce);
 	else
 		rg_auth_failed(port, &a, enforce, status == STATUS_OK);

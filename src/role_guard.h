@@ -383,6 +383,7 @@ extern void rg_deny_session_check(void);
 extern int	rg_auth_failed_line(int fallback);
 extern bool rg_deny_login_refuses(const struct Port *port);
 extern bool rg_deny_login_covered(const struct Port *port);
+extern bool rg_method_proves_secret(const struct Port *port);
 
 /*
  * Before (and after) each statement: one branch for a session that is not

@@ -43,6 +43,7 @@ role_guard.auth_block_time = '10min'
 write_hba($node, qq{
 local all "$su" trust
 local all all scram-sha-256
+host all trustsu 127.0.0.0/8 trust
 host all all 127.0.0.0/8 scram-sha-256
 host all all ::1/128 scram-sha-256
 host replication all 127.0.0.0/8 scram-sha-256
@@ -60,6 +61,7 @@ CREATE ROLE cnt LOGIN PASSWORD 'cntpw';
 CREATE ROLE slide LOGIN PASSWORD 'slidepw';
 CREATE ROLE su1 LOGIN SUPERUSER PASSWORD 'su1pw';
 CREATE ROLE su2 LOGIN SUPERUSER PASSWORD 'su2pw';
+CREATE ROLE trustsu LOGIN SUPERUSER;
 });
 
 # shared memory: max_auth_blocks (1024) places of 272 bytes (128 of them the
@@ -357,6 +359,18 @@ set_conf($node, 'role_guard.superuser_deny_hosts' => '127.0.0.2/32');
 	}
 	is(pairs(), "127.0.0.2 su1 3 t\n127.0.0.2 su2 3 t",
 		'both pairs blocked after three logins, the right password among them');
+
+	# trust proves no secret: the denial is told as it is, every time, and
+	# is no failed authentication (never a block)
+	for my $i (1 .. 4)
+	{
+		my $r = raw_login($node, 'trustsu', 'postgres', local => '127.0.0.2');
+		is(($r->{sqlstate} // '') . ' ' . ($r->{message} // ''),
+			'28000 a superuser may not log in from host "127.0.0.2"',
+			"trustsu (trust) from a denied host, login $i: the denial's own message");
+	}
+	is(pairs(), "127.0.0.2 su1 3 t\n127.0.0.2 su2 3 t",
+		'four trust denials: no pair counted for trustsu');
 }
 set_conf($node, 'role_guard.superuser_deny_hosts' => '');
 $node->safe_psql('postgres', q{SELECT role_guard_unblock('127.0.0.2')});
