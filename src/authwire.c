@@ -59,8 +59,7 @@ static const PQcommMethods *rg_wire_inner = NULL;
 /* This backend's login: was the final message sent, or held back? */
 static RGAuthWireState rg_wire_state = RG_WIRE_NONE;
 
-/* The message held back (type, body), in TopMemoryContext until sent. */
-static char rg_wire_held_type;
+/* The 'R' message held back (its body), in TopMemoryContext until sent. */
 static char *rg_wire_held = NULL;
 static size_t rg_wire_held_len = 0;
 
@@ -93,7 +92,6 @@ rg_wire_putmessage(char msgtype, const char *s, size_t len)
 				rg_wire_held = MemoryContextAlloc(TopMemoryContext, len);
 				memcpy(rg_wire_held, s, len);
 				rg_wire_held_len = len;
-				rg_wire_held_type = msgtype;
 				rg_wire_state = RG_WIRE_WITHHELD;
 				return 0;
 			}
@@ -140,7 +138,7 @@ rg_authwire_release(void)
 		return;
 	/* through whatever wraps the socket now (ours passes it: not NONE) */
 	rg_wire_state = RG_WIRE_SENT;
-	(void) pq_putmessage(rg_wire_held_type, rg_wire_held, rg_wire_held_len);
+	(void) pq_putmessage('R', rg_wire_held, rg_wire_held_len);
 	pfree(rg_wire_held);
 	rg_wire_held = NULL;
 }

@@ -291,8 +291,9 @@ rg_end_init(void)
  *
  * Only a login whose one obstacle is one place in each full entry (once
  * the sessions already asked to end for earlier waiters have gone; no
- * reservation refusing it) may evict, and only a session that every full entry counts: ending a session
- * for a login that its place would not admit would end it for nothing.
+ * reservation refusing it) may evict, and only a session that every full
+ * entry counts: ending a session for a login that its place would not
+ * admit would end it for nothing.
  * Before waiting, such a login looks for the longest-idle session that
  * the full entries all count (rg_slot_in_count), of a role with an
  * evict_idle limit it has passed, idle and not in a transaction, not
